@@ -1,0 +1,142 @@
+"""``build_model`` / ``list_models``: presets + weights -> a ready network."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mixformer.models.config import ModelConfig, get_config, list_models
+from mixformer.models.mixformer import MixFormer
+from mixformer.models.weights import (
+    Checkpoint,
+    CheckpointError,
+    matching_presets,
+    read_checkpoint,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_model", "list_models", "load_weights", "default_weights_path"]
+
+
+def default_weights_path(name: str) -> Path | None:
+    """Path of the weights shipped in the package for preset ``name``, or None."""
+    res = resources.files("mixformer") / "weights" / f"{name}.pth"
+    return Path(str(res)) if res.is_file() else None
+
+
+def _resolve_weights(name: str | None, weights: str | Path) -> Path:
+    if str(weights) == "default":
+        if name is None:
+            raise ValueError("weights='default' needs a model name")
+        path = default_weights_path(name)
+        if path is None:
+            raise CheckpointError(f"no default weights ship for {name!r}")
+        return path
+    return Path(weights)
+
+
+def build_model(
+    name: str | ModelConfig | None = "mixformer-tiny",
+    weights: str | Path | None = None,
+    **overrides: Any,
+) -> MixFormer:
+    """Build a MixFormer network in eval mode on the CPU.
+
+    Args:
+        name: a preset from :func:`list_models`, a :class:`ModelConfig`, or None to take the
+            config recorded in ``weights`` (a checkpoint written by this project).
+        weights: None (random init), ``"default"`` (weights shipped with the package), or a file:
+            a reference release (``net`` entry; stage-1 files load with a warning about the missing
+            score module), a checkpoint of this project, or an ImageNet CvT backbone.
+        **overrides: :class:`ModelConfig` fields to change (e.g. ``score_head=False``).
+    Returns:
+        The network (``eval()`` mode, float32, CPU).
+    Raises:
+        KeyError: unknown preset or config key.
+        CheckpointError: unreadable file, or shapes that do not fit (the message names the
+            preset they do fit, if any).
+    """
+    ckpt: Checkpoint | None = None
+    if weights is not None:
+        ckpt = read_checkpoint(_resolve_weights(name if isinstance(name, str) else None, weights))
+    if isinstance(name, ModelConfig):
+        config, preset = name, None
+    elif name is None:
+        if ckpt is None or ckpt.config is None:
+            raise ValueError("name=None needs weights written by this project (with a config)")
+        config, preset = ckpt.config, ckpt.preset
+    else:
+        config, preset = get_config(name), name
+        if ckpt is not None and ckpt.config is not None and ckpt.preset == name:
+            config = ckpt.config
+    if overrides:
+        config = config.replace(**overrides)
+    model = MixFormer(config, name=preset)
+    if ckpt is not None:
+        load_weights(model, ckpt)
+    return model.eval()
+
+
+def load_weights(model: MixFormer, ckpt: Checkpoint | str | Path) -> MixFormer:
+    """Load a checkpoint into ``model`` in place (see :func:`build_model` for the file kinds)."""
+    if not isinstance(ckpt, Checkpoint):
+        ckpt = read_checkpoint(ckpt)
+    if ckpt.kind == "cvt":
+        _load_cvt(model, ckpt.state_dict)
+        return model
+    sd = dict(ckpt.state_dict)
+    own = model.state_dict()
+    mismatched = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
+    if mismatched:
+        fits = matching_presets(sd)
+        where = f"its shapes fit {', '.join(repr(f) for f in fits)}" if fits else "no preset fits"
+        raise CheckpointError(
+            f"checkpoint does not fit model {model.name or 'of this config'!r}: {where} "
+            f"(first mismatch: {mismatched[0]} {tuple(sd[mismatched[0]].shape)} vs "
+            f"{tuple(own[mismatched[0]].shape)})"
+        )
+    if model.config.head_bn == "frozen":
+        sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in own]
+    if unexpected or [k for k in missing if not k.startswith("score_branch.")]:
+        fits = matching_presets(sd) if "backbone.stage0.patch_embed.proj.weight" in sd else []
+        hint = f"; its shapes fit {', '.join(repr(f) for f in fits)}" if fits else ""
+        raise CheckpointError(
+            f"checkpoint keys do not match the model{hint}: missing {missing[:5]}"
+            f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+            f"{'...' if len(unexpected) > 5 else ''}"
+        )
+    if missing:
+        log.warning(
+            "checkpoint has no score module (a stage-1 file?): %d keys left at their "
+            "initial values: %s%s",
+            len(missing),
+            ", ".join(missing[:4]),
+            "..." if len(missing) > 4 else "",
+        )
+    model.load_state_dict(sd, strict=False)
+    return model
+
+
+def _load_cvt(model: MixFormer, sd: dict[str, torch.Tensor]) -> None:
+    """ImageNet CvT backbone (SPEC 3.10): extra blocks and the cls token are ignored."""
+    own = model.backbone.state_dict()
+    sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+    bad = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
+    if bad:
+        fits = matching_presets(sd, prefix="")
+        hint = f"; its widths fit {', '.join(repr(f) for f in fits)}" if fits else ""
+        raise CheckpointError(f"CvT checkpoint does not fit this backbone{hint}: {bad[0]}")
+    ignored = [k for k in sd if k not in own]
+    missing = [k for k in own if k not in sd]
+    if missing:
+        raise CheckpointError(f"CvT checkpoint lacks backbone keys: {missing[:5]}")
+    if ignored:
+        log.info("CvT checkpoint: ignoring %d keys (e.g. %s)", len(ignored), ignored[:3])
+    model.backbone.load_state_dict({k: v for k, v in sd.items() if k in own})

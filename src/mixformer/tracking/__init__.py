@@ -1,0 +1,6 @@
+"""Stateful tracking on top of the stateless network."""
+
+from mixformer.tracking.config import BENCHMARKS, TrackerConfig
+from mixformer.tracking.tracker import Tracker, TrackResult, check_box, check_image
+
+__all__ = ["BENCHMARKS", "TrackResult", "Tracker", "TrackerConfig", "check_box", "check_image"]

@@ -1,0 +1,157 @@
+"""Tracker settings and the per-benchmark presets of the reference (SPEC 2.2, 2.8, 2.9)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+# Update interval / online size per benchmark and per reference yaml (SPEC 2.8).
+_SCHEDULES: dict[str, dict[str, tuple[int, int]]] = {
+    "baseline": {
+        "lasot": (200, 2),
+        "got10k_test": (10, 2),
+        "trackingnet": (25, 1),
+        "otb": (6, 3),
+        "uav": (200, 1),
+        "vot20": (10, 5),
+    },
+    "baseline_1k": {
+        "lasot": (200, 3),
+        "got10k_test": (10, 3),
+        "trackingnet": (25, 3),
+        "otb": (6, 2),
+        "uav": (200, 3),
+        "vot20": (7, 5),
+    },
+    "baseline_got": {
+        "lasot": (200, 3),
+        "got10k_test": (25, 3),
+        "trackingnet": (25, 3),
+        "vot20": (10, 3),
+    },
+    "baseline_large": {
+        "lasot": (200, 2),
+        "got10k_test": (200, 2),
+        "trackingnet": (25, 3),
+        "otb": (6, 2),
+        "uav": (25, 3),
+        "vot20": (10, 5),
+    },
+}
+_FALLBACK_SCHEDULE = (200, 3)
+
+# Search factor / max score decay of the official test commands (SPEC 2.9).
+_COMMANDS: dict[str, dict[str, tuple[float, float]]] = {
+    "baseline": {
+        "lasot": (4.55, 1.0),
+        "trackingnet": (4.5, 1.0),
+        "got10k_test": (4.55, 0.98),
+        "uav": (4.5, 1.0),
+        "otb": (4.5, 1.0),
+    },
+    "baseline_large": {
+        "lasot": (4.55, 1.0),
+        "trackingnet": (4.5, 0.98),
+        "uav": (4.5, 1.0),
+        "otb": (4.55, 1.0),
+    },
+    "baseline_1k": {
+        "lasot": (4.5, 1.0),
+        "trackingnet": (4.5, 1.0),
+        "got10k_test": (4.55, 1.0),
+        "otb": (4.5, 1.0),
+        "uav": (4.55, 1.0),
+    },
+}
+
+# Which reference yaml each model preset corresponds to.
+_MODEL_YAML = {
+    "mixformer-22k": "baseline",
+    "mixformer-1k": "baseline_1k",
+    "mixformer-large": "baseline_large",
+    "mixformer-got": "baseline_got",
+    "mixformer-tiny": "baseline",
+}
+
+BENCHMARKS = (
+    "default",
+    "lasot",
+    "got10k_test",
+    "got10k_val",
+    "trackingnet",
+    "otb",
+    "uav",
+    "nfs",
+    "tnl2k",
+    "vot20",
+    "vot20lt",
+)
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Settings of :class:`mixformer.Tracker`.
+
+    Attributes:
+        template_factor: template crop side relative to ``sqrt(w*h)`` of the box (2.0).
+        template_size: template crop side in pixels (128; must match the model).
+        search_factor: search crop side relative to ``sqrt(w*h)`` (5.0; 4.5/4.55 in the
+            official benchmark commands).
+        search_size: search crop side in pixels (320; must match the model).
+        update_interval: frames between online-template updates.
+        online_size: maximum number of online templates kept.
+        max_score_decay: per-frame decay of the best score seen since the last update.
+        score_threshold: a frame's crop becomes an update candidate only if its score is above.
+    """
+
+    template_factor: float = 2.0
+    template_size: int = 128
+    search_factor: float = 5.0
+    search_size: int = 320
+    update_interval: int = 200
+    online_size: int = 3
+    max_score_decay: float = 1.0
+    score_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.update_interval < 1:
+            raise ValueError(f"update_interval must be >= 1, got {self.update_interval}")
+        if self.online_size < 1:
+            raise ValueError(f"online_size must be >= 1, got {self.online_size}")
+        if self.template_factor <= 0 or self.search_factor <= 0:
+            raise ValueError("template_factor and search_factor must be > 0")
+
+    def replace(self, **changes: Any) -> TrackerConfig:
+        """Copy with ``changes``; unknown names raise ``KeyError`` naming the closest field."""
+        valid = [f.name for f in dataclasses.fields(self)]
+        for k in changes:
+            if k not in valid:
+                close = difflib.get_close_matches(k, valid, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise KeyError(f"unknown tracker setting {k!r}{hint}")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def preset(cls, benchmark: str = "default", model: str = "mixformer-22k") -> TrackerConfig:
+        """The reference settings for ``benchmark`` with ``model`` (SPEC 2.8 and 2.9).
+
+        Args:
+            benchmark: one of :data:`BENCHMARKS` (``"default"``: interval 200, 3 templates).
+            model: a model preset name; ``mixformer-got`` selects the ``baseline_got`` schedule.
+        """
+        key = benchmark.lower()
+        if key not in BENCHMARKS:
+            close = difflib.get_close_matches(key, BENCHMARKS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise KeyError(f"unknown benchmark preset {benchmark!r}{hint}")
+        yaml = _MODEL_YAML.get(model, "baseline")
+        interval, online = _SCHEDULES[yaml].get(key, _FALLBACK_SCHEDULE)
+        factor, decay = _COMMANDS.get(yaml, {}).get(key, (5.0, 1.0))
+        return cls(
+            search_factor=factor,
+            update_interval=interval,
+            online_size=online,
+            max_score_decay=decay,
+        )

@@ -1,0 +1,215 @@
+"""The stateful single-object tracker (SPEC 2.5-2.7)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+
+from mixformer.geometry import Box, clip_box, map_box_back, normalize_patch, sample_target
+from mixformer.models.mixformer import MixFormer, TemplateCache
+from mixformer.tracking.config import TrackerConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """Output for one frame.
+
+    Attributes:
+        box: ``(x, y, w, h)`` floats in image pixels (top-left corner and size).
+        score: confidence in ``[0, 1]`` (the score module's sigmoid; 1.0 on the first frame and
+            for models without a score module).
+        frame_index: 0 for the ``init`` frame, then 1, 2, ...
+    """
+
+    box: Box
+    score: float
+    frame_index: int
+
+
+def check_image(image: np.ndarray, color: Literal["rgb", "bgr"] = "rgb") -> np.ndarray:
+    """Validate a frame and return it as ``(H, W, 3)`` uint8 RGB.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB (or BGR with ``color="bgr"``), or ``(H, W)`` uint8 gray.
+    Raises:
+        ValueError: not a uint8 array, wrong number of channels, or empty.
+    """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 (0-255), got dtype {image.dtype}")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            f"image must be HxWx3 (RGB) or HxW (gray), got shape {image.shape}"
+            + (" (4 channels: drop the alpha channel first)" if image.ndim == 3 else "")
+        )
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    if color == "bgr":
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif color != "rgb":
+        raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+    return image
+
+
+def check_box(box: Sequence[float], height: int, width: int) -> Box:
+    """Validate an initial ``(x, y, w, h)`` box against an ``height x width`` image.
+
+    Raises:
+        ValueError: wrong length, NaN/inf, zero or negative size, or no overlap with the image.
+    """
+    try:
+        vals = tuple(float(v) for v in box)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"box must be 4 numbers (x, y, w, h), got {box!r}") from exc
+    if len(vals) != 4:
+        raise ValueError(f"box must be 4 numbers (x, y, w, h), got {len(vals)}: {box!r}")
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"box has NaN or infinite values: {vals}")
+    x, y, w, h = vals
+    if w <= 0 or h <= 0:
+        raise ValueError(f"box must have positive width and height, got w={w}, h={h}")
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise ValueError(f"box {vals} lies entirely outside the {width}x{height} image")
+    return (x, y, w, h)
+
+
+class Tracker:
+    """Tracks one object through a sequence with a :class:`~mixformer.models.MixFormer` network.
+
+    The network is stateless; the tracker owns the templates, the template cache, the frame index,
+    the last box and the best online candidate. Every frame runs the cached search step: templates
+    are encoded once per template update.
+
+    Args:
+        model: the network (put in eval mode; moved to ``device``).
+        config: tracker settings (default: :class:`TrackerConfig` defaults).
+        device: torch device for the network.
+        color: channel order of the frames passed in (``"rgb"`` or ``"bgr"`` for OpenCV frames).
+
+    Example:
+        >>> tracker = Tracker(build_model("mixformer-tiny"))
+        >>> tracker.init(frame0, (10, 20, 40, 30))
+        >>> tracker.update(frame1).box
+    """
+
+    def __init__(
+        self,
+        model: MixFormer,
+        config: TrackerConfig | None = None,
+        device: str | torch.device = "cpu",
+        color: Literal["rgb", "bgr"] = "rgb",
+    ) -> None:
+        self.config = config or TrackerConfig()
+        mc = model.config
+        if (mc.template_size, mc.search_size) != (self.config.template_size, self.config.search_size):
+            raise ValueError(
+                f"tracker crop sizes {self.config.template_size}/{self.config.search_size} do not "
+                f"match the model's {mc.template_size}/{mc.search_size}"
+            )
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.color = color
+        self._initialized = False
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def state(self) -> Box:
+        """Current box ``(x, y, w, h)`` in image pixels."""
+        self._require_init()
+        return self._state
+
+    @property
+    def num_online_templates(self) -> int:
+        """Online templates currently held (1 after ``init``, up to ``online_size``)."""
+        self._require_init()
+        return len(self._online)
+
+    def _require_init(self) -> None:
+        if not self._initialized:
+            raise RuntimeError("call Tracker.init(image, box) before update()")
+
+    def _crop(self, image: np.ndarray, box: Box, factor: float, size: int) -> tuple[torch.Tensor, float]:
+        patch, rf = sample_target(image, box, factor, size)
+        return normalize_patch(patch, self.device), rf
+
+    def _encode(self) -> None:
+        with torch.inference_mode():
+            self._cache: TemplateCache = self.model.encode_templates(
+                self._template, torch.cat(self._online, dim=0)
+            )
+
+    # -- API ---------------------------------------------------------------------------------
+    def init(self, image: np.ndarray, box: Sequence[float]) -> TrackResult:
+        """Start tracking the object in ``box`` (x, y, w, h pixels) of the first frame."""
+        image = check_image(image, self.color)
+        h, w = image.shape[:2]
+        box = check_box(box, h, w)
+        cfg = self.config
+        self._template, _ = self._crop(image, box, cfg.template_factor, cfg.template_size)
+        self._online = [self._template]
+        self._encode()
+        self._max_score = -1.0
+        self._candidate = self._template
+        self._forget_id = 0
+        self._state = box
+        self._frame_id = 0
+        self._size = (h, w)
+        self._initialized = True
+        return TrackResult(box, 1.0, 0)
+
+    def update(self, image: np.ndarray) -> TrackResult:
+        """Track into the next frame; returns the new box and its score."""
+        self._require_init()
+        image = check_image(image, self.color)
+        if image.shape[:2] != self._size:
+            raise ValueError(
+                f"frame size changed mid-sequence: {image.shape[1]}x{image.shape[0]}, "
+                f"expected {self._size[1]}x{self._size[0]}"
+            )
+        cfg = self.config
+        self._frame_id += 1
+        x, rf = self._crop(image, self._state, cfg.search_factor, cfg.search_size)
+        with torch.inference_mode():
+            out = self.model.track(x, self._cache)
+            box = out["pred_boxes"].reshape(-1, 4).mean(0).float()
+            pred = (box * cfg.search_size / rf).tolist()
+            scores = out.get("pred_scores")
+            score = float(torch.sigmoid(scores.float()).reshape(-1)[0]) if scores is not None else None
+        mapped = map_box_back(pred, self._state, cfg.search_size, rf)
+        self._state = clip_box(mapped, self._size[0], self._size[1], margin=10)
+        if score is not None:
+            self._update_templates(image, score)
+        return TrackResult(self._state, 1.0 if score is None else score, self._frame_id)
+
+    def _update_templates(self, image: np.ndarray, score: float) -> None:
+        """Online-template rule of SPEC 2.6 step 8."""
+        cfg = self.config
+        self._max_score *= cfg.max_score_decay
+        if score > cfg.score_threshold and score > self._max_score:
+            self._candidate, _ = self._crop(
+                image, self._state, cfg.template_factor, cfg.template_size
+            )
+            self._max_score = score
+        if self._frame_id % cfg.update_interval == 0:
+            if cfg.online_size == 1:
+                self._online = [self._candidate]
+            elif len(self._online) < cfg.online_size:
+                self._online.append(self._candidate)
+            else:
+                self._online[self._forget_id] = self._candidate
+                self._forget_id = (self._forget_id + 1) % cfg.online_size
+            self._encode()
+            self._max_score = -1.0
+            self._candidate = self._template

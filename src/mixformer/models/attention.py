@@ -119,9 +119,7 @@ class MixedAttention(nn.Module):
         v = torch.cat([cache[1], v], dim=2)
         return self.proj(self._merge(attention(q, k, v, self.scale)))
 
-    def forward(
-        self, x: torch.Tensor, t_h: int, t_w: int, s_h: int, s_w: int
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t_h: int, t_w: int, s_h: int, s_w: int) -> torch.Tensor:
         """Joint forward of SPEC 1.6 on ``[template ; online ; search]`` tokens.
 
         Args:

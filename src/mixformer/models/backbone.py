@@ -78,9 +78,7 @@ class Stage(nn.Module):
         )
         depth = cfg.depth[i]
         rates = torch.linspace(0, cfg.drop_path_rate[i], depth).tolist() if depth else []
-        self.blocks = nn.ModuleList(
-            Block(dim, cfg.num_heads[i], cfg.mlp_ratio, r) for r in rates
-        )
+        self.blocks = nn.ModuleList(Block(dim, cfg.num_heads[i], cfg.mlp_ratio, r) for r in rates)
 
     def forward(
         self, z: torch.Tensor, o: torch.Tensor, x: torch.Tensor

@@ -113,7 +113,10 @@ class Tracker:
     ) -> None:
         self.config = config or TrackerConfig()
         mc = model.config
-        if (mc.template_size, mc.search_size) != (self.config.template_size, self.config.search_size):
+        if (mc.template_size, mc.search_size) != (
+            self.config.template_size,
+            self.config.search_size,
+        ):
             raise ValueError(
                 f"tracker crop sizes {self.config.template_size}/{self.config.search_size} do not "
                 f"match the model's {mc.template_size}/{mc.search_size}"
@@ -140,7 +143,9 @@ class Tracker:
         if not self._initialized:
             raise RuntimeError("call Tracker.init(image, box) before update()")
 
-    def _crop(self, image: np.ndarray, box: Box, factor: float, size: int) -> tuple[torch.Tensor, float]:
+    def _crop(
+        self, image: np.ndarray, box: Box, factor: float, size: int
+    ) -> tuple[torch.Tensor, float]:
         patch, rf = sample_target(image, box, factor, size)
         return normalize_patch(patch, self.device), rf
 
@@ -186,7 +191,9 @@ class Tracker:
             box = out["pred_boxes"].reshape(-1, 4).mean(0).float()
             pred = (box * cfg.search_size / rf).tolist()
             scores = out.get("pred_scores")
-            score = float(torch.sigmoid(scores.float()).reshape(-1)[0]) if scores is not None else None
+            score = (
+                float(torch.sigmoid(scores.float()).reshape(-1)[0]) if scores is not None else None
+            )
         mapped = map_box_back(pred, self._state, cfg.search_size, rf)
         self._state = clip_box(mapped, self._size[0], self._size[1], margin=10)
         if score is not None:

@@ -1,0 +1,67 @@
+"""The ``mixformer`` command line: thin subcommands that call the library.
+
+Each subcommand lives in its own module of this package and exposes
+``register(subparsers) -> None``; the module adds a parser whose ``func`` default takes the parsed
+``argparse.Namespace`` and returns an exit code. Add new modules to ``_COMMAND_MODULES``.
+Errors a user can fix (bad box, missing file, ...) raise :class:`CLIError` or ``ValueError`` and
+end with a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+_COMMAND_MODULES = (
+    "mixformer.cli.track",
+    "mixformer.cli.models",
+)
+
+
+class CLIError(Exception):
+    """An error caused by the user's input; printed without a traceback, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every registered subcommand."""
+    from mixformer import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mixformer",
+        description="MixFormer visual object tracker: track, evaluate, train, export.",
+    )
+    parser.add_argument("--version", action="version", version=f"mixformer {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mixformer`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, ValueError, FileNotFoundError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"mixformer {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

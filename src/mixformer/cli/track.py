@@ -1,0 +1,112 @@
+"""``mixformer track``: track an object through a video file or a folder of frames."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from mixformer.cli import CLIError
+
+log = logging.getLogger("mixformer.track")
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """``"x,y,w,h"`` -> floats (commas or spaces)."""
+    parts = text.replace(",", " ").split()
+    try:
+        vals = tuple(float(p) for p in parts)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"box must be x,y,w,h numbers, got {text!r}") from exc
+    if len(vals) != 4:
+        raise argparse.ArgumentTypeError(f"box must have 4 numbers x,y,w,h, got {text!r}")
+    return vals  # type: ignore[return-value]
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """``--model`` / ``--weights`` / ``--device``, shared by commands that build a tracker."""
+    p.add_argument(
+        "--model", default="mixformer-tiny", help="model preset (see `mixformer models`)"
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="weights file (release .pth.tar, this project's checkpoint); default: the weights "
+        "shipped for the preset, else random weights (with a warning)",
+    )
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+
+
+def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - MixFormer, lazy import
+    """Build the model named by :func:`add_model_args` options, warning about random weights."""
+    from mixformer.models import build_model
+    from mixformer.models.factory import default_weights_path
+
+    weights = args.weights
+    if weights is None and default_weights_path(args.model) is not None:
+        weights = "default"
+    if weights is None:
+        log.warning(
+            "!!! NO WEIGHTS: %s has random weights, so the boxes are meaningless. "
+            "Pass --weights FILE (e.g. a released mixformer_online_22k.pth.tar). !!!",
+            args.model,
+        )
+    elif weights != "default" and not Path(weights).is_file():
+        raise CLIError(f"weights file not found: {weights}")
+    return build_model(args.model, weights=weights)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "track",
+        help="track an object in a video or frame folder",
+        description="Track the object in BOX through SOURCE. Writes one x,y,w,h line per frame "
+        "and, with --output, an annotated video.",
+    )
+    p.add_argument("source", help="video file or folder of frames (sorted by number)")
+    p.add_argument("--box", type=parse_box, required=True, help="initial box x,y,w,h in pixels")
+    add_model_args(p)
+    p.add_argument("--output", type=Path, default=None, help="annotated video to write (.mp4)")
+    p.add_argument("--boxes", type=Path, default=None, help="result file (default: stdout)")
+    p.add_argument(
+        "--preset", default="default", help="tracker settings preset (e.g. lasot, got10k_test)"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mixformer.data.frames import FrameSource
+    from mixformer.tracking import Tracker, TrackerConfig
+    from mixformer.tracking.render import VideoWriter, draw_box
+    from mixformer.utils import atomic_write_text
+
+    source = FrameSource(args.source)
+    model = load_model_from_args(args)
+    tracker = Tracker(model, TrackerConfig.preset(args.preset, model=args.model), args.device)
+    writer = VideoWriter(args.output, source.fps) if args.output else None
+    lines = []
+    bar = tqdm(total=source.num_frames, unit="frame", desc="tracking", dynamic_ncols=True)
+    try:
+        for i, frame in enumerate(source):
+            res = tracker.init(frame, args.box) if i == 0 else tracker.update(frame)
+            lines.append(",".join(f"{v:.2f}" for v in res.box))
+            if writer:
+                writer.write(draw_box(frame, res.box, label=f"{res.score:.2f}"))
+            bar.update(1)
+    finally:
+        bar.close()
+        if writer:
+            writer.close()
+    if not lines:
+        raise CLIError(f"no frames in {args.source}")
+    text = "\n".join(lines) + "\n"
+    if args.boxes:
+        atomic_write_text(args.boxes, text)
+        log.info("wrote %d boxes to %s", len(lines), args.boxes)
+    else:
+        print(text, end="")
+    if args.output:
+        log.info("wrote annotated video to %s", args.output)
+    return 0

@@ -1,0 +1,1 @@
+"""Reading frames, benchmark and training datasets, sampling, processing and synthetic data."""

@@ -4,7 +4,8 @@ Quick use::
 
     import mixformer
     model = mixformer.build_model("mixformer-22k", weights="mixformer_online_22k.pth.tar")
-    tracker = mixformer.Tracker(model, mixformer.TrackerConfig.preset("lasot", model="mixformer-22k"))
+    config = mixformer.TrackerConfig.preset("lasot", model="mixformer-22k")
+    tracker = mixformer.Tracker(model, config)
     tracker.init(first_frame_rgb, (x, y, w, h))
     result = tracker.update(next_frame_rgb)   # result.box (x, y, w, h), result.score in [0, 1]
 """

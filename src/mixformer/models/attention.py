@@ -13,7 +13,7 @@ from torch import nn
 from mixformer.models.layers import FrozenBatchNorm2d
 
 KVCache = tuple[torch.Tensor, torch.Tensor]
-"""Per-block template keys and values after the Linear layers, each ``(B, heads, T_kv, D/heads)``."""
+"""Per-block template keys and values after the Linear layers, each ``(B, heads, T, D/heads)``."""
 
 
 class ConvProjection(nn.Module):

@@ -25,7 +25,7 @@ class ModelConfig:
         drop_path_rate: maximum stochastic-depth rate per stage (linear ramp over the blocks).
         head_dim: channel width of the corner head's first conv (384 in every released model).
         score_head: build the Score Prediction Module (the online / stage-2 model).
-        head_bn: ``"frozen"`` (online model, FrozenBatchNorm2d) or ``"batch"`` (stage-1, BatchNorm2d).
+        head_bn: ``"frozen"`` (online model, FrozenBatchNorm2d) or ``"batch"`` (stage 1).
         template_size / search_size: crop sides in pixels the network is built for.
     """
 

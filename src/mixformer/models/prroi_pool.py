@@ -18,7 +18,7 @@ def _hat_cdf(t: torch.Tensor) -> torch.Tensor:
 
 
 def _axis_weights(lo: torch.Tensor, hi: torch.Tensor, bins: int, size: int) -> torch.Tensor:
-    """Integral weights ``(R, bins, size)`` of each sample position over each bin of ``[lo, hi]``."""
+    """Integral weights ``(R, bins, size)`` of each sample position over each bin."""
     step = (hi - lo).clamp(min=0) / bins  # (R,)
     k = torch.arange(bins + 1, device=lo.device, dtype=lo.dtype)
     edges = lo[:, None] + k[None] * step[:, None]  # (R, bins+1)

@@ -1,0 +1,1 @@
+"""Benchmark evaluation: runner, metrics, reports, plots and submission packing."""

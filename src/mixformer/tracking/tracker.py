@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import cv2
@@ -85,6 +85,72 @@ def check_box(box: Sequence[float], height: int, width: int) -> Box:
     return (x, y, w, h)
 
 
+@dataclass
+class OnlineTemplates:
+    """The templates of one target and the online-template update rule (SPEC 2.6 step 8).
+
+    Shared by :class:`Tracker` and :class:`mixformer.tracking.multi.MultiTracker`.
+
+    Attributes:
+        template: first-frame template ``(1, 3, S, S)`` float32, ImageNet-normalised.
+        online: online templates, each ``(1, 3, S, S)``, in slot order (1 to ``online_size``).
+        candidate: best-scoring crop since the last update (the first-frame template if none).
+        max_score: best (decayed) score since the last update; -1 right after an update.
+        forget_id: slot overwritten by the next update once all slots are full.
+    """
+
+    template: torch.Tensor
+    online: list[torch.Tensor] = field(default_factory=list)
+    candidate: torch.Tensor | None = None
+    max_score: float = -1.0
+    forget_id: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.online:
+            self.online = [self.template]
+        if self.candidate is None:
+            self.candidate = self.template
+
+    def stacked(self) -> torch.Tensor:
+        """The online templates as one ``(N, 3, S, S)`` tensor."""
+        return torch.cat(self.online, dim=0)
+
+    def update(
+        self,
+        score: float,
+        frame_id: int,
+        config: TrackerConfig,
+        crop: Callable[[], torch.Tensor],
+    ) -> bool:
+        """Apply the update rule after a frame has been tracked.
+
+        Args:
+            score: the frame's confidence in ``[0, 1]``.
+            frame_id: the target's frame index (1 for the first frame after ``init``).
+            config: tracker settings (decay, threshold, interval, online size).
+            crop: returns the template crop ``(1, 3, S, S)`` around the new box; called only
+                when the frame becomes the update candidate.
+        Returns:
+            True when the online templates changed, so the template cache must be re-encoded.
+        """
+        self.max_score *= config.max_score_decay
+        if score > config.score_threshold and score > self.max_score:
+            self.candidate = crop()
+            self.max_score = score
+        if frame_id % config.update_interval:
+            return False
+        if config.online_size == 1:
+            self.online = [self.candidate]
+        elif len(self.online) < config.online_size:
+            self.online.append(self.candidate)
+        else:
+            self.online[self.forget_id] = self.candidate
+            self.forget_id = (self.forget_id + 1) % config.online_size
+        self.max_score = -1.0
+        self.candidate = self.template
+        return True
+
+
 class Tracker:
     """Tracks one object through a sequence with a :class:`~mixformer.models.MixFormer` network.
 
@@ -137,7 +203,7 @@ class Tracker:
     def num_online_templates(self) -> int:
         """Online templates currently held (1 after ``init``, up to ``online_size``)."""
         self._require_init()
-        return len(self._online)
+        return len(self._templates.online)
 
     def _require_init(self) -> None:
         if not self._initialized:
@@ -152,7 +218,7 @@ class Tracker:
     def _encode(self) -> None:
         with torch.inference_mode():
             self._cache: TemplateCache = self.model.encode_templates(
-                self._template, torch.cat(self._online, dim=0)
+                self._templates.template, self._templates.stacked()
             )
 
     # -- API ---------------------------------------------------------------------------------
@@ -162,12 +228,9 @@ class Tracker:
         h, w = image.shape[:2]
         box = check_box(box, h, w)
         cfg = self.config
-        self._template, _ = self._crop(image, box, cfg.template_factor, cfg.template_size)
-        self._online = [self._template]
+        template, _ = self._crop(image, box, cfg.template_factor, cfg.template_size)
+        self._templates = OnlineTemplates(template)
         self._encode()
-        self._max_score = -1.0
-        self._candidate = self._template
-        self._forget_id = 0
         self._state = box
         self._frame_id = 0
         self._size = (h, w)
@@ -201,22 +264,11 @@ class Tracker:
         return TrackResult(self._state, 1.0 if score is None else score, self._frame_id)
 
     def _update_templates(self, image: np.ndarray, score: float) -> None:
-        """Online-template rule of SPEC 2.6 step 8."""
+        """Online-template rule of SPEC 2.6 step 8 (see :class:`OnlineTemplates`)."""
         cfg = self.config
-        self._max_score *= cfg.max_score_decay
-        if score > cfg.score_threshold and score > self._max_score:
-            self._candidate, _ = self._crop(
-                image, self._state, cfg.template_factor, cfg.template_size
-            )
-            self._max_score = score
-        if self._frame_id % cfg.update_interval == 0:
-            if cfg.online_size == 1:
-                self._online = [self._candidate]
-            elif len(self._online) < cfg.online_size:
-                self._online.append(self._candidate)
-            else:
-                self._online[self._forget_id] = self._candidate
-                self._forget_id = (self._forget_id + 1) % cfg.online_size
+
+        def crop() -> torch.Tensor:
+            return self._crop(image, self._state, cfg.template_factor, cfg.template_size)[0]
+
+        if self._templates.update(score, self._frame_id, cfg, crop):
             self._encode()
-            self._max_score = -1.0
-            self._candidate = self._template

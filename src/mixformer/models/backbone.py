@@ -77,7 +77,8 @@ class Stage(nn.Module):
             in_chans, dim, cfg.patch_size[i], cfg.patch_stride[i], cfg.patch_padding[i]
         )
         depth = cfg.depth[i]
-        rates = torch.linspace(0, cfg.drop_path_rate[i], depth).tolist() if depth else []
+        top = cfg.drop_path_rate[i]
+        rates = [top * j / (depth - 1) if depth > 1 else 0.0 for j in range(depth)]
         self.blocks = nn.ModuleList(Block(dim, cfg.num_heads[i], cfg.mlp_ratio, r) for r in rates)
 
     def forward(

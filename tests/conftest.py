@@ -1,0 +1,58 @@
+"""Shared fixtures: the reference material in ``../shared`` and small model configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mixformer.models import ModelConfig
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SPEC = SHARED / "spec"
+VECTORS = SPEC / "vectors"
+
+
+def vector_config(raw: dict) -> ModelConfig:
+    """The ModelConfig of a reference vector file's ``config`` entry."""
+    return ModelConfig(
+        dim_embed=tuple(raw["DIM_EMBED"]),
+        num_heads=tuple(raw["NUM_HEADS"]),
+        depth=tuple(raw["DEPTH"]),
+        head_dim=raw["HEAD_DIM"],
+    )
+
+
+@pytest.fixture(scope="session")
+def spec_dir() -> Path:
+    if not SPEC.is_dir():
+        pytest.skip(f"reference material not found at {SPEC}")
+    return SPEC
+
+
+@pytest.fixture(scope="session")
+def network_vectors(spec_dir: Path) -> dict:
+    return torch.load(VECTORS / "network_small.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def tracker_vectors(spec_dir: Path) -> tuple[dict, dict, list[np.ndarray]]:
+    weights = torch.load(VECTORS / "tracker_small.pt", weights_only=True)
+    runs = json.loads((VECTORS / "tracker_small.json").read_text())
+    files = sorted((VECTORS / "sequence_small").glob("*.png"))
+    frames = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
+    return weights, runs, frames
+
+
+@pytest.fixture(scope="session")
+def keys_baseline(spec_dir: Path) -> dict:
+    return json.loads((spec_dir / "keys_baseline.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def keys_large(spec_dir: Path) -> dict:
+    return json.loads((spec_dir / "keys_baseline_large.json").read_text())

@@ -85,6 +85,41 @@ def check_box(box: Sequence[float], height: int, width: int) -> Box:
     return (x, y, w, h)
 
 
+def decode_prediction(
+    out: dict[str, torch.Tensor],
+    index: int,
+    prev: Box,
+    rf: float,
+    config: TrackerConfig,
+    size: tuple[int, int],
+) -> tuple[Box, float | None]:
+    """Turn one batch row of the network output into the new image box (SPEC 2.6 steps 4-7).
+
+    Args:
+        out: output of :meth:`MixFormer.track`: ``pred_boxes (B, 1, 4)`` normalised cxcywh in
+            the search crop, optional ``pred_scores (B,)`` logits.
+        index: the batch row to decode.
+        prev: the target's previous box ``(x, y, w, h)`` in pixels (the crop's anchor).
+        rf: resize factor of that row's search crop.
+        config: tracker settings (search size).
+        size: image ``(height, width)``.
+    Returns:
+        ``(box, score)``: the clipped ``(x, y, w, h)`` box in pixels and the sigmoid score in
+        ``[0, 1]`` (None when the model has no score head).
+    """
+    with torch.inference_mode():
+        box = out["pred_boxes"][index].reshape(-1, 4).mean(0).float()
+        pred = (box * config.search_size / rf).tolist()
+        scores = out.get("pred_scores")
+        score = (
+            float(torch.sigmoid(scores[index].float()).reshape(-1)[0])
+            if scores is not None
+            else None
+        )
+    mapped = map_box_back(pred, prev, config.search_size, rf)
+    return clip_box(mapped, size[0], size[1], margin=10), score
+
+
 @dataclass
 class OnlineTemplates:
     """The templates of one target and the online-template update rule (SPEC 2.6 step 8).
@@ -251,14 +286,7 @@ class Tracker:
         x, rf = self._crop(image, self._state, cfg.search_factor, cfg.search_size)
         with torch.inference_mode():
             out = self.model.track(x, self._cache)
-            box = out["pred_boxes"].reshape(-1, 4).mean(0).float()
-            pred = (box * cfg.search_size / rf).tolist()
-            scores = out.get("pred_scores")
-            score = (
-                float(torch.sigmoid(scores.float()).reshape(-1)[0]) if scores is not None else None
-            )
-        mapped = map_box_back(pred, self._state, cfg.search_size, rf)
-        self._state = clip_box(mapped, self._size[0], self._size[1], margin=10)
+        self._state, score = decode_prediction(out, 0, self._state, rf, cfg, self._size)
         if score is not None:
             self._update_templates(image, score)
         return TrackResult(self._state, 1.0 if score is None else score, self._frame_id)

@@ -1,0 +1,124 @@
+"""The fast inference path (models/fast.py) against the plain path and the reference vectors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import vector_config
+from mixformer import build_model, list_models
+from mixformer.models.fast import FastMixFormer, make_fast, resolve_dtype
+from mixformer.models.layers import FrozenBatchNorm2d
+from mixformer.models.mixformer import MixFormer
+
+
+def _sharpen(model: MixFormer, seed: int = 0) -> MixFormer:
+    """Non-trivial frozen-BN statistics and sharp corner maps, so that every folded constant and
+    every backbone rounding difference shows up in the boxes."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, FrozenBatchNorm2d):
+                n = m.weight.shape[0]
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.2 * torch.randn(n, generator=g))
+                m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+        for side in ("tl", "br"):
+            getattr(model.box_head, f"conv5_{side}").weight.mul_(20.0)
+    return model
+
+
+def _inputs(n_online: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(1, 3, 128, 128, generator=g)
+    o = torch.randn(1, n_online, 3, 128, 128, generator=g)
+    x = torch.randn(1, 3, 320, 320, generator=g)
+    return z, o, x
+
+
+def _compare(name: str, n_online: int) -> None:
+    torch.manual_seed(0)
+    model = _sharpen(build_model(name))
+    fast = make_fast(model)
+    z, o, x = _inputs(n_online)
+    with torch.inference_mode():
+        ref = model.track(x, model.encode_templates(z, o))
+        got = fast.track(x, fast.encode_templates(z, o))
+    assert got["pred_boxes"].shape == ref["pred_boxes"].shape == (1, 1, 4)
+    # The sharpened head must make the boxes depend on the input at all (else the test is void).
+    assert ref["pred_boxes"].std() > 1e-3
+    torch.testing.assert_close(got["pred_boxes"], ref["pred_boxes"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(got["pred_scores"], ref["pred_scores"], atol=1e-4, rtol=0)
+
+
+# mixformer-1k has exactly the 22k architecture (SPEC 1.2), so only 22k runs by default.
+_SLOW_PRESETS = {"mixformer-large", "mixformer-1k"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_PRESETS else n for n in list_models()],
+)
+def test_fast_matches_plain_every_preset(name):
+    _compare(name, n_online=2 if name == "mixformer-tiny" else 1)
+
+
+def test_fast_joint_forward_batch_matches_plain():
+    torch.manual_seed(0)
+    model = _sharpen(build_model("mixformer-tiny"))
+    fast = make_fast(model)
+    g = torch.Generator().manual_seed(3)
+    z, o = torch.randn(2, 3, 128, 128, generator=g), torch.randn(2, 3, 128, 128, generator=g)
+    x = torch.randn(2, 3, 320, 320, generator=g)
+    with torch.inference_mode():
+        ref, got = model(z, o, x), fast(z, o, x)
+    torch.testing.assert_close(got["pred_boxes"], ref["pred_boxes"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(got["pred_scores"], ref["pred_scores"], atol=1e-4, rtol=0)
+
+
+def test_fast_matches_reference_vectors(network_vectors):
+    model = build_model(vector_config(network_vectors["config"]))
+    model.load_state_dict(network_vectors["state_dict"], strict=True)
+    fast = make_fast(model)
+    c = network_vectors["cached"]
+    with torch.inference_mode():
+        out = fast.track(c["search"], fast.encode_templates(c["template"], c["online_templates"]))
+        # Cache interchangeable with the plain model in fp32.
+        out_mixed = fast.track(
+            c["search"], model.encode_templates(c["template"], c["online_templates"])
+        )
+    for o in (out, out_mixed):
+        torch.testing.assert_close(o["pred_boxes"], c["pred_boxes"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(o["pred_scores"], c["pred_scores"], atol=1e-4, rtol=0)
+
+
+def test_make_fast_copies_weights():
+    model = build_model("mixformer-tiny")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = make_fast(model, "bf16")
+    assert isinstance(fast, FastMixFormer)
+    assert fast.stages[0].blocks[0].fc1.weight.dtype == torch.bfloat16
+    for k, v in model.state_dict().items():
+        assert v.dtype == before[k].dtype and torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_low_precision_close_to_fp32(dtype):
+    torch.manual_seed(0)
+    model = _sharpen(build_model("mixformer-tiny"))
+    fast32, fast16 = make_fast(model), make_fast(model, dtype)
+    z, o, x = _inputs(1)
+    with torch.inference_mode():
+        a = fast32.track(x, fast32.encode_templates(z, o))
+        b = fast16.track(x, fast16.encode_templates(z, o))
+    assert b["pred_boxes"].dtype == torch.float32
+    assert b["pred_scores"].dtype == torch.float32
+    # bf16 keeps 8 mantissa bits: boxes agree to a few hundredths of the crop, not 1e-4.
+    torch.testing.assert_close(b["pred_boxes"], a["pred_boxes"], atol=0.03, rtol=0)
+
+
+def test_resolve_dtype_rejects_unknown():
+    assert resolve_dtype("bf16") is torch.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype"):
+        resolve_dtype("int4")

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 _COMMAND_MODULES = (
     "mixformer.cli.track",
     "mixformer.cli.models",
+    "mixformer.cli.evaluate",
 )
 
 

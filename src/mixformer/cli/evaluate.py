@@ -1,0 +1,256 @@
+"""``mixformer evaluate | report | pack | synth``: benchmark runs, reports, submissions, data."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+from mixformer.cli import CLIError
+from mixformer.cli.track import add_model_args
+
+log = logging.getLogger("mixformer.evaluate")
+
+
+def _parse_value(text: str) -> int | float | str:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _overrides(items: list[str]) -> dict[str, int | float | str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--set expects KEY=VALUE (e.g. search_factor=4.5), got {item!r}")
+        out[key.strip().replace("-", "_")] = _parse_value(value.strip())
+    return out
+
+
+def _sequence_names(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    if Path(text).is_file():
+        return [s.strip() for s in Path(text).read_text().splitlines() if s.strip()]
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    from mixformer.data.benchmarks import BENCHMARKS
+
+    p.add_argument("--dataset", required=True, choices=sorted(BENCHMARKS), help="benchmark")
+    p.add_argument("--root", required=True, type=Path, help="the benchmark's folder")
+    p.add_argument(
+        "--sequences", default=None, help="only these sequences: comma list or a file of names"
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="run a tracker over a benchmark (resumable, parallel, sharded)",
+        description="Track every sequence of a benchmark and write one result file per "
+        "sequence (reference format) plus settings.json. Finished sequences are skipped, so an "
+        "interrupted run continues where it stopped.",
+    )
+    _add_dataset_args(p)
+    add_model_args(p)
+    p.add_argument(
+        "--results", type=Path, default=None, help="results folder (default results/DATASET/MODEL)"
+    )
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--shard",
+        default=None,
+        help="I/N: run the I-th of N shares (0-based); default from torchrun's RANK/WORLD_SIZE",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a tracker setting of the benchmark preset, e.g. search_factor=4.5",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_evaluate)
+
+    p = sub.add_parser(
+        "report",
+        help="score result folders: table, Markdown, CSV, success/precision plots",
+        description="Score one or more trackers. Each RESULTS is a folder of result files, or "
+        "NAME=DIR[,DIR...] to name a tracker and merge the shards of a run.",
+    )
+    p.add_argument("results", nargs="+", help="result folder(s): DIR or NAME=DIR[,DIR...]")
+    _add_dataset_args(p)
+    p.add_argument("--out", type=Path, default=None, help="folder for report.md/.csv and plots")
+    p.add_argument(
+        "--allow-missing", action="store_true", help="score the sequences that have results"
+    )
+    p.set_defaults(func=run_report)
+
+    p = sub.add_parser(
+        "pack",
+        help="zip results for the GOT-10k / TrackingNet evaluation server",
+        description="Write the server's submission archive. The results are only read.",
+    )
+    p.add_argument("server", choices=["got10k", "trackingnet"])
+    p.add_argument("results", type=Path, help="results folder of `mixformer evaluate`")
+    p.add_argument("out", type=Path, help="archive to write (.zip)")
+    p.set_defaults(func=run_pack)
+
+    p = sub.add_parser(
+        "synth",
+        help="write a synthetic benchmark (generic layout)",
+        description="Procedural sequences: textured targets that move, change scale and aspect, "
+        "pass behind occluders, leave and re-enter the view, with distractors.",
+    )
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--sequences", type=int, default=10, help="number of sequences (10)")
+    p.add_argument("--frames", type=int, default=100, help="frames per sequence (100)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--height", type=int, default=240, help="frame height (240)")
+    p.add_argument("--width", type=int, default=320, help="frame width (320)")
+    p.set_defaults(func=run_synth)
+
+
+def _weights_identity(args: argparse.Namespace) -> tuple[str | None, str]:
+    """``(weights to load, sha256 or "random")`` resolved like ``load_model_from_args``."""
+    from mixformer.evaluation.runner import file_sha256
+    from mixformer.models.factory import default_weights_path
+
+    weights = args.weights
+    if weights is None and default_weights_path(args.model) is not None:
+        weights = "default"
+    if weights is None:
+        log.warning(
+            "!!! NO WEIGHTS: %s has random weights, so the results are meaningless. "
+            "Pass --weights FILE. !!!",
+            args.model,
+        )
+        return None, "random"
+    path = default_weights_path(args.model) if weights == "default" else Path(weights)
+    if path is None or not path.is_file():
+        raise CLIError(f"weights file not found: {weights}")
+    return weights, file_sha256(path)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from mixformer.data.benchmarks import get_benchmark, load_benchmark
+    from mixformer.evaluation.runner import (
+        RunSettings,
+        parse_shard,
+        run_benchmark,
+        shard_from_env,
+    )
+    from mixformer.models import list_models
+    from mixformer.tracking import TrackerConfig
+
+    if args.model not in list_models():
+        raise CLIError(f"unknown model {args.model!r}; choose from {', '.join(list_models())}")
+    if args.workers < 1:
+        raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    bench = get_benchmark(args.dataset)
+    shard = parse_shard(args.shard) if args.shard else (shard_from_env() or (0, 1))
+    config = TrackerConfig.preset(bench.tracker_preset, model=args.model)
+    if args.overrides:
+        config = config.replace(**_overrides(args.overrides))
+    # Read and validate the whole benchmark before tracking anything.
+    sequences = load_benchmark(bench.name, args.root, _sequence_names(args.sequences))
+    weights, sha = _weights_identity(args)
+    settings = RunSettings(bench.name, args.model, sha, dataclasses.asdict(config), weights)
+    results = args.results or Path("results") / bench.name / args.model
+    print(
+        f"evaluate {bench.name}: {len(sequences)} sequences, shard {shard[0]}/{shard[1]}, "
+        f"{args.workers} worker(s), results in {results}"
+    )
+    print("tracker settings: " + ", ".join(f"{k}={v}" for k, v in settings.tracker.items()))
+    summary = run_benchmark(
+        sequences,
+        bench,
+        results,
+        settings,
+        workers=args.workers,
+        shard=shard,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    fps = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
+    print(
+        f"done {len(summary.done)}, skipped (already done) {len(summary.skipped)}, "
+        f"failed {len(summary.failed)}; {summary.frames} frames in {summary.seconds:.1f} s "
+        f"({fps:.1f} fps)"
+    )
+    if summary.failed:
+        print(f"failed sequences (tracebacks in {results / 'errors'}):")
+        for name, err in summary.failed.items():
+            print(f"  {name}: {err}")
+        return 1
+    if bench.metric != "server" and shard[1] == 1:
+        from mixformer.evaluation.report import evaluate_tracker, format_table
+
+        rep = evaluate_tracker(args.model, [results], sequences, bench)
+        print(format_table([rep]), end="")
+    return 0
+
+
+def _parse_tracker(spec: str) -> tuple[str, list[Path]]:
+    name, sep, dirs = spec.partition("=")
+    if sep and not Path(spec).exists():
+        folders = [Path(d) for d in dirs.split(",") if d]
+        return name, folders
+    folders = [Path(d) for d in spec.split(",") if d]
+    label = folders[0].name
+    if label in ("got10k", "trackingnet"):
+        label = folders[0].parent.name
+    return label, folders
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from mixformer.data.benchmarks import get_benchmark, load_benchmark
+    from mixformer.evaluation.report import evaluate_tracker, format_table, write_report
+
+    bench = get_benchmark(args.dataset)
+    sequences = load_benchmark(bench.name, args.root, _sequence_names(args.sequences))
+    trackers = [_parse_tracker(s) for s in args.results]
+    names = [n for n, _ in trackers]
+    if len(set(names)) != len(names):
+        raise CLIError(f"tracker names must differ ({', '.join(names)}); use NAME=DIR")
+    reports = [
+        evaluate_tracker(name, folders, sequences, bench, args.allow_missing)
+        for name, folders in trackers
+    ]
+    print(f"{bench.name}: {len(sequences)} sequences (scores in %)")
+    print(format_table(reports), end="")
+    for r in reports:
+        if r.missing:
+            print(f"{r.name}: {len(r.missing)} sequences without results were skipped")
+    if args.out:
+        files = write_report(reports, args.out, title=bench.name)
+        print("wrote " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from mixformer.evaluation.pack import pack_results
+
+    names = pack_results(args.server, args.results, args.out)
+    print(f"wrote {args.out} with {len(names)} sequences")
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from mixformer.data.synthetic import write_benchmark
+
+    if args.frames < 1 or args.sequences < 1:
+        raise CLIError("--sequences and --frames must be >= 1")
+    folders = write_benchmark(
+        args.out, args.sequences, args.frames, args.seed, height=args.height, width=args.width
+    )
+    print(f"wrote {len(folders)} sequences to {args.out} (evaluate with --dataset generic)")
+    return 0

@@ -1,0 +1,355 @@
+"""Run a tracker over a benchmark: resumable, sharded, parallel, one result file per sequence.
+
+Result files follow the reference format (SPEC 4.1): ``<dir>/<seq>.txt`` (GOT-10k:
+``<dir>/got10k/<seq>.txt``, TrackingNet: ``<dir>/trackingnet/<seq>.txt``), one tab-separated
+``x y w h`` line per frame with integers truncated toward zero (frame 0 = the initial box), and
+``<seq>_time.txt`` with the seconds per frame (``%f``). Both are written atomically once the
+sequence is finished; the box file marks a sequence as done, so an interrupted run loses at most
+the sequences in flight. ``<dir>/settings.json`` records the model, weights and tracker settings;
+a run with different settings refuses to write into the folder. A sequence that raises has its
+traceback written to ``<dir>/errors/<seq>.txt`` and the run continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+import traceback
+from collections.abc import Iterable
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixformer.data.benchmarks import Benchmark
+from mixformer.data.frames import read_image
+from mixformer.data.io import format_boxes
+from mixformer.data.sequence import Sequence
+from mixformer.utils import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "settings.json"
+ERRORS_DIR = "errors"
+_SETTINGS_VERSION = 1
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that determines the result files of a run; recorded in ``settings.json``.
+
+    Attributes:
+        dataset: benchmark key.
+        model: model preset name.
+        weights_sha256: SHA-256 of the weights file, or ``"random"`` (seeded random weights).
+        tracker: :class:`~mixformer.TrackerConfig` fields.
+        weights: the weights path as given (informational; not compared).
+    """
+
+    dataset: str
+    model: str
+    weights_sha256: str
+    tracker: dict[str, Any]
+    weights: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (with a format version)."""
+        return {"version": _SETTINGS_VERSION, **dataclasses.asdict(self)}
+
+    def differences(self, other: RunSettings) -> list[str]:
+        """Human-readable differences that matter (everything except ``weights``)."""
+        out = []
+        a, b = dataclasses.asdict(self), dataclasses.asdict(other)
+        for key in ("dataset", "model", "weights_sha256"):
+            if a[key] != b[key]:
+                out.append(f"{key}: {a[key]!r} (recorded) vs {b[key]!r} (now)")
+        for key in sorted(set(a["tracker"]) | set(b["tracker"])):
+            va, vb = a["tracker"].get(key), b["tracker"].get(key)
+            if va != vb:
+                out.append(f"tracker.{key}: {va!r} (recorded) vs {vb!r} (now)")
+        return out
+
+
+def check_settings(results_dir: str | Path, settings: RunSettings) -> None:
+    """Record ``settings`` in ``results_dir``, or check them against the recorded ones.
+
+    Raises:
+        ValueError: the folder holds results of different settings, or results without a
+            settings record; the message lists the differences.
+    """
+    results_dir = Path(results_dir)
+    path = results_dir / SETTINGS_FILE
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+            data.pop("version", None)
+            old = RunSettings(**data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: unreadable settings record ({exc})") from exc
+        diff = old.differences(settings)
+        if diff:
+            raise ValueError(
+                f"{results_dir} holds results made with other settings ("
+                + "; ".join(diff)
+                + "). Use another --results folder."
+            )
+        return
+    if results_dir.is_dir() and any(results_dir.rglob("*.txt")):
+        raise ValueError(
+            f"{results_dir} already holds result files but no {SETTINGS_FILE}; refusing to mix. "
+            "Use another --results folder."
+        )
+    atomic_write_text(path, json.dumps(settings.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def result_paths(results_dir: str | Path, benchmark: Benchmark, name: str) -> tuple[Path, Path]:
+    """``(box_file, time_file)`` of sequence ``name`` in a results folder (SPEC 4.1)."""
+    base = Path(results_dir)
+    if benchmark.result_subdir:
+        base = base / benchmark.result_subdir
+    return base / f"{name}.txt", base / f"{name}_time.txt"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` (0-based ``I < N``) -> ``(I, N)``.
+
+    Raises:
+        ValueError: malformed text or out-of-range index.
+    """
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError as exc:
+        raise ValueError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from exc
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {text}: need 0 <= I < N")
+    return i, n
+
+
+def shard_from_env() -> tuple[int, int] | None:
+    """``(RANK, WORLD_SIZE)`` from the environment set by ``torchrun``, if present."""
+    rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+    if rank is None or world is None:
+        return None
+    return parse_shard(f"{rank}/{world}")
+
+
+def shard_sequences(sequences: list[Sequence], index: int, count: int) -> list[Sequence]:
+    """Every ``count``-th sequence starting at ``index`` (a stable split of the dataset order)."""
+    return sequences[index::count]
+
+
+def track_sequence(tracker: Any, seq: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Track ``seq`` from its first ground-truth box.
+
+    Args:
+        tracker: a fresh :class:`mixformer.Tracker` (anything with ``init`` / ``update``).
+        seq: the sequence.
+
+    Returns:
+        ``boxes`` ``(T, 4)`` float64 ``(x, y, w, h)`` pixels (row 0 = the initial box) and
+        ``times`` ``(T,)`` float64 seconds spent in ``init`` / ``update`` per frame.
+    """
+    boxes = np.zeros((len(seq), 4), dtype=np.float64)
+    times = np.zeros(len(seq), dtype=np.float64)
+    for i, path in enumerate(seq.frames):
+        image = read_image(path)
+        t0 = time.perf_counter()
+        res = tracker.init(image, seq.init_box) if i == 0 else tracker.update(image)
+        times[i] = time.perf_counter() - t0
+        boxes[i] = res.box
+    return boxes, times
+
+
+def write_result(box_path: Path, time_path: Path, boxes: np.ndarray, times: np.ndarray) -> None:
+    """Write one sequence's result atomically: time file first, the box file (done mark) last."""
+    atomic_write_text(time_path, "".join(f"{t:f}\n" for t in times))
+    atomic_write_text(box_path, format_boxes(boxes, "\t", integer=True))
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+@dataclass(frozen=True)
+class _Job:
+    model: str
+    weights: str | None
+    tracker: dict[str, Any]
+    device: str
+    threads: int
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(job: _Job) -> None:
+    import multiprocessing
+
+    import torch
+
+    if job.threads > 0:
+        torch.set_num_threads(job.threads)
+    device = job.device
+    ident = multiprocessing.current_process()._identity
+    if device.startswith("cuda") and ":" not in device and ident and torch.cuda.device_count() > 1:
+        device = f"cuda:{(ident[0] - 1) % torch.cuda.device_count()}"
+    from mixformer.models import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # identical random weights in every worker when none are given
+        _WORKER["model"] = build_model(job.model, weights=job.weights)
+    _WORKER["job"] = job
+    _WORKER["device"] = device
+
+
+def _run_one(seq: Sequence, box_path: Path, time_path: Path, err_path: Path) -> dict[str, Any]:
+    from mixformer.tracking import Tracker, TrackerConfig
+
+    job: _Job = _WORKER["job"]
+    t0 = time.perf_counter()
+    try:
+        tracker = Tracker(_WORKER["model"], TrackerConfig(**job.tracker), _WORKER["device"])
+        boxes, times = track_sequence(tracker, seq)
+        write_result(box_path, time_path, boxes, times)
+    except Exception as exc:
+        text = f"sequence {seq.name}: {type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
+        atomic_write_text(err_path, text)
+        return {"name": seq.name, "frames": 0, "error": f"{type(exc).__name__}: {exc}"}
+    err_path.unlink(missing_ok=True)
+    return {"name": seq.name, "frames": len(seq), "seconds": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------- driver
+
+
+@dataclass
+class RunSummary:
+    """What a run did.
+
+    Attributes:
+        done: sequences tracked in this run.
+        skipped: sequences whose result already existed.
+        failed: sequence name -> one-line error (traceback in ``errors/<seq>.txt``).
+        frames: frames tracked in this run.
+        seconds: wall-clock seconds of the run.
+    """
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    frames: int = 0
+    seconds: float = 0.0
+
+
+def run_benchmark(
+    sequences: Iterable[Sequence],
+    benchmark: Benchmark,
+    results_dir: str | Path,
+    settings: RunSettings,
+    workers: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    device: str = "cpu",
+    progress: bool = True,
+) -> RunSummary:
+    """Track every unfinished sequence of this shard and write its result files.
+
+    Args:
+        sequences: the benchmark's sequences (all of them: the shard is taken here).
+        benchmark: the benchmark (result layout).
+        results_dir: output folder (created); checked against ``settings`` first.
+        settings: model, weights and tracker settings (``settings.weights`` is what is loaded:
+            a path, ``"default"`` or None for seeded random weights).
+        workers: processes (``<= 1``: track in this process). Each uses
+            ``max(1, cpu_count // workers)`` torch threads; with ``device="cuda"`` the workers
+            are spread over the visible GPUs.
+        shard: ``(index, count)``: this machine's share of the sequences.
+        device: torch device.
+        progress: show a tqdm bar (sequences, frames per second, ETA).
+
+    Returns:
+        A :class:`RunSummary`.
+    """
+    from tqdm import tqdm
+
+    results_dir = Path(results_dir)
+    seqs = shard_sequences(list(sequences), *shard)
+    check_settings(results_dir, settings)
+    summary = RunSummary()
+    todo = []
+    for seq in seqs:
+        box_path, time_path = result_paths(results_dir, benchmark, seq.name)
+        if box_path.is_file():
+            summary.skipped.append(seq.name)
+        else:
+            todo.append((seq, box_path, time_path, results_dir / ERRORS_DIR / f"{seq.name}.txt"))
+    if summary.skipped:
+        log.info("resuming: %d of %d sequences already done", len(summary.skipped), len(seqs))
+    if not todo:
+        return summary
+
+    ncpu = os.cpu_count() or 1
+    n_workers = max(1, min(workers, len(todo)))
+    job = _Job(
+        settings.model, settings.weights, settings.tracker, device, max(1, ncpu // n_workers)
+    )
+    t_start = time.perf_counter()
+    bar = tqdm(
+        total=len(todo),
+        unit="seq",
+        desc=f"{benchmark.name}",
+        dynamic_ncols=True,
+        disable=not progress,
+    )
+
+    def record(out: dict[str, Any]) -> None:
+        if "error" in out:
+            summary.failed[out["name"]] = out["error"]
+            log.error("%s failed: %s", out["name"], out["error"])
+        else:
+            summary.done.append(out["name"])
+            summary.frames += out["frames"]
+        elapsed = time.perf_counter() - t_start
+        bar.set_postfix(
+            fps=f"{summary.frames / max(elapsed, 1e-9):.1f}", failed=len(summary.failed)
+        )
+        bar.update(1)
+
+    try:
+        if n_workers == 1:
+            _init_worker(dataclasses.replace(job, threads=0))  # keep this process's threads
+            for item in todo:
+                record(_run_one(*item))
+        else:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(
+                n_workers, ctx, initializer=_init_worker, initargs=(job,)
+            ) as ex:
+                futures: list[Future] = [ex.submit(_run_one, *item) for item in todo]
+                try:
+                    for fut in as_completed(futures):
+                        record(fut.result())
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    finally:
+        bar.close()
+        _WORKER.clear()
+    summary.seconds = time.perf_counter() - t_start
+    return summary

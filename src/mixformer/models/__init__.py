@@ -3,7 +3,7 @@
 from mixformer.models.config import ModelConfig, get_config, list_models, register_preset
 from mixformer.models.factory import build_model, load_weights
 from mixformer.models.mixformer import MixFormer, TemplateCache
-from mixformer.models.weights import CheckpointError
+from mixformer.models.weights import CheckpointError, save_weights
 
 __all__ = [
     "CheckpointError",
@@ -15,4 +15,5 @@ __all__ = [
     "list_models",
     "load_weights",
     "register_preset",
+    "save_weights",
 ]

@@ -159,3 +159,19 @@ def matching_presets(sd: dict[str, torch.Tensor], prefix: str = "backbone.") -> 
             continue
         out.append(name)
     return out
+
+
+def save_weights(model: torch.nn.Module, path: str | Path, **extra: Any) -> None:
+    """Write a slim checkpoint of this project: ``net``, ``model_config``, ``preset`` (+ ``extra``).
+
+    ``build_model(None, weights=path)`` rebuilds the network from it alone. Written atomically.
+    """
+    from mixformer.utils import atomic_save_torch
+
+    obj: dict[str, Any] = {
+        "net": model.state_dict(),
+        "model_config": model.config.to_dict(),  # type: ignore[union-attr]
+        "preset": getattr(model, "name", None),
+    }
+    obj.update(extra)
+    atomic_save_torch(obj, path)

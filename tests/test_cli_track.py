@@ -1,0 +1,90 @@
+"""The command line, driven through subprocess on a small generated video."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+
+def _mixformer(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mixformer", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("vid") / "moving.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for i in range(6):
+        frame = np.full((120, 160, 3), 40, np.uint8)
+        cv2.rectangle(frame, (20 + 4 * i, 30), (50 + 4 * i, 60), (255, 0, 0), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_track_video_writes_boxes_and_annotated_video(video, tmp_path):
+    boxes, out = tmp_path / "boxes.txt", tmp_path / "out.mp4"
+    r = _mixformer(
+        "track", str(video), "--box", "20,30,30,30", "--boxes", str(boxes), "--output", str(out)
+    )
+    assert r.returncode == 0, r.stderr
+    lines = boxes.read_text().splitlines()
+    assert len(lines) == 6
+    assert [float(v) for v in lines[0].split(",")] == [20, 30, 30, 30]
+    assert all(len(line.split(",")) == 4 for line in lines)
+    cap = cv2.VideoCapture(str(out))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert n == 6
+    if "random weights" in r.stderr or "NO WEIGHTS" in r.stderr:
+        assert "--weights" in r.stderr
+
+
+def test_track_frame_folder_to_stdout(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i + 1:05d}.jpg"), np.full((64, 64, 3), 30 * i, np.uint8))
+    r = _mixformer("track", str(tmp_path), "--box", "10 10 20 20")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.strip().splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--box", "1,2,0,4"], "width and height"),
+        (["--box", "1,2,3"], "4 numbers"),
+        (["--box", "1,2,3,4", "--weights", "/nonexistent/w.pth"], "not found"),
+        (["--box", "1,2,3,4", "--model", "mixformer-tinny"], "mixformer-tiny"),
+    ],
+)
+def test_track_bad_input_exit_code_2(video, args, msg):
+    r = _mixformer("track", str(video), *args)
+    assert r.returncode == 2
+    assert msg in r.stderr
+
+
+def test_unreadable_video_and_missing_source(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00garbage" * 100)
+    r = _mixformer("track", str(bad), "--box", "1,2,3,4")
+    assert r.returncode == 2 and "cannot read video" in r.stderr
+    r = _mixformer("track", str(tmp_path / "missing"), "--box", "1,2,3,4")
+    assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_models_lists_presets():
+    r = _mixformer("models")
+    assert r.returncode == 0
+    for name in ("mixformer-22k", "mixformer-1k", "mixformer-large", "mixformer-tiny"):
+        assert name in r.stdout

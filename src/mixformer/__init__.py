@@ -11,13 +11,14 @@ Quick use::
 """
 
 from mixformer.models import CheckpointError, ModelConfig, build_model, list_models
-from mixformer.tracking import Tracker, TrackerConfig, TrackResult
+from mixformer.tracking import MultiTracker, Tracker, TrackerConfig, TrackResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
     "ModelConfig",
+    "MultiTracker",
     "Tracker",
     "TrackerConfig",
     "TrackResult",

@@ -85,7 +85,8 @@ def _trajectory(
     phase = 2 * np.pi * t
     c = 0.75 * amp * np.sin(f1 * phase + p1) + 0.25 * amp * np.sin(f2 * phase + rng.uniform(0, 6))
     walk = np.cumsum(rng.normal(0, 0.01 * extent, len(t)))
-    walk = np.convolve(walk, np.ones(5) / 5, mode="same")
+    k = min(5, len(t))
+    walk = np.convolve(walk, np.ones(k) / k, mode="same")
     c = c + walk - c[0] - walk[0]
     return extent / 2 + rng.uniform(-0.1, 0.1) * extent + c
 

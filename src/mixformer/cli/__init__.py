@@ -18,7 +18,9 @@ from collections.abc import Sequence
 _COMMAND_MODULES = (
     "mixformer.cli.track",
     "mixformer.cli.models",
+    "mixformer.cli.demo",
     "mixformer.cli.evaluate",
+    "mixformer.cli.train",
 )
 
 

@@ -88,3 +88,16 @@ def test_models_lists_presets():
     assert r.returncode == 0
     for name in ("mixformer-22k", "mixformer-1k", "mixformer-large", "mixformer-tiny"):
         assert name in r.stdout
+
+
+def test_corrupt_frame_mid_sequence_keeps_tracked_boxes(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"{i + 1:05d}.jpg"), np.full((64, 64, 3), 30 * i, np.uint8))
+    (frames / "00004.jpg").write_bytes(b"not a jpeg")
+    boxes = tmp_path / "boxes.txt"
+    r = _mixformer("track", str(frames), "--box", "10,10,20,20", "--boxes", str(boxes))
+    assert r.returncode == 2
+    assert "00004.jpg" in r.stderr
+    assert len(boxes.read_text().splitlines()) == 3

@@ -95,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
             if writer:
                 writer.write(draw_box(frame, res.box, label=f"{res.score:.2f}"))
             bar.update(1)
+    except Exception:
+        if args.boxes and lines:  # keep the frames already tracked
+            atomic_write_text(args.boxes, "\n".join(lines) + "\n")
+            log.error("stopped after %d frames; their boxes are in %s", len(lines), args.boxes)
+        raise
     finally:
         bar.close()
         if writer:

@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "mixformer.cli.demo",
     "mixformer.cli.evaluate",
     "mixformer.cli.train",
+    "mixformer.cli.vot",
 )
 
 

@@ -1,0 +1,65 @@
+"""``mixformer vot-server`` and ``mixformer vot-config``: run under the VOT toolkit."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from mixformer.cli.track import add_model_args, load_model_from_args
+
+log = logging.getLogger("mixformer.vot")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "vot-server",
+        help="TraX server for the VOT toolkit (started by `vot evaluate`)",
+        description="Answer the VOT toolkit's TraX requests (rectangles, image paths; one or "
+        "several objects) until it quits. Needs `pip install vot-trax`. Put the line printed "
+        "by `mixformer vot-config` in the workspace's trackers.ini.",
+    )
+    add_model_args(p)
+    p.add_argument("--preset", default="vot20", help="tracker settings preset (default vot20)")
+    p.add_argument("--name", default="MixFormer", help="tracker name sent to the toolkit")
+    p.set_defaults(func=run_server)
+
+    c = sub.add_parser(
+        "vot-config",
+        help="print a trackers.ini section for the VOT toolkit",
+        description="Print a ready trackers.ini section that runs `mixformer vot-server` with "
+        "this Python interpreter; append it to the workspace's trackers.ini.",
+    )
+    c.add_argument("--name", default="MixFormer", help="tracker identifier (default MixFormer)")
+    c.add_argument("--model", default="mixformer-22k", help="model preset")
+    c.add_argument("--weights", default=None, help="weights file (made absolute)")
+    c.add_argument("--preset", default="vot20", help="tracker settings preset (default vot20)")
+    c.add_argument("--device", default=None, help="torch device passed to the server")
+    c.set_defaults(func=run_config)
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from mixformer.integrations.vot import serve
+    from mixformer.tracking import MultiTracker, TrackerConfig
+
+    model = load_model_from_args(args)
+    config = TrackerConfig.preset(args.preset, model=args.model)
+    frames = serve(lambda: MultiTracker(model, config, args.device), name=args.name)
+    log.info("VOT session ended after %d frames", frames)
+    return 0
+
+
+def run_config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mixformer.cli import CLIError
+    from mixformer.integrations.vot import trackers_ini
+
+    weights = None
+    if args.weights:
+        path = Path(args.weights).expanduser().resolve()
+        if not path.is_file():
+            raise CLIError(f"weights file not found: {args.weights}")
+        weights = str(path)
+    extra = ["--device", args.device] if args.device else []
+    print(trackers_ini(args.name, args.model, weights, args.preset, extra), end="")
+    return 0

@@ -179,3 +179,35 @@ def test_evaluate_end_to_end_then_resume(
     assert main(args) == 0
     assert "done 0, skipped (already done) 2" in capsys.readouterr().out
     assert main([*args[:-1], "search_factor=5.0"]) == 2  # other settings: refused
+
+
+def test_report_got10k_val_has_ao_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+
+    from mixformer.data.synthetic import generate_sequence
+
+    val = tmp_path / "got10k" / "val"
+    names = ["GOT-10k_Val_000001", "GOT-10k_Val_000002"]
+    for k, name in enumerate(names):
+        seq = generate_sequence(k, num_frames=5, height=40, width=48)
+        (val / name).mkdir(parents=True)
+        for i, frame in enumerate(seq.frames, start=1):
+            cv2.imwrite(str(val / name / f"{i:08d}.jpg"), frame[:, :, ::-1])
+        rows = "".join(",".join(str(int(v)) for v in b) + "\n" for b in seq.boxes)
+        (val / name / "groundtruth.txt").write_text(rows)
+        (val / name / "cover.label").write_text("".join(f"{8 * int(v)}\n" for v in seq.visible))
+        res = tmp_path / "perfect" / "got10k"
+        res.mkdir(parents=True, exist_ok=True)
+        (res / f"{name}.txt").write_text(rows.replace(",", "\t"))
+    (val / "list.txt").write_text("\n".join(names) + "\n")
+    args = ["report", str(tmp_path / "perfect"), "--dataset", "got10k_val"]
+    assert main([*args, "--root", str(tmp_path / "got10k")]) == 0
+    out = capsys.readouterr().out
+    header, _, row = out.splitlines()[1:4]
+    assert header.split()[:4] == ["Tracker", "AO", "SR50", "SR75"]
+    assert row.split()[0] == "perfect" and float(row.split()[1]) == pytest.approx(100.0)
+    test_args = ["report", str(tmp_path / "perfect"), "--dataset", "got10k_test", "--root"]
+    assert main([*test_args, str(val)]) == 2
+    assert "no public ground truth" in capsys.readouterr().err

@@ -1,0 +1,454 @@
+"""Training configuration: a frozen dataclass, named presets and YAML override files.
+
+A YAML file names a preset with ``base:`` and overrides only the keys it changes::
+
+    base: mixformer-22k-stage2
+    stage1_checkpoint: runs/22k-stage1/model_final.pth
+    data_roots: {lasot: /data/lasot, got10k: /data/got10k/train}
+
+Unknown keys are rejected with the closest valid key. Command-line ``key=value`` pairs are
+parsed as YAML scalars (``epochs=3``, ``lr=1e-3``, ``datasets=[synthetic]``) and applied last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "TrainConfig",
+    "apply_overrides",
+    "get_train_config",
+    "list_train_configs",
+    "load_train_config",
+    "parse_key_values",
+]
+
+DATASET_NAMES = (
+    "synthetic",
+    "lasot",
+    "got10k_vottrain",
+    "got10k_votval",
+    "got10k_train_full",
+    "trackingnet",
+    "coco17",
+    "generic",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (SPEC 3.1-3.5 defaults are the stage-1 22k values).
+
+    Attributes:
+        stage: 1 (box head, CIoU + L1) or 2 (score module, BCE).
+        model: model preset name (``mixformer.list_models()``).
+        model_overrides: :class:`~mixformer.models.ModelConfig` fields to change.
+        pretrained: stage 1: ImageNet CvT backbone file (SPEC 3.10), "" for random init.
+        stage1_checkpoint: stage 2: the stage-1 checkpoint the network starts from.
+        datasets: training dataset names, sampled with ``dataset_ratio``.
+        dataset_ratio: relative sampling weights (empty: uniform).
+        val_datasets: validation dataset names (empty: no validation).
+        data_roots: dataset name (or family: ``lasot``, ``got10k``, ``trackingnet``, ``coco``,
+            ``generic``) -> root folder.
+        synthetic_sequences / synthetic_frames / synthetic_size / synthetic_seed: the on-the-fly
+            synthetic training set (sequence ``k`` is generated from ``(seed, k)``).
+        synthetic_val_seed: seed of the synthetic validation set.
+        sampler: ``causal`` (stage 1) or ``trident_pro`` (stage 2).
+        max_gap: frame gap for sampling; pos_prob: positive-sample probability (stage 2).
+        template_factor / template_size / search_factor / search_size: crop geometry.
+        search_center_jitter / search_scale_jitter: search-box jitter (templates: none).
+        grayscale_prob / brightness_jitter: augmentations.
+        epochs / lr_drop_epoch: schedule (StepLR gamma 0.1 after ``lr_drop_epoch`` epochs).
+        batch_size: samples per process per micro-batch; accum_iter: micro-batches per step.
+        samples_per_epoch / val_samples: samples drawn per epoch (all processes together).
+        val_every: validate when ``epoch % val_every == 0``.
+        lr / backbone_lr_mult / weight_decay / grad_clip: AdamW and clipping.
+        freeze_stage0: large model: train only backbone stages 1-2 and the box head.
+        iou_weight / l1_weight / score_weight: loss weights.
+        amp: mixed precision (CUDA only; ignored with a warning on the CPU).
+        num_workers: DataLoader workers per process.
+        seed: base seed (data, model init and DropPath derive from it).
+        keep_checkpoints: how many epoch checkpoints to keep (0: all).
+        tensorboard: write TensorBoard scalars when the package is installed.
+        log_every: steps between TensorBoard / progress updates.
+        threads: torch CPU threads (0: leave the torch default).
+    """
+
+    stage: int = 1
+    model: str = "mixformer-22k"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    pretrained: str = ""
+    stage1_checkpoint: str = ""
+    datasets: tuple[str, ...] = ("got10k_vottrain", "lasot", "coco17", "trackingnet")
+    dataset_ratio: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    val_datasets: tuple[str, ...] = ("got10k_votval",)
+    data_roots: dict[str, str] = field(default_factory=dict)
+    synthetic_sequences: int = 2000
+    synthetic_frames: int = 60
+    synthetic_size: tuple[int, int] = (240, 320)
+    synthetic_seed: int = 1
+    synthetic_val_seed: int = 2
+    sampler: str = "causal"
+    max_gap: int = 200
+    pos_prob: float = 0.5
+    template_factor: float = 2.0
+    template_size: int = 128
+    search_factor: float = 5.0
+    search_size: int = 320
+    search_center_jitter: float = 4.5
+    search_scale_jitter: float = 0.5
+    grayscale_prob: float = 0.05
+    brightness_jitter: float = 0.2
+    epochs: int = 500
+    lr_drop_epoch: int = 400
+    batch_size: int = 8
+    accum_iter: int = 1
+    samples_per_epoch: int = 60000
+    val_samples: int = 10000
+    val_every: int = 5
+    lr: float = 1e-4
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 1e-4
+    grad_clip: float = 0.1
+    freeze_stage0: bool = False
+    iou_weight: float = 2.0
+    l1_weight: float = 5.0
+    score_weight: float = 1.0
+    amp: bool = False
+    num_workers: int = 0
+    seed: int = 42
+    keep_checkpoints: int = 3
+    tensorboard: bool = True
+    log_every: int = 10
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("datasets", "dataset_ratio", "val_datasets", "synthetic_size"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first inconsistent field."""
+        if self.stage not in (1, 2):
+            raise ValueError(f"stage must be 1 or 2, got {self.stage}")
+        if self.sampler not in ("causal", "trident_pro"):
+            raise ValueError(f"sampler must be 'causal' or 'trident_pro', got {self.sampler!r}")
+        for name in self.datasets + self.val_datasets:
+            if name not in DATASET_NAMES:
+                close = difflib.get_close_matches(name, DATASET_NAMES, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"unknown dataset {name!r}{hint} (known: {', '.join(DATASET_NAMES)})"
+                )
+        if not self.datasets:
+            raise ValueError("datasets must name at least one training dataset")
+        if self.dataset_ratio and len(self.dataset_ratio) != len(self.datasets):
+            raise ValueError(
+                f"dataset_ratio has {len(self.dataset_ratio)} entries for "
+                f"{len(self.datasets)} datasets"
+            )
+        positive = ("epochs", "batch_size", "accum_iter", "samples_per_epoch", "val_every")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if len(self.synthetic_size) != 2:
+            raise ValueError(f"synthetic_size must be (height, width), got {self.synthetic_size}")
+
+    @property
+    def ratio(self) -> tuple[float, ...]:
+        """Sampling weights, one per training dataset."""
+        return self.dataset_ratio or tuple(1.0 for _ in self.datasets)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes``; unknown keys raise ``KeyError`` naming the closest key."""
+        valid = {f.name for f in dataclasses.fields(self)}
+        for key in changes:
+            if key not in valid:
+                raise KeyError(_unknown_key(key, valid))
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain python types only (lists for tuples), for checkpoints and YAML."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = (
+                list(v) if isinstance(v, tuple) else (dict(v) if isinstance(v, dict) else v)
+            )
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        return cls().replace(**d)
+
+
+def _unknown_key(key: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(valid), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown training config key {key!r}{hint}"
+
+
+_PRESETS: dict[str, Callable[[], TrainConfig]] = {}
+
+
+def _preset(name: str) -> Callable[[Callable[[], TrainConfig]], Callable[[], TrainConfig]]:
+    def deco(fn: Callable[[], TrainConfig]) -> Callable[[], TrainConfig]:
+        _PRESETS[name] = fn
+        return fn
+
+    return deco
+
+
+def list_train_configs() -> list[str]:
+    """Names of the training presets, sorted."""
+    return sorted(_PRESETS)
+
+
+def get_train_config(name: str) -> TrainConfig:
+    """The preset ``name``; unknown names raise ``KeyError`` naming the closest preset."""
+    if name not in _PRESETS:
+        close = difflib.get_close_matches(name, list(_PRESETS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise KeyError(
+            f"unknown training preset {name!r}{hint} (available: {', '.join(list_train_configs())})"
+        )
+    return _PRESETS[name]()
+
+
+_STAGE2 = dict(
+    stage=2,
+    sampler="trident_pro",
+    epochs=30,
+    lr_drop_epoch=20,
+    batch_size=32,
+    backbone_lr_mult=1.0,
+)
+
+
+@_preset("mixformer-22k-stage1")
+def _s1_22k() -> TrainConfig:
+    """``experiments/mixformer_cvt/baseline.yaml``: CvT-21 IN-22k init, batch 8, 500 epochs."""
+    return TrainConfig(model="mixformer-22k", pretrained="CvT-21-384x384-IN-22k.pth")
+
+
+@_preset("mixformer-22k-stage2")
+def _s2_22k() -> TrainConfig:
+    """``experiments/mixformer_cvt_online/baseline.yaml``: SPM, 30 epochs, LR drop at 20."""
+    return TrainConfig(
+        model="mixformer-22k", stage1_checkpoint="MixFormer_ep0500.pth.tar", **_STAGE2
+    )
+
+
+@_preset("mixformer-1k-stage1")
+def _s1_1k() -> TrainConfig:
+    """``baseline_1k.yaml``: CvT-21 IN-1k init and backbone LR multiplier 1.0."""
+    return TrainConfig(
+        model="mixformer-1k", pretrained="CvT-21-384x384-IN-1k.pth", backbone_lr_mult=1.0
+    )
+
+
+@_preset("mixformer-1k-stage2")
+def _s2_1k() -> TrainConfig:
+    """``mixformer_cvt_online/baseline_1k.yaml``: 40 epochs, LR drop at 30."""
+    s2 = {**_STAGE2, "epochs": 40, "lr_drop_epoch": 30}
+    return TrainConfig(model="mixformer-1k", stage1_checkpoint="MixFormer_ep0500.pth.tar", **s2)
+
+
+@_preset("mixformer-large-stage1")
+def _s1_large() -> TrainConfig:
+    """``baseline_large.yaml``: CvT-W24 init, stage 0 frozen, batch 16."""
+    return TrainConfig(
+        model="mixformer-large",
+        pretrained="CvT-w24-384x384-IN-22k.pth",
+        freeze_stage0=True,
+        batch_size=16,
+    )
+
+
+@_preset("mixformer-large-stage2")
+def _s2_large() -> TrainConfig:
+    """``mixformer_cvt_online/baseline_large.yaml``: batch 16, 40 epochs, LR drop at 30."""
+    s2 = {**_STAGE2, "epochs": 40, "lr_drop_epoch": 30, "batch_size": 16}
+    return TrainConfig(model="mixformer-large", stage1_checkpoint="MixFormer_ep0500.pth.tar", **s2)
+
+
+@_preset("mixformer-got-stage1")
+def _s1_got() -> TrainConfig:
+    """``baseline_got.yaml``: GOT-10k train-full only, batch 32."""
+    return TrainConfig(
+        model="mixformer-22k",
+        pretrained="CvT-21-384x384-IN-22k.pth",
+        datasets=("got10k_train_full",),
+        dataset_ratio=(1.0,),
+        batch_size=32,
+    )
+
+
+@_preset("mixformer-got-stage2")
+def _s2_got() -> TrainConfig:
+    """``mixformer_cvt_online/baseline_got.yaml``: GOT-10k only, 40 epochs, LR drop at 30."""
+    s2 = {**_STAGE2, "epochs": 40, "lr_drop_epoch": 30}
+    return TrainConfig(
+        model="mixformer-22k",
+        stage1_checkpoint="MixFormer_ep0500.pth.tar",
+        datasets=("got10k_train_full",),
+        dataset_ratio=(1.0,),
+        **s2,
+    )
+
+
+# CPU scale. One torch thread: on a shared 2-core machine, 2 threads ran 4x slower than 1
+# (spinning OpenMP workers); the DataLoader worker runs the data pipeline beside it. The search
+# jitter is milder than the reference's so the few thousand samples a CPU hour affords
+# concentrate on the frame-to-frame motion the tracker meets.
+_TINY = dict(
+    model="mixformer-tiny",
+    datasets=("synthetic",),
+    dataset_ratio=(1.0,),
+    val_datasets=("synthetic",),
+    val_every=2,
+    val_samples=32,
+    synthetic_frames=30,
+    search_center_jitter=3.0,
+    search_scale_jitter=0.25,
+    keep_checkpoints=2,
+    num_workers=1,
+    threads=1,
+)
+
+
+@_preset("tiny-synthetic-stage1")
+def _s1_tiny() -> TrainConfig:
+    """CPU scale: ``mixformer-tiny`` from random init on on-the-fly synthetic sequences."""
+    return TrainConfig(
+        stage=1,
+        epochs=12,
+        lr_drop_epoch=10,
+        batch_size=8,
+        samples_per_epoch=400,
+        lr=4e-4,
+        backbone_lr_mult=1.0,
+        **_TINY,
+    )
+
+
+@_preset("tiny-synthetic-stage2")
+def _s2_tiny() -> TrainConfig:
+    """CPU scale stage 2: train the score module of ``mixformer-tiny`` on synthetic data."""
+    return TrainConfig(
+        stage=2,
+        sampler="trident_pro",
+        stage1_checkpoint="runs/tiny-synthetic-stage1/model_final.pth",
+        epochs=4,
+        lr_drop_epoch=3,
+        batch_size=16,
+        samples_per_epoch=640,
+        lr=4e-4,
+        backbone_lr_mult=1.0,
+        **_TINY,
+    )
+
+
+def _coerce(cfg: TrainConfig, key: str, value: Any) -> Any:
+    """Make YAML values fit the field type (lists -> tuples for tuple fields)."""
+    current = getattr(cfg, key)
+    if isinstance(current, tuple) and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if isinstance(current, tuple) and isinstance(value, str):
+        return (value,)
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(current, dict) and not isinstance(value, dict):
+        raise ValueError(f"{key} must be a mapping, got {value!r}")
+    return value
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """``cfg`` with ``overrides`` applied (dict fields are merged, not replaced).
+
+    Raises:
+        KeyError: unknown key (the message names the closest valid key).
+    """
+    valid = {f.name for f in dataclasses.fields(cfg)}
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in valid:
+            raise KeyError(_unknown_key(key, valid))
+        value = _coerce(cfg, key, value)
+        if isinstance(value, dict):
+            value = {**getattr(cfg, key), **value}
+        changes[key] = value
+    return cfg.replace(**changes)
+
+
+def parse_key_values(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["epochs=3", "data_roots.lasot=/d"]`` -> ``{"epochs": 3, "data_roots": {"lasot": "/d"}}``.
+
+    Raises:
+        ValueError: an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in pairs:
+        if "=" not in item:
+            raise ValueError(f"expected key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw else ""
+        if "." in key:
+            top, sub = key.split(".", 1)
+            out.setdefault(top, {})[sub] = value
+        else:
+            out[key] = value
+    return out
+
+
+def load_train_config(
+    source: str | Path, overrides: dict[str, Any] | None = None
+) -> tuple[TrainConfig, str]:
+    """Read a YAML override file (or take a preset name) and apply ``overrides``.
+
+    Args:
+        source: a YAML file path, or a preset name from :func:`list_train_configs`. Shipped
+            files can be named without their folder (``tiny-synthetic-stage1.yaml``).
+        overrides: extra ``key -> value`` pairs applied last.
+    Returns:
+        ``(config, name)`` where ``name`` is the YAML stem or preset name.
+    Raises:
+        FileNotFoundError: neither a file, a shipped file nor a preset.
+        KeyError: unknown key.
+        ValueError: malformed YAML or invalid values.
+    """
+    path = Path(source)
+    if not path.is_file():
+        shipped = Path(__file__).parent / "configs" / path.name
+        if shipped.is_file():
+            path = shipped
+        elif str(source) in _PRESETS:
+            cfg = get_train_config(str(source))
+            return apply_overrides(cfg, overrides or {}), str(source)
+        else:
+            raise FileNotFoundError(
+                f"training config {source} not found (neither a file nor a preset; "
+                f"presets: {', '.join(list_train_configs())})"
+            )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of config keys")
+    base = data.pop("base", None)
+    cfg = get_train_config(base) if base else TrainConfig()
+    cfg = apply_overrides(cfg, data)
+    return apply_overrides(cfg, overrides or {}), path.stem

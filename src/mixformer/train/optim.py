@@ -1,0 +1,63 @@
+"""Trainable parameters, AdamW parameter groups and the step LR schedule (SPEC 3.1, 3.2)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from mixformer.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+__all__ = ["set_trainable", "build_optimizer", "build_scheduler"]
+
+
+def set_trainable(model: nn.Module, cfg: TrainConfig) -> None:
+    """Freeze what the stage does not train.
+
+    Stage 2: only parameters whose name contains ``score``. Stage 1: everything, except with
+    ``freeze_stage0`` (large model) where only backbone stages 1-2 and the box head train.
+    """
+    for name, p in model.named_parameters():
+        if cfg.stage == 2:
+            p.requires_grad_("score" in name)
+        elif cfg.freeze_stage0:
+            p.requires_grad_(any(s in name for s in ("stage1", "stage2", "box_head")))
+        else:
+            p.requires_grad_("score" not in name)
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("stage %d: %d trainable parameters", cfg.stage, n)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on all parameters.
+
+    Stage 1: group 0 = non-backbone parameters at ``lr``, group 1 = backbone parameters at
+    ``lr * backbone_lr_mult``. Stage 2: one group at ``lr``.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError("no trainable parameters")
+    if cfg.stage == 2:
+        groups = [{"params": [p for _, p in named], "lr": cfg.lr}]
+    else:
+        groups = [
+            {"params": [p for n, p in named if "backbone" not in n], "lr": cfg.lr},
+            {
+                "params": [p for n, p in named if "backbone" in n],
+                "lr": cfg.lr * cfg.backbone_lr_mult,
+            },
+        ]
+        groups = [g for g in groups if g["params"]]
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig
+) -> torch.optim.lr_scheduler.StepLR:
+    """StepLR(step_size=lr_drop_epoch, gamma=0.1), stepped after every epoch."""
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_drop_epoch, gamma=0.1)

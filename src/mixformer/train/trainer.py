@@ -1,0 +1,500 @@
+"""The training loop (SPEC 3.6, 3.8): epochs, validation, logging, checkpoints, resume, DDP.
+
+Reproducibility: sample ``i`` of epoch ``e`` is drawn from RNGs seeded by ``(seed, e, i)`` and
+the model's own randomness (DropPath) is reseeded from ``(seed, e, rank)`` at the start of each
+epoch, so resuming from the checkpoint of epoch ``e`` replays epoch ``e+1`` exactly; a run
+killed mid-epoch and resumed ends with the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from mixformer.data.training import (
+    Processing,
+    ProcessingConfig,
+    TrackingSampler,
+    TrainingSamples,
+    build_dataset,
+)
+from mixformer.models import MixFormer, build_model, load_weights
+from mixformer.train.checkpoint import (
+    capture_rng,
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng,
+    save_slim,
+)
+from mixformer.train.config import TrainConfig
+from mixformer.train.distributed import DistInfo, all_mean, any_flag, epoch_batches
+from mixformer.train.losses import stage_loss
+from mixformer.train.optim import build_optimizer, build_scheduler, set_trainable
+from mixformer.utils import atomic_save_torch
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NonFiniteLossError", "Trainer", "build_network", "build_loader", "measure_data"]
+
+CSV_FIELDS = (
+    "epoch",
+    "split",
+    "samples",
+    "loss",
+    "ciou",
+    "l1",
+    "iou",
+    "bce",
+    "acc",
+    "lr",
+    "seconds",
+    "samples_per_s",
+)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stopped before the bad update."""
+
+
+def build_network(cfg: TrainConfig) -> MixFormer:
+    """The network of a stage, initialised as the reference does (SPEC 3.1, 3.10).
+
+    Stage 1: the preset with ``score_head=False, head_bn="batch"``, backbone from
+    ``cfg.pretrained`` (ImageNet CvT) when given. Stage 2: the online preset (score head,
+    frozen head BN) loaded from ``cfg.stage1_checkpoint``.
+
+    Raises:
+        ValueError: a named weights file does not exist or does not fit.
+    """
+    torch.manual_seed(cfg.seed)
+    if cfg.stage == 1:
+        overrides = {"score_head": False, "head_bn": "batch", **cfg.model_overrides}
+        model = build_model(cfg.model, **overrides)
+        if cfg.pretrained:
+            if not Path(cfg.pretrained).is_file():
+                raise ValueError(
+                    f"pretrained backbone {cfg.pretrained} not found (download the ImageNet CvT "
+                    "file or set pretrained='' to start from random weights)"
+                )
+            load_weights(model, cfg.pretrained)
+    else:
+        model = build_model(cfg.model, **cfg.model_overrides)
+        if not cfg.stage1_checkpoint:
+            raise ValueError("stage 2 needs stage1_checkpoint (the stage-1 result)")
+        if not Path(cfg.stage1_checkpoint).is_file():
+            raise ValueError(f"stage1_checkpoint {cfg.stage1_checkpoint} not found")
+        load_weights(model, cfg.stage1_checkpoint)
+    set_trainable(model, cfg)
+    return model.train()
+
+
+def _processing(cfg: TrainConfig, train: bool) -> Processing:
+    pc = ProcessingConfig(
+        template_factor=cfg.template_factor,
+        template_size=cfg.template_size,
+        search_factor=cfg.search_factor,
+        search_size=cfg.search_size,
+        search_center_jitter=cfg.search_center_jitter,
+        search_scale_jitter=cfg.search_scale_jitter,
+        grayscale_prob=cfg.grayscale_prob,
+        brightness_jitter=cfg.brightness_jitter,
+    )
+    return Processing(pc, train=train)
+
+
+def build_samples(cfg: TrainConfig, train: bool = True) -> TrainingSamples:
+    """The per-epoch sample set of the training (or validation) datasets."""
+    names = cfg.datasets if train else cfg.val_datasets
+    h, w = cfg.synthetic_size
+    synth = dict(
+        num_sequences=cfg.synthetic_sequences if train else max(64, cfg.val_samples // 4),
+        num_frames=cfg.synthetic_frames,
+        height=h,
+        width=w,
+        seed=cfg.synthetic_seed if train else cfg.synthetic_val_seed,
+    )
+    datasets = [build_dataset(n, cfg.data_roots, synth) for n in names]
+    ratio = cfg.ratio if train else [1.0] * len(datasets)
+    sampler = TrackingSampler(
+        datasets, ratio, _processing(cfg, train), cfg.sampler, cfg.max_gap, cfg.pos_prob
+    )
+    n = cfg.samples_per_epoch if train else cfg.val_samples
+    return TrainingSamples(sampler, n, cfg.seed if train else cfg.seed + 1)
+
+
+def build_loader(
+    samples: TrainingSamples, cfg: TrainConfig, info: DistInfo, accum: int
+) -> DataLoader:
+    """DataLoader over this rank's micro-batches of the current epoch of ``samples``."""
+    batches = epoch_batches(len(samples), cfg.batch_size, info.world_size, info.rank, accum)
+    return DataLoader(
+        samples,
+        batch_sampler=batches,
+        num_workers=cfg.num_workers,
+        pin_memory=info.device.type == "cuda",
+    )
+
+
+def measure_data(
+    cfg: TrainConfig, num_batches: int = 10, progress: bool = True
+) -> dict[str, float]:
+    """Draw ``num_batches`` training batches without a model and time them.
+
+    Returns:
+        ``{"samples", "seconds", "samples_per_s", "corrupt_images"}``.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    samples = build_samples(cfg, train=True)
+    samples.set_epoch(1)
+    n = min(num_batches * cfg.batch_size, len(samples))
+    loader = DataLoader(
+        samples,
+        batch_sampler=[
+            list(range(i, min(i + cfg.batch_size, n))) for i in range(0, n, cfg.batch_size)
+        ],
+        num_workers=cfg.num_workers,
+    )
+    t0 = time.perf_counter()
+    count = 0
+    for batch in tqdm(loader, desc="data", unit="batch", disable=not progress):
+        count += batch["search_images"].shape[0]
+    dt = time.perf_counter() - t0
+    return {
+        "samples": float(count),
+        "seconds": dt,
+        "samples_per_s": count / dt if dt > 0 else float("inf"),
+        "corrupt_images": float(samples.sampler.corrupt_images),
+    }
+
+
+@dataclass
+class _Meter:
+    sums: dict[str, float]
+    count: int = 0
+
+    def add(self, stats: dict[str, float], n: int) -> None:
+        for k, v in stats.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v * n
+        self.count += n
+
+    def mean(self) -> dict[str, float]:
+        return {k: v / max(self.count, 1) for k, v in self.sums.items()}
+
+
+class Trainer:
+    """Runs one training stage into a run folder.
+
+    Args:
+        cfg: the training configuration.
+        run_dir: output folder (checkpoints, ``log.csv``, TensorBoard events, final weights).
+        resume: continue from the newest checkpoint of ``run_dir`` (a fresh start if none).
+        info: the DDP position of this process (default: single process on the CPU / GPU 0).
+        progress: show the tqdm progress bar (rank 0 only).
+        name: run name recorded in the checkpoint.
+
+    Raises:
+        ValueError: ``run_dir`` already holds checkpoints and ``resume`` is False.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        resume: bool = False,
+        info: DistInfo | None = None,
+        progress: bool = True,
+        name: str = "",
+    ) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.info = info or DistInfo(
+            device=torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        self.progress = progress
+        self.name = name
+        self.history: list[dict[str, Any]] = []
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        existing = list_checkpoints(self.run_dir)
+        if existing and not resume:
+            raise ValueError(
+                f"{self.run_dir} already holds checkpoints (last: {existing[-1][1].name}); "
+                "pass --resume to continue, or choose another output folder"
+            )
+        self.use_amp = cfg.amp and self.info.device.type == "cuda"
+        if cfg.amp and not self.use_amp:
+            log.warning("amp=true ignored: mixed precision is used on CUDA only")
+        self.model = build_network(cfg).to(self.info.device)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.start_epoch = 0
+        if resume and existing:
+            self._load(existing[-1][1])
+        self.net: torch.nn.Module = self.model
+        if self.info.distributed:
+            ids = [self.info.device.index] if self.info.device.type == "cuda" else None
+            self.net = DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=True
+            )
+        self.train_samples = build_samples(cfg, train=True)
+        self.val_samples = build_samples(cfg, train=False) if cfg.val_datasets else None
+        self._tb = None
+        self.global_step = self.start_epoch * self.steps_per_epoch
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch (incomplete global batches are dropped)."""
+        g = self.cfg.batch_size * self.info.world_size * self.cfg.accum_iter
+        return self.cfg.samples_per_epoch // g
+
+    def _load(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        if ckpt.get("train_config", {}).get("stage", self.cfg.stage) != self.cfg.stage:
+            raise ValueError(f"{path} is a checkpoint of another stage")
+        self.model.load_state_dict(ckpt["net"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        restore_rng(ckpt["rng"])
+        self.start_epoch = int(ckpt["epoch"])
+        self.history = list(ckpt.get("history", []))
+        log.info("resumed from %s (epoch %d)", path, self.start_epoch)
+
+    def _checkpoint(self, epoch: int) -> dict[str, Any]:
+        return {
+            "net": self.model.state_dict(),
+            "model_config": self.model.config.to_dict(),
+            "preset": self.cfg.model,
+            "net_type": "MixFormer" if self.cfg.stage == 1 else "MixFormerOnlineScore",
+            "epoch": epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": capture_rng(),
+            "train_config": self.cfg.to_dict(),
+            "run_name": self.name,
+            "history": self.history,
+        }
+
+    def _save(self, epoch: int) -> Path:
+        path = checkpoint_path(self.run_dir, epoch)
+        atomic_save_torch(self._checkpoint(epoch), path)
+        keep = self.cfg.keep_checkpoints
+        if keep > 0:
+            for _, old in list_checkpoints(self.run_dir)[:-keep]:
+                old.unlink(missing_ok=True)
+        return path
+
+    def _csv(self, row: dict[str, Any]) -> None:
+        path = self.run_dir / "log.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow({k: row.get(k, "") for k in CSV_FIELDS})
+
+    def _tensorboard(self) -> Any:
+        if self._tb is None and self.cfg.tensorboard and self.info.is_main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log.info("tensorboard is not installed; logging to log.csv only")
+                self._tb = False
+            else:
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        return self._tb or None
+
+    # -- steps ---------------------------------------------------------------------------
+    def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        dev = self.info.device
+        t = batch["template_images"].to(dev, non_blocking=True)
+        s = batch["search_images"][:, 0].to(dev, non_blocking=True)
+        anno = batch["search_anno"][:, 0].to(dev)
+        label = batch["label"][:, 0].to(dev) if "label" in batch else None
+        stage2 = self.cfg.stage == 2
+        gt = None
+        if stage2:
+            x, y, w, h = anno.unbind(-1)
+            gt = torch.stack([x, y, x + w, y + h], dim=-1)
+        ctx = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if self.use_amp
+            else contextlib.nullcontext()
+        )
+        with ctx:
+            out = self.net(t[:, 0], t[:, 1], s, run_score_head=stage2, gt_bboxes=gt)
+        out = {k: v.float() for k, v in out.items()}
+        weights = (self.cfg.iou_weight, self.cfg.l1_weight, self.cfg.score_weight)
+        return stage_loss(self.cfg.stage, out, anno, label, weights)
+
+    def _seed_epoch(self, epoch: int) -> None:
+        seq = np.random.SeedSequence([self.cfg.seed, epoch, self.info.rank, 7])
+        torch.manual_seed(int(seq.generate_state(1)[0]))
+
+    def train_epoch(self, epoch: int, max_steps: int | None = None) -> dict[str, float] | None:
+        """One training epoch; returns the batch-weighted mean statistics over all ranks.
+
+        Args:
+            epoch: 1-based epoch number.
+            max_steps: stop after this many optimizer steps and return None (simulates an
+                interruption; used by tests).
+        Raises:
+            NonFiniteLossError: NaN/inf loss (no update is applied for that batch).
+        """
+        cfg, info = self.cfg, self.info
+        self._seed_epoch(epoch)
+        self.train_samples.set_epoch(epoch)
+        self.model.train()
+        loader = build_loader(self.train_samples, cfg, info, cfg.accum_iter)
+        meter = _Meter({})
+        steps = self.steps_per_epoch
+        bar = tqdm(
+            total=steps,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            unit="step",
+            disable=not (self.progress and info.is_main),
+            dynamic_ncols=True,
+        )
+        t0 = time.perf_counter()
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer.zero_grad(set_to_none=True)
+        step = 0
+        for m, batch in enumerate(loader):
+            j = m % cfg.accum_iter
+            last = j == cfg.accum_iter - 1
+            sync = self.net.no_sync() if info.distributed and not last else contextlib.nullcontext()
+            with sync:
+                loss, stats = self._forward(batch)
+                if any_flag(not math.isfinite(stats["loss"]), info):
+                    good = latest_checkpoint(self.run_dir)
+                    raise NonFiniteLossError(
+                        f"non-finite loss ({stats['loss']}) at epoch {epoch}, step {step + 1} "
+                        f"(batch {m + 1} of the epoch, global step {self.global_step + 1}); "
+                        f"last good checkpoint: {good or 'none'}"
+                    )
+                self.scaler.scale(loss / cfg.accum_iter).backward()
+            meter.add(stats, batch["search_images"].shape[0])
+            if not last:
+                continue
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            step += 1
+            self.global_step += 1
+            elapsed = time.perf_counter() - t0
+            rate = step * cfg.batch_size * cfg.accum_iter * info.world_size / elapsed
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == steps:
+                bar.set_postfix(loss=f"{meter.mean()['loss']:.4f}", sps=f"{rate:.2f}")
+                tb = self._tensorboard()
+                if tb is not None:
+                    for k, v in stats.items():
+                        tb.add_scalar(f"train_step/{k}", v, self.global_step)
+            if max_steps is not None and step >= max_steps:
+                bar.close()
+                return None
+        bar.close()
+        dt = time.perf_counter() - t0
+        out = all_mean(meter.mean(), info)
+        out["samples"] = float(meter.count * info.world_size)
+        out["seconds"] = dt
+        out["samples_per_s"] = out["samples"] / dt if dt > 0 else 0.0
+        return out
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss, IoU (and score accuracy in stage 2) on the validation samples (eval mode)."""
+        assert self.val_samples is not None
+        self.model.eval()
+        self.val_samples.set_epoch(0)
+        loader = build_loader(self.val_samples, self.cfg, self.info, 1)
+        meter = _Meter({})
+        t0 = time.perf_counter()
+        for batch in tqdm(
+            loader,
+            desc="validation",
+            unit="batch",
+            leave=False,
+            disable=not (self.progress and self.info.is_main),
+        ):
+            _, stats = self._forward(batch)
+            meter.add(stats, batch["search_images"].shape[0])
+        self.model.train()
+        out = all_mean(meter.mean(), self.info)
+        out["samples"] = float(meter.count * self.info.world_size)
+        out["seconds"] = time.perf_counter() - t0
+        return out
+
+    def fit(self, max_steps: int | None = None) -> Path | None:
+        """Train from ``start_epoch + 1`` to ``cfg.epochs``.
+
+        Args:
+            max_steps: stop after this many optimizer steps of the first epoch run (without
+                saving; simulates a crash for tests).
+        Returns:
+            The slim final weights ``<run_dir>/model_final.pth`` (rank 0), or None when
+            stopped early or on other ranks.
+        """
+        cfg, info = self.cfg, self.info
+        if info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            log.info(
+                "stage %d of %s: epochs %d-%d, %d steps/epoch, batch %d x %d proc x %d accum",
+                cfg.stage,
+                cfg.model,
+                self.start_epoch + 1,
+                cfg.epochs,
+                self.steps_per_epoch,
+                cfg.batch_size,
+                info.world_size,
+                cfg.accum_iter,
+            )
+        for epoch in range(self.start_epoch + 1, cfg.epochs + 1):
+            train = self.train_epoch(epoch, max_steps)
+            if train is None:
+                return None
+            lr = self.optimizer.param_groups[0]["lr"]
+            rows = [{"epoch": epoch, "split": "train", "lr": lr, **train}]
+            if self.val_samples is not None and epoch % cfg.val_every == 0:
+                rows.append({"epoch": epoch, "split": "val", "lr": lr, **self.validate()})
+            self.scheduler.step()
+            self.history.extend(rows)
+            if info.is_main:
+                path = self._save(epoch)
+                tb = self._tensorboard()
+                for row in rows:
+                    self._csv(row)
+                    msg = ", ".join(f"{k} {row[k]:.4f}" for k in ("loss", "iou", "acc") if k in row)
+                    log.info("epoch %d %s: %s", epoch, row["split"], msg)
+                    if tb is not None:
+                        for k, v in row.items():
+                            if isinstance(v, float) and k not in ("epoch",):
+                                tb.add_scalar(f"{row['split']}/{k}", v, epoch)
+                log.info("saved %s", path)
+        if not info.is_main:
+            return None
+        last = latest_checkpoint(self.run_dir)
+        if last is None:
+            return None
+        final = save_slim(load_checkpoint(last), self.run_dir / "model_final.pth")
+        if self._tb:
+            self._tb.close()
+        return final

@@ -191,7 +191,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for name, err in summary.failed.items():
             print(f"  {name}: {err}")
         return 1
-    if bench.metric != "server" and shard[1] == 1:
+    if bench.metric == "server":
+        server = "got10k" if bench.name.startswith("got10k") else "trackingnet"
+        print(f"submit: mixformer pack {server} {results} {server}_submission.zip")
+    elif shard[1] == 1:
         from mixformer.evaluation.report import evaluate_tracker, format_table
 
         rep = evaluate_tracker(args.model, [results], sequences, bench)

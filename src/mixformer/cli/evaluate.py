@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 from mixformer.cli import CLIError
@@ -157,6 +158,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
     bench = get_benchmark(args.dataset)
     shard = parse_shard(args.shard) if args.shard else (shard_from_env() or (0, 1))
+    device = args.device
+    if device == "cuda" and os.environ.get("LOCAL_RANK", "").isdigit():
+        device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun process
     config = TrackerConfig.preset(bench.tracker_preset, model=args.model)
     if args.overrides:
         config = config.replace(**_overrides(args.overrides))
@@ -177,7 +181,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         settings,
         workers=args.workers,
         shard=shard,
-        device=args.device,
+        device=device,
         progress=not args.no_progress,
     )
     fps = summary.frames / summary.seconds if summary.seconds > 0 else 0.0

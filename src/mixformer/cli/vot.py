@@ -42,7 +42,10 @@ def run_server(args: argparse.Namespace) -> int:
     from mixformer.tracking import MultiTracker, TrackerConfig
 
     model = load_model_from_args(args)
-    config = TrackerConfig.preset(args.preset, model=args.model)
+    mc = model.config  # crop sizes belong to the network (presets assume 128/320)
+    config = TrackerConfig.preset(args.preset, model=args.model).replace(
+        template_size=mc.template_size, search_size=mc.search_size
+    )
     frames = serve(lambda: MultiTracker(model, config, args.device), name=args.name)
     log.info("VOT session ended after %d frames", frames)
     return 0

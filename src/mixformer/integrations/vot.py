@@ -42,7 +42,7 @@ def region_to_box(region: Any) -> Box:
     Raises:
         ValueError: a mask or an unknown region type.
     """
-    kind = region.type
+    kind = _kind(region)
     if kind == "rectangle":
         x, y, w, h = region.bounds()
         return (float(x), float(y), float(w), float(h))
@@ -54,11 +54,17 @@ def region_to_box(region: Any) -> Box:
     raise ValueError(f"unsupported TraX region type {kind!r}; the tracker outputs rectangles")
 
 
+def _kind(obj: Any) -> str:
+    """``obj.type``: a method in vot-trax 4, a plain attribute in simpler clients."""
+    kind = obj.type
+    return kind() if callable(kind) else kind
+
+
 def _image_path(request: Any) -> str:
     image = request.image
     if isinstance(image, dict):
         image = image.get("color", next(iter(image.values()), None))
-    if image is None or image.type != "path":
+    if image is None or _kind(image) != "path":
         raise ValueError("the VOT server expects images passed as file paths (image format 'path')")
     return image.path()
 

@@ -1,0 +1,171 @@
+"""VOT toolkit integration: trackers.ini, TraX server, and an end-to-end ``vot evaluate``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mixformer import Tracker, TrackerConfig, build_model
+from mixformer.cli import main
+from mixformer.data.frames import read_image
+from mixformer.data.synthetic import generate_sequence
+from mixformer.integrations.vot import region_to_box, trackers_ini
+from mixformer.models.weights import save_weights
+
+MICRO = dict(
+    dim_embed=(16, 32, 64),
+    num_heads=(1, 1, 2),
+    depth=(1, 1, 2),
+    head_dim=32,
+    template_size=64,
+    search_size=128,
+)
+
+
+def test_trackers_ini_section(capsys, tmp_path):
+    text = trackers_ini("MixFormer-T", "mixformer-tiny", "/w/tiny.pth", python="/usr/bin/python3")
+    assert text.splitlines() == [
+        "[MixFormer-T]",
+        "label = MixFormer-T",
+        "protocol = trax",
+        "command = /usr/bin/python3 -m mixformer vot-server --model mixformer-tiny "
+        "--weights /w/tiny.pth --preset vot20",
+    ]
+    with pytest.raises(ValueError, match="tracker name"):
+        trackers_ini("My Tracker")
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    assert main(["vot-config", "--model", "mixformer-tiny", "--weights", str(weights)]) == 0
+    out = capsys.readouterr().out
+    assert f"--weights {weights.resolve()}" in out and out.startswith("[MixFormer]\n")
+    assert main(["vot-config", "--weights", str(tmp_path / "missing.pth")]) == 2
+
+
+class _Rect:
+    type = "rectangle"
+
+    def bounds(self):
+        return 1, 2, 3, 4
+
+
+class _Poly:
+    type = "polygon"
+    pts = [(10.0, 5.0), (30.0, 8.0), (25.0, 40.0), (8.0, 20.0)]
+
+    def size(self):
+        return len(self.pts)
+
+    def get(self, i):
+        return self.pts[i]
+
+
+class _Mask:
+    type = "mask"
+
+
+def test_region_to_box():
+    assert region_to_box(_Rect()) == (1.0, 2.0, 3.0, 4.0)
+    assert region_to_box(_Poly()) == (8.0, 5.0, 22.0, 35.0)
+    with pytest.raises(ValueError, match="unsupported TraX region type 'mask'"):
+        region_to_box(_Mask())
+
+
+def write_workspace(root: Path, weights: Path, num_frames: int) -> tuple[Path, np.ndarray]:
+    """A VOT workspace with one local sequence and a stack without dataset URL."""
+    seq = generate_sequence(21, num_frames=num_frames, height=120, width=160)
+    seq_dir = root / "sequences" / "synth"
+    (seq_dir / "color").mkdir(parents=True)
+    for i, frame in enumerate(seq.frames, start=1):
+        cv2.imwrite(str(seq_dir / "color" / f"{i:08d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    boxes = np.asarray(seq.boxes, dtype=np.float64)
+    (seq_dir / "groundtruth.txt").write_text(
+        "".join(",".join(f"{v:.2f}" for v in b) + "\n" for b in boxes)
+    )
+    (seq_dir / "sequence").write_text(
+        "channels.color=color/%08d.jpg\nfps=30\nformat=default\nname=synth\n"
+        f"width=160\nheight=120\nlength={num_frames}\n"
+    )
+    (root / "sequences" / "list.txt").write_text("synth\n")
+    (root / "stack.yaml").write_text(
+        "title: mixformer local test stack\n"
+        "experiments:\n"
+        "  baseline:\n"
+        "    type: unsupervised\n"
+        "    repetitions: 1\n"
+        "    analyses:\n"
+        "      - type: average_accuracy\n"
+        "        name: accuracy\n"
+        "        burnin: 0\n"
+    )
+    (root / "config.yaml").write_text("registry:\n- ./trackers.ini\nstack: stack.yaml\n")
+    ini = trackers_ini("MixFormer", "mixformer-tiny", str(weights), preset="vot20")
+    (root / "trackers.ini").write_text(ini + "timeout = 300\n")
+    return seq_dir, boxes
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(a[:, 0], b[:, 0])
+    y0 = np.maximum(a[:, 1], b[:, 1])
+    x1 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2])
+    y1 = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    return inter / (a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter)
+
+
+@pytest.mark.slow
+def test_vot_evaluate_and_analysis_end_to_end(tmp_path):
+    pytest.importorskip("trax")
+    pytest.importorskip("vot")
+    torch.manual_seed(0)
+    model = build_model("mixformer-tiny", **MICRO)
+    weights = tmp_path / "micro.pth"
+    save_weights(model, weights)
+    ws = tmp_path / "ws"
+    num_frames = 12
+    seq_dir, gt = write_workspace(ws, weights, num_frames)
+
+    def vot(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "vot", *args, "--workspace", str(ws), "MixFormer"],
+            cwd=ws,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    vot("evaluate")
+    from vot.region.io import read_trajectory
+
+    result = ws / "results" / "MixFormer" / "baseline" / "synth" / "synth_001.bin"
+    trajectory = read_trajectory(str(result))
+    assert len(trajectory) == num_frames
+
+    # the toolkit recorded exactly what our Tracker gives on these frames
+    config = TrackerConfig.preset("vot20", model="mixformer-tiny").replace(
+        template_size=64, search_size=128
+    )
+    tracker = Tracker(model, config)
+    files = sorted((seq_dir / "color").glob("*.jpg"))
+    tracker.init(read_image(files[0]), gt[0])
+    ours = np.array([gt[0]] + [tracker.update(read_image(f)).box for f in files[1:]])
+    recorded = np.array([[r.x, r.y, r.width, r.height] for r in trajectory[1:]])
+    np.testing.assert_allclose(recorded, ours[1:], atol=1e-2)
+
+    vot("analysis", "--format", "json", "--name", "check")
+    report = json.loads(next((ws / "analysis").rglob("*.json")).read_text())
+    baseline = report["results"]["baseline"]
+    assert [a["name"] for a in baseline["parameters"]["analyses"]] == ["accuracy"]
+    accuracy = baseline["results"][0][0][0]  # analysis 0, tracker 0, first value
+    assert 0.0 <= accuracy <= 1.0
+    # frames after initialisation, as the toolkit averages them
+    expected = float(iou(ours[1:], gt[1:]).mean())
+    assert accuracy == pytest.approx(expected, abs=0.02), (accuracy, expected)

@@ -169,3 +169,100 @@ def test_vot_evaluate_and_analysis_end_to_end(tmp_path):
     # frames after initialisation, as the toolkit averages them
     expected = float(iou(ours[1:], gt[1:]).mean())
     assert accuracy == pytest.approx(expected, abs=0.02), (accuracy, expected)
+
+
+class _FakeImage:
+    type = "path"
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def path(self) -> str:
+        return self._path
+
+
+class _FakeRect:
+    type = "rectangle"
+
+    def __init__(self, x, y, w, h) -> None:
+        self.box = (x, y, w, h)
+
+    @staticmethod
+    def create(x, y, w, h):
+        return _FakeRect(x, y, w, h)
+
+    def bounds(self):
+        return self.box
+
+
+class _FakeServer:
+    """Plays a scripted TraX session: requests in, replies recorded."""
+
+    def __init__(self, script, replies) -> None:
+        self.script = iter(script)
+        self.replies = replies
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def wait(self):
+        return next(self.script)
+
+    def status(self, objects, properties=None):
+        self.replies.append([(r.box, p) for r, p in objects])
+
+
+def _fake_trax(script, replies):
+    import types
+    from collections import namedtuple
+
+    request = namedtuple("Request", "type image objects properties")
+    trax = types.SimpleNamespace(
+        Region=types.SimpleNamespace(RECTANGLE="rectangle"),
+        Image=types.SimpleNamespace(PATH="path"),
+        Rectangle=_FakeRect,
+        TraxStatus=types.SimpleNamespace(INITIALIZE="initialize", FRAME="frame", QUIT="quit"),
+        server=types.SimpleNamespace(Server=lambda *a, **k: _FakeServer(script(request), replies)),
+    )
+    return trax
+
+
+def test_serve_multi_object_session(tmp_path, monkeypatch):
+    """Two objects at initialisation, a third added on frame 2: each matches a single Tracker."""
+    from mixformer import MultiTracker
+    from mixformer.integrations import vot as vot_mod
+
+    torch.manual_seed(0)
+    model = build_model("mixformer-tiny", **MICRO)
+    config = TrackerConfig(template_size=64, search_size=128, update_interval=2, online_size=2)
+    frames = generate_sequence(5, num_frames=4, height=120, width=160).frames
+    paths = []
+    for i, f in enumerate(frames):
+        paths.append(str(tmp_path / f"{i}.png"))
+        cv2.imwrite(paths[-1], cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    boxes = [(20, 30, 30, 25), (80, 40, 25, 35), (50, 60, 40, 30)]
+
+    def script(request):
+        objs = [(_FakeRect(*b), {}) for b in boxes[:2]]
+        yield request("initialize", {"color": _FakeImage(paths[0])}, objs, {})
+        yield request("frame", {"color": _FakeImage(paths[1])}, None, {})
+        yield request("frame", {"color": _FakeImage(paths[2])}, [(_FakeRect(*boxes[2]), {})], {})
+        yield request("frame", {"color": _FakeImage(paths[3])}, None, {})
+        yield request("quit", None, None, {})
+
+    replies: list = []
+    monkeypatch.setattr(vot_mod, "_import_trax", lambda: _fake_trax(script, replies))
+    assert vot_mod.serve(lambda: MultiTracker(model, config)) == 4
+    assert [len(r) for r in replies] == [2, 2, 3, 3]
+    assert replies[0][0] == (tuple(float(v) for v in boxes[0]), {"confidence": "1.000000"})
+    for k, (box, start) in enumerate(zip(boxes, [0, 0, 2])):
+        single = Tracker(model, config)
+        single.init(read_image(paths[start]), box)
+        for t in range(start + 1, 4):
+            res = single.update(read_image(paths[t]))
+            got, props = replies[t][k]
+            np.testing.assert_allclose(got, res.box, atol=1e-3)
+            assert float(props["confidence"]) == pytest.approx(res.score, abs=1e-5)

@@ -75,20 +75,31 @@ def _pattern(rng: np.random.Generator, palette: np.ndarray, size: int = 48) -> n
 
 
 def _trajectory(
-    rng: np.random.Generator, t: np.ndarray, extent: float, size: float, leave: bool
+    rng: np.random.Generator, t: np.ndarray, extent: int, size: np.ndarray, leave: bool
 ) -> np.ndarray:
-    """Centre coordinate along one axis: sum of slow sinusoids plus a smoothed random walk."""
-    amp = (0.5 * extent + 0.4 * size) if leave else 0.5 * (extent - 1.2 * size)
-    amp = max(amp, 0.0)
-    f1, f2 = rng.uniform(0.3, 1.2), rng.uniform(1.0, 2.5)
-    p1 = rng.uniform(-0.4, 0.4)
+    """Centre coordinate along one axis for a box of per-frame ``size``.
+
+    A sum of slow sinusoids plus a smoothed random walk keeps the box inside ``[0, extent]``;
+    with ``leave`` the centre makes one excursion beyond the nearest border (the box leaves the
+    view) and comes back, never in the first 30 % of the sequence.
+    """
+    T = len(t)
+    room = np.maximum(extent - size, 0) / 2
     phase = 2 * np.pi * t
-    c = 0.75 * amp * np.sin(f1 * phase + p1) + 0.25 * amp * np.sin(f2 * phase + rng.uniform(0, 6))
-    walk = np.cumsum(rng.normal(0, 0.01 * extent, len(t)))
-    k = min(5, len(t))
-    walk = np.convolve(walk, np.ones(k) / k, mode="same")
-    c = c + walk - c[0] - walk[0]
-    return extent / 2 + rng.uniform(-0.1, 0.1) * extent + c
+    s = 0.7 * np.sin(rng.uniform(0.3, 1.2) * phase + rng.uniform(0, 2 * np.pi))
+    s += 0.3 * np.sin(rng.uniform(1.0, 2.5) * phase + rng.uniform(0, 2 * np.pi))
+    k = min(5, T)
+    walk = np.convolve(np.cumsum(rng.normal(0, 0.05, T)), np.ones(k) / k, mode="same")
+    c = extent / 2 + 0.95 * room * np.clip(s + walk, -1, 1)
+    if leave and T >= 10:
+        mid = int(rng.integers(int(0.4 * T), int(0.85 * T)))
+        half = max(2, int(rng.uniform(0.06, 0.12) * T))
+        idx = np.arange(T)
+        window = np.where(np.abs(idx - mid) < half, np.cos(0.5 * np.pi * (idx - mid) / half), 0)
+        side = 1.0 if c[mid] >= extent / 2 else -1.0
+        beyond = extent / 2 + side * (extent / 2 + rng.uniform(0.6, 1.0) * size)
+        c = c + window**2 * (beyond - c)
+    return c
 
 
 def _paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> tuple[int, int, int, int]:
@@ -149,9 +160,9 @@ def generate_sequence(
     aspect = aspect / aspect[0] * aspect0
     bw = np.maximum(np.round(base * scale * np.sqrt(aspect)), 6).astype(int)
     bh = np.maximum(np.round(base * scale / np.sqrt(aspect)), 6).astype(int)
-    leave = rng.random() < 0.4
-    cx = _trajectory(rng, t, W, float(bw.max()), leave and rng.random() < 0.6)
-    cy = _trajectory(rng, t, H, float(bh.max()), leave)
+    leave_axis = int(rng.integers(0, 2)) if rng.random() < 0.4 else -1
+    cx = _trajectory(rng, t, W, bw, leave_axis == 0)
+    cy = _trajectory(rng, t, H, bh, leave_axis == 1)
     bx = np.round(cx - bw / 2).astype(int)
     by = np.round(cy - bh / 2).astype(int)
     # Frame 0 must show the whole target.
@@ -168,20 +179,22 @@ def generate_sequence(
         patch = cv2.resize(_pattern(rng, palette), (dw, dh), interpolation=cv2.INTER_LINEAR)
         distractors.append((patch, np.round(dx).astype(int), np.round(dy).astype(int)))
 
-    # Occluders: bars that sweep across the view, starting clear of the target's first box.
+    # Occluders: bars that sweep once across the view, entering after frame 0.
     occluders = []
     for _ in range(int(rng.integers(1, 3))):
         vertical = rng.random() < 0.5
-        thick = int(rng.uniform(0.6, 1.3) * (bw[0] if vertical else bh[0]))
+        thick = max(2, int(rng.uniform(0.4, 0.9) * (bw[0] if vertical else bh[0])))
         extent = W if vertical else H
-        start = bx[0] + bw[0] if vertical else by[0] + bh[0]
-        start = start + 2 if rng.random() < 0.5 else (bx[0] if vertical else by[0]) - thick - 2
-        speed = rng.uniform(0.3, 1.0) * extent * (1 if start < extent / 2 else -1)
-        pos = np.round(start + speed * t).astype(int)
+        t0, dur = rng.uniform(0.05, 0.6), rng.uniform(0.3, 0.6)
+        u = np.clip((t - t0) / dur, 0.0, 1.0)
+        u = np.where((t > t0) & (t < t0 + dur), u, -1.0)  # -1: off screen
+        if rng.random() < 0.5:
+            u = np.where(u >= 0, 1.0 - u, u)
+        pos = np.where(u >= 0, np.round(-thick + u * (extent + thick)), -10 * thick - extent)
         color = (rng.random(3) * 200 + 30).astype(np.uint8)
         tex = _smooth_noise(rng, H if vertical else thick, thick if vertical else W, 4) * 60
         bar = np.clip(color[None, None, :].astype(np.float32) + tex - 30, 0, 255).astype(np.uint8)
-        occluders.append((vertical, thick, pos, bar))
+        occluders.append((vertical, thick, pos.astype(int), bar))
 
     gain = 1.0 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * t + rng.uniform(0, 6))
     noise = rng.normal(0, 5, (4, H, W, 1)).round()

@@ -278,7 +278,7 @@ def run_benchmark(
             are spread over the visible GPUs.
         shard: ``(index, count)``: this machine's share of the sequences.
         device: torch device.
-        progress: show a tqdm bar (sequences, frames per second, ETA).
+        progress: show a tqdm bar over frames (frames per second, ETA, sequences done).
 
     Returns:
         A :class:`RunSummary`.
@@ -307,13 +307,15 @@ def run_benchmark(
         settings.model, settings.weights, settings.tracker, device, max(1, ncpu // n_workers)
     )
     t_start = time.perf_counter()
+    lengths = {seq.name: len(seq) for seq, *_ in todo}
     bar = tqdm(
-        total=len(todo),
-        unit="seq",
-        desc=f"{benchmark.name}",
+        total=sum(lengths.values()),
+        unit="frame",
+        desc=benchmark.name,
         dynamic_ncols=True,
         disable=not progress,
     )
+    bar.set_postfix(seqs=f"0/{len(todo)}")
 
     def record(out: dict[str, Any]) -> None:
         if "error" in out:
@@ -322,11 +324,9 @@ def run_benchmark(
         else:
             summary.done.append(out["name"])
             summary.frames += out["frames"]
-        elapsed = time.perf_counter() - t_start
-        bar.set_postfix(
-            fps=f"{summary.frames / max(elapsed, 1e-9):.1f}", failed=len(summary.failed)
-        )
-        bar.update(1)
+        finished = len(summary.done) + len(summary.failed)
+        bar.set_postfix(seqs=f"{finished}/{len(todo)}", failed=len(summary.failed), refresh=False)
+        bar.update(lengths[out["name"]])
 
     try:
         if n_workers == 1:
@@ -340,7 +340,9 @@ def run_benchmark(
             with ProcessPoolExecutor(
                 n_workers, ctx, initializer=_init_worker, initargs=(job,)
             ) as ex:
-                futures: list[Future] = [ex.submit(_run_one, *item) for item in todo]
+                # Longest first, so that one long sequence does not finish alone at the end.
+                order = sorted(todo, key=lambda item: -len(item[0]))
+                futures: list[Future] = [ex.submit(_run_one, *item) for item in order]
                 try:
                     for fut in as_completed(futures):
                         record(fut.result())

@@ -238,16 +238,16 @@ def prepare_prediction(
         pred = np.concatenate([pred, np.zeros((T - len(pred), 4))])
     if T == 0:
         return pred
+    pred[0] = gt[0]
     if np.isnan(pred).any():
         raise ValueError(
-            f"{name}: prediction contains NaN (row {int(np.isnan(pred).any(1).argmax())})"
+            f"{name}: prediction contains NaN (line {int(np.isnan(pred).any(1).argmax()) + 1})"
         )
     if (pred[:, 2:] < 0).any():
         raise ValueError(
             f"{name}: prediction has a negative width or height "
-            f"(row {int((pred[:, 2:] < 0).any(1).argmax())})"
+            f"(line {int((pred[:, 2:] < 0).any(1).argmax()) + 1})"
         )
-    pred[0] = gt[0]
     gt_nan = np.isnan(gt).any(axis=1)
     for i in range(1, T):
         if (pred[i, 2] == 0 or pred[i, 3] == 0) and not gt_nan[i]:

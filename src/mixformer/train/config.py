@@ -364,6 +364,16 @@ def _s2_tiny() -> TrainConfig:
 def _coerce(cfg: TrainConfig, key: str, value: Any) -> Any:
     """Make YAML values fit the field type (lists -> tuples for tuple fields)."""
     current = getattr(cfg, key)
+    if (
+        isinstance(value, str)
+        and isinstance(current, (int, float))
+        and not isinstance(current, bool)
+    ):
+        # YAML 1.1 reads "1e-4" as a string.
+        try:
+            return type(current)(float(value)) if isinstance(current, float) else int(value)
+        except ValueError as exc:
+            raise ValueError(f"{key} must be a number, got {value!r}") from exc
     if isinstance(current, tuple) and isinstance(value, (list, tuple)):
         return tuple(value)
     if isinstance(current, tuple) and isinstance(value, str):
@@ -390,6 +400,8 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
         if isinstance(value, dict):
             value = {**getattr(cfg, key), **value}
         changes[key] = value
+    if "datasets" in changes and "dataset_ratio" not in changes:
+        changes["dataset_ratio"] = ()  # uniform over the new list
     return cfg.replace(**changes)
 
 

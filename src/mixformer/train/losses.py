@@ -42,7 +42,9 @@ def ciou_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, t
     v = (4 / math.pi**2) * (torch.atan(w2 / h2) - torch.atan(w1 / h1)) ** 2
     with torch.no_grad():
         s = (iou > 0.5).to(iou.dtype)
-        alpha = s * v / (1 - iou + v)
+        denom = 1 - iou + v
+        # 0/0 only for identical boxes (v = 0, IoU = 1), where the aspect term vanishes anyway.
+        alpha = torch.where(denom > 0, s * v / denom.clamp(min=1e-12), torch.zeros_like(v))
     ciou = (iou - u - alpha * v).clamp(-1.0, 1.0)
     return (1 - ciou).mean(), iou.detach()
 

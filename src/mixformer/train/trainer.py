@@ -347,13 +347,13 @@ class Trainer:
         seq = np.random.SeedSequence([self.cfg.seed, epoch, self.info.rank, 7])
         torch.manual_seed(int(seq.generate_state(1)[0]))
 
-    def train_epoch(self, epoch: int, max_steps: int | None = None) -> dict[str, float] | None:
+    def train_epoch(self, epoch: int, stop_at_step: int | None = None) -> dict[str, float] | None:
         """One training epoch; returns the batch-weighted mean statistics over all ranks.
 
         Args:
             epoch: 1-based epoch number.
-            max_steps: stop after this many optimizer steps and return None (simulates an
-                interruption; used by tests).
+            stop_at_step: return None once the global step count reaches this value
+                (simulates an interruption; used by tests).
         Raises:
             NonFiniteLossError: NaN/inf loss (no update is applied for that batch).
         """
@@ -408,7 +408,7 @@ class Trainer:
                 if tb is not None:
                     for k, v in stats.items():
                         tb.add_scalar(f"train_step/{k}", v, self.global_step)
-            if max_steps is not None and step >= max_steps:
+            if stop_at_step is not None and self.global_step >= stop_at_step:
                 bar.close()
                 return None
         bar.close()
@@ -443,12 +443,12 @@ class Trainer:
         out["seconds"] = time.perf_counter() - t0
         return out
 
-    def fit(self, max_steps: int | None = None) -> Path | None:
+    def fit(self, stop_at_step: int | None = None) -> Path | None:
         """Train from ``start_epoch + 1`` to ``cfg.epochs``.
 
         Args:
-            max_steps: stop after this many optimizer steps of the first epoch run (without
-                saving; simulates a crash for tests).
+            stop_at_step: stop without saving once this global optimizer step is done
+                (simulates a crash, for tests).
         Returns:
             The slim final weights ``<run_dir>/model_final.pth`` (rank 0), or None when
             stopped early or on other ranks.
@@ -468,7 +468,7 @@ class Trainer:
                 cfg.accum_iter,
             )
         for epoch in range(self.start_epoch + 1, cfg.epochs + 1):
-            train = self.train_epoch(epoch, max_steps)
+            train = self.train_epoch(epoch, stop_at_step)
             if train is None:
                 return None
             lr = self.optimizer.param_groups[0]["lr"]

@@ -1,0 +1,135 @@
+"""Training loop: exact resume after a kill, NaN stop, checkpoint format, stage 2, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import mixformer
+from mixformer.cli import main
+from mixformer.train import NonFiniteLossError, TrainConfig, Trainer, get_train_config
+from mixformer.train import trainer as trainer_mod
+
+# A miniature network on small crops: same code paths, a fraction of the cost.
+SMALL_MODEL = {
+    "dim_embed": [16, 32, 32],
+    "num_heads": [1, 1, 1],
+    "depth": [1, 1, 2],
+    "head_dim": 32,
+    "template_size": 64,
+    "search_size": 160,
+    "drop_path_rate": [0.0, 0.0, 0.2],
+}
+
+
+def small_config(stage: int = 1, **changes: object) -> TrainConfig:
+    base = get_train_config(f"tiny-synthetic-stage{stage}")
+    small = dict(
+        model_overrides=SMALL_MODEL,
+        template_size=64,
+        search_size=160,
+        synthetic_sequences=6,
+        synthetic_frames=24,
+        synthetic_size=(96, 128),
+        samples_per_epoch=4,
+        batch_size=2,
+        epochs=2,
+        lr_drop_epoch=1,
+        val_datasets=(),
+        num_workers=0,
+        tensorboard=False,
+    )
+    return base.replace(**{**small, **changes})
+
+
+def _net(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["net"]
+
+
+def test_killed_and_resumed_run_matches_uninterrupted(tmp_path: Path) -> None:
+    cfg = small_config()
+    full = Trainer(cfg, tmp_path / "a", progress=False).fit()
+    assert full is not None
+    # Kill during epoch 2 (after global step 3 of 4): only the epoch-1 checkpoint exists.
+    assert Trainer(cfg, tmp_path / "b", progress=False).fit(stop_at_step=3) is None
+    assert [p.name for p in (tmp_path / "b" / "checkpoints").iterdir()] == ["ckpt_ep0001.pth"]
+    with pytest.raises(ValueError, match="--resume"):
+        Trainer(cfg, tmp_path / "b", progress=False)
+    resumed = Trainer(cfg, tmp_path / "b", resume=True, progress=False)
+    assert resumed.start_epoch == 1
+    final = resumed.fit()
+    a, b = _net(full), _net(final)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows = (tmp_path / "b" / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,split") and len(rows) == 3
+
+
+def test_checkpoint_format_and_slim_weights(tmp_path: Path) -> None:
+    cfg = small_config(epochs=1)
+    final = Trainer(cfg, tmp_path, progress=False).fit()
+    ckpt = torch.load(tmp_path / "checkpoints" / "ckpt_ep0001.pth", weights_only=True)
+    for key in ("net", "model_config", "preset", "optimizer", "scheduler", "rng", "epoch"):
+        assert key in ckpt
+    assert ckpt["epoch"] == 1 and ckpt["preset"] == "mixformer-tiny"
+    assert ckpt["train_config"]["stage"] == 1
+    slim = torch.load(final, weights_only=True)
+    assert set(slim) == {"net", "model_config", "preset"}
+    model = mixformer.build_model(None, weights=final)
+    assert model.config.dim_embed == (16, 32, 32) and model.score_branch is None
+
+
+def test_stage2_trains_only_the_score_module(tmp_path: Path) -> None:
+    s1 = Trainer(small_config(epochs=1, samples_per_epoch=2), tmp_path / "s1", progress=False)
+    s1_final = s1.fit()
+    cfg = small_config(
+        stage=2,
+        epochs=1,
+        stage1_checkpoint=str(s1_final),
+        val_datasets=("synthetic",),
+        val_samples=4,
+        val_every=1,
+    )
+    final = Trainer(cfg, tmp_path / "s2", progress=False).fit()
+    before, after = _net(s1_final), _net(final)
+    changed = {k for k in after if k in before and not torch.equal(before[k], after[k])}
+    assert not changed - {k for k in before if k.endswith("num_batches_tracked")}
+    assert any(k.startswith("score_branch.") for k in after)
+    log = (tmp_path / "s2" / "log.csv").read_text()
+    assert ",val," in log
+    model = mixformer.build_model(None, weights=final)
+    assert model.score_branch is not None
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = small_config()
+    Trainer(cfg.replace(epochs=1), tmp_path, progress=False).fit()
+    good = (tmp_path / "checkpoints" / "ckpt_ep0001.pth").read_bytes()
+    real = trainer_mod.stage_loss
+
+    def nan_loss(*args: object, **kwargs: object) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, stats = real(*args, **kwargs)
+        return loss * float("nan"), {**stats, "loss": float("nan")}
+
+    monkeypatch.setattr(trainer_mod, "stage_loss", nan_loss)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1 \(batch 1 .*ckpt_ep0001"):
+        Trainer(cfg, tmp_path, resume=True, progress=False).fit()
+    assert (tmp_path / "checkpoints" / "ckpt_ep0001.pth").read_bytes() == good
+    assert not (tmp_path / "checkpoints" / "ckpt_ep0002.pth").exists()
+
+
+def test_cli_errors_and_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "tiny-synthetic-stage1.yaml", "epochz=1"]) == 2
+    assert "did you mean 'epochs'" in capsys.readouterr().err
+    assert main(["train", "nope.yaml"]) == 2
+    args = ["train", "tiny-synthetic-stage1", "batch_size=2", "synthetic_size=[96,128]"]
+    assert main([*args, "--dry-run-data", "1", "--no-progress"]) == 0
+    assert "samples/s" in capsys.readouterr().out
+    args = ["train", "tiny-synthetic-stage1", "datasets=[lasot]", "data_roots.lasot=/nonexistent"]
+    assert main([*args, "--output", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import torch
 from mixformer.geometry import Box, clip_box, map_box_back, normalize_patch, sample_target
 from mixformer.models.mixformer import MixFormer, TemplateCache
 from mixformer.tracking.config import TrackerConfig
+from mixformer.tracking.engine import InferenceEngine, build_engine
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,13 @@ class Tracker:
         config: tracker settings (default: :class:`TrackerConfig` defaults).
         device: torch device for the network.
         color: channel order of the frames passed in (``"rgb"`` or ``"bgr"`` for OpenCV frames).
+        dtype: network precision, ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``; the latter two
+            run the fast path in that precision (boxes differ from fp32 by float rounding).
+        backend: ``"torch"`` (default) or ``"onnxruntime"`` (the network is exported to ONNX
+            and run by ONNX Runtime; needs ``pip install onnx onnxruntime``).
+        fast: run the fast inference path (:mod:`mixformer.models.fast`: same boxes up to
+            ~1e-5, several times faster). Default: only when ``dtype`` is not fp32, so the
+            default tracker runs the plain reference arithmetic.
 
     Example:
         >>> tracker = Tracker(build_model("mixformer-tiny"))
@@ -211,6 +219,9 @@ class Tracker:
         config: TrackerConfig | None = None,
         device: str | torch.device = "cpu",
         color: Literal["rgb", "bgr"] = "rgb",
+        dtype: Literal["fp32", "bf16", "fp16"] = "fp32",
+        backend: Literal["torch", "onnxruntime"] = "torch",
+        fast: bool | None = None,
     ) -> None:
         self.config = config or TrackerConfig()
         mc = model.config
@@ -224,6 +235,7 @@ class Tracker:
             )
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.engine: InferenceEngine = build_engine(self.model, dtype, backend, fast)
         self.color = color
         self._initialized = False
 
@@ -252,7 +264,7 @@ class Tracker:
 
     def _encode(self) -> None:
         with torch.inference_mode():
-            self._cache: TemplateCache = self.model.encode_templates(
+            self._cache: TemplateCache = self.engine.encode_templates(
                 self._templates.template, self._templates.stacked()
             )
 
@@ -285,7 +297,7 @@ class Tracker:
         self._frame_id += 1
         x, rf = self._crop(image, self._state, cfg.search_factor, cfg.search_size)
         with torch.inference_mode():
-            out = self.model.track(x, self._cache)
+            out = self.engine.track(x, self._cache)
         self._state, score = decode_prediction(out, 0, self._state, rf, cfg, self._size)
         if score is not None:
             self._update_templates(image, score)

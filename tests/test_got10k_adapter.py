@@ -32,7 +32,7 @@ MICRO = dict(
 CONFIG = TrackerConfig(template_size=64, search_size=128, update_interval=3, online_size=2)
 
 
-def write_got10k_val(root: Path, num_sequences: int = 2, num_frames: int = 6) -> Path:
+def write_got10k_val(root: Path, num_sequences: int = 2, num_frames: int = 5) -> Path:
     """``root/val/<seq>/00000001.jpg...`` with groundtruth, labels and meta_info.ini."""
     val = root / "val"
     names = []

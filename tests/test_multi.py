@@ -29,7 +29,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
-    return generate_sequence(3, num_frames=12, height=120, width=160).frames
+    return generate_sequence(3, num_frames=8, height=120, width=160).frames
 
 
 def config(**kw) -> TrackerConfig:
@@ -47,8 +47,8 @@ def test_targets_match_single_trackers(model, frames, online_size):
     """Targets added and removed mid-video, with template updates every 2 frames."""
     cfg = config(update_interval=2, online_size=online_size)
     boxes = {0: (20, 30, 30, 25), 1: (80, 40, 25, 35), 5: (50, 60, 40, 30), 7: (100, 10, 20, 20)}
-    start = {0: 0, 1: 0, 5: 3, 7: 3}
-    stop = {0: 11, 1: 7, 5: 11, 7: 4}
+    start = {0: 0, 1: 0, 5: 2, 7: 2}
+    stop = {0: 7, 1: 5, 5: 7, 7: 3}
     mt = MultiTracker(model, cfg)
     got: dict[int, list] = {k: [] for k in boxes}
     for i, frame in enumerate(frames):
@@ -132,3 +132,23 @@ def test_errors(model, frames):
     assert len(mt) == 0
     # with no targets left, a new video of another size may start
     assert mt.add(np.zeros((50, 60, 3), np.uint8), (5, 5, 10, 10)) == 1
+
+
+def test_cli_track_several_boxes(tmp_path):
+    """`mixformer track --box A --box B`: frame,target,x,y,w,h lines and one video."""
+    import cv2
+
+    from mixformer.cli import main
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(generate_sequence(7, num_frames=2, height=120, width=160).frames):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    boxes, video = tmp_path / "boxes.txt", tmp_path / "out.mp4"
+    argv = ["track", str(folder), "--box", "20,30,30,25", "--box", "80 40 25 35"]
+    assert main([*argv, "--boxes", str(boxes), "--output", str(video)]) == 0
+    rows = [line.split(",") for line in boxes.read_text().splitlines()]
+    assert [(int(r[0]), int(r[1])) for r in rows] == [(f, t) for f in range(2) for t in range(2)]
+    assert [float(v) for v in rows[1][2:]] == [80.0, 40.0, 25.0, 35.0]
+    assert video.is_file() and video.stat().st_size > 0
+    assert main(["track", str(folder), "--box", "20,30,30,25", "--box", "1,2,0,4"]) == 2

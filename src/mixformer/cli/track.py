@@ -61,10 +61,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "track",
         help="track an object in a video or frame folder",
         description="Track the object in BOX through SOURCE. Writes one x,y,w,h line per frame "
-        "and, with --output, an annotated video.",
+        "and, with --output, an annotated video. Give --box several times to track several "
+        "objects in one batched network call per frame; the lines are then "
+        "frame,target,x,y,w,h (frame and target counted from 0, target in --box order).",
     )
     p.add_argument("source", help="video file or folder of frames (sorted by number)")
-    p.add_argument("--box", type=parse_box, required=True, help="initial box x,y,w,h in pixels")
+    p.add_argument(
+        "--box",
+        type=parse_box,
+        required=True,
+        action="append",
+        help="initial box x,y,w,h in pixels; repeat for several objects",
+    )
     add_model_args(p)
     p.add_argument("--output", type=Path, default=None, help="annotated video to write (.mp4)")
     p.add_argument("--boxes", type=Path, default=None, help="result file (default: stdout)")
@@ -84,13 +92,15 @@ def run(args: argparse.Namespace) -> int:
 
     source = FrameSource(args.source)
     model = load_model_from_args(args)
+    if len(args.box) > 1:
+        return _run_multi(args, source, model)
     tracker = Tracker(model, TrackerConfig.preset(args.preset, model=args.model), args.device)
     writer = VideoWriter(args.output, source.fps) if args.output else None
     lines = []
     bar = tqdm(total=source.num_frames, unit="frame", desc="tracking", dynamic_ncols=True)
     try:
         for i, frame in enumerate(source):
-            res = tracker.init(frame, args.box) if i == 0 else tracker.update(frame)
+            res = tracker.init(frame, args.box[0]) if i == 0 else tracker.update(frame)
             lines.append(",".join(f"{v:.2f}" for v in res.box))
             if writer:
                 writer.write(draw_box(frame, res.box, label=f"{res.score:.2f}"))
@@ -110,6 +120,57 @@ def run(args: argparse.Namespace) -> int:
     if args.boxes:
         atomic_write_text(args.boxes, text)
         log.info("wrote %d boxes to %s", len(lines), args.boxes)
+    else:
+        print(text, end="")
+    if args.output:
+        log.info("wrote annotated video to %s", args.output)
+    return 0
+
+
+def _run_multi(args: argparse.Namespace, source, model) -> int:  # noqa: ANN001 - lazy types
+    """Several ``--box``: one :class:`MultiTracker`, lines ``frame,target,x,y,w,h``."""
+    from tqdm import tqdm
+
+    from mixformer.tracking import MultiTracker, TrackerConfig
+    from mixformer.tracking.render import PALETTE, VideoWriter, draw_box
+    from mixformer.utils import atomic_write_text
+
+    config = TrackerConfig.preset(args.preset, model=args.model)
+    tracker = MultiTracker(model, config, args.device)
+    writer = VideoWriter(args.output, source.fps) if args.output else None
+    lines: list[str] = []
+    frames = 0
+    bar = tqdm(total=source.num_frames, unit="frame", desc="tracking", dynamic_ncols=True)
+    try:
+        for i, frame in enumerate(source):
+            if i == 0:
+                ids = [tracker.add(frame, box) for box in args.box]
+                results = {t: (tracker.state(t), 1.0) for t in ids}
+            else:
+                results = {t: (r.box, r.score) for t, r in tracker.update(frame).items()}
+            for t, (box, _) in results.items():
+                lines.append(f"{i},{t}," + ",".join(f"{v:.2f}" for v in box))
+            if writer:
+                for t, (box, score) in results.items():
+                    frame = draw_box(frame, box, PALETTE[t % len(PALETTE)], f"{t}: {score:.2f}")
+                writer.write(frame)
+            frames += 1
+            bar.update(1)
+    except Exception:
+        if args.boxes and lines:
+            atomic_write_text(args.boxes, "\n".join(lines) + "\n")
+            log.error("stopped after %d frames; their boxes are in %s", frames, args.boxes)
+        raise
+    finally:
+        bar.close()
+        if writer:
+            writer.close()
+    if not lines:
+        raise CLIError(f"no frames in {args.source}")
+    text = "\n".join(lines) + "\n"
+    if args.boxes:
+        atomic_write_text(args.boxes, text)
+        log.info("wrote %d frames x %d targets to %s", frames, len(args.box), args.boxes)
     else:
         print(text, end="")
     if args.output:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,11 @@ def test_read_boxes_errors_name_file_and_line(tmp_path: Path) -> None:
         read_boxes(tmp_path / "missing.txt")
     p.write_text("NaN,NaN,NaN,NaN\n1,2,3,4\n\n")
     assert np.isnan(read_boxes(p)[0]).all() and read_boxes(p).shape == (2, 4)
+
+
+def test_read_boxes_byte_order_mark(tmp_path: Path) -> None:
+    (tmp_path / "gt.txt").write_bytes("\ufeff1,2,3,4\n".encode())
+    np.testing.assert_array_equal(read_boxes(tmp_path / "gt.txt"), [[1, 2, 3, 4]])
 
 
 def test_read_flags_one_line_and_per_line(tmp_path: Path) -> None:
@@ -280,6 +286,9 @@ def test_vot_polygons_and_absent(tmp_path: Path) -> None:
     (seq,) = load_benchmark("vot", tmp_path)
     np.testing.assert_array_equal(seq.ground_truth[0], [10, 20, 30, 30])
     np.testing.assert_array_equal(seq.visible, [True, True, False])
+    ws = tmp_path / "workspace"  # a VOT toolkit workspace keeps them under sequences/
+    shutil.copytree(tmp_path, ws / "sequences", ignore=shutil.ignore_patterns("workspace"))
+    assert load_benchmark("vot", ws)[0].name == "ball"
     (d / "groundtruth.txt").write_text("m1,2,3\n")
     with pytest.raises(ValueError, match="mask annotations"):
         load_benchmark("vot", tmp_path)

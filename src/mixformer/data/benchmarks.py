@@ -16,8 +16,8 @@ trackingnet ``[TEST/]frames/<seq>/<i>.jpg`` and ``[TEST/]anno/<seq>.txt`` (first
 otb, uav,  tables of ``eval_sequence_lists.json``: frame ``path``, ``startFrame``..``endFrame``
 nfs        with ``nz`` digits, ``anno_path`` (OTB drops ``initOmit`` leading frames and rows)
 tnl2k      ``<seq>/imgs/*`` (or ``img/``) and ``<seq>/groundtruth.txt``
-vot        ``list.txt``, ``<seq>/color/*.jpg`` (or frames directly), ``groundtruth.txt`` with
-           4 values or 8 polygon corners per row (NaN rows: target absent)
+vot        ``[sequences/]list.txt``, ``<seq>/color/*.jpg`` (or frames directly),
+           ``groundtruth.txt`` with 4 values or 8 polygon corners per row (NaN: target absent)
 generic    ``[list.txt]``, ``<seq>/[img/]*.jpg``, ``groundtruth.txt``, optional ``absence.label``
 ========== ===================================================================================
 """
@@ -351,6 +351,8 @@ def read_vot(root: str | Path, sequences: Iterable[str] | None = None) -> list[S
     (VOT-LT: target absent) make the frame invisible. Mask annotations are not supported.
     """
     root = _require_root(root)
+    if not (root / "list.txt").is_file() and (root / "sequences" / "list.txt").is_file():
+        root = root / "sequences"  # a VOT toolkit workspace
     items = _select(_listed_folders(root, root / "list.txt"), sequences, lambda x: x[0], "vot")
     out = []
     for name, folder in items:

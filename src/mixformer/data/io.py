@@ -14,7 +14,7 @@ def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise ValueError(f"file not found: {path}")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read {path}: {exc}") from exc
     lines = text.splitlines()

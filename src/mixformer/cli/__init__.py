@@ -22,6 +22,8 @@ _COMMAND_MODULES = (
     "mixformer.cli.evaluate",
     "mixformer.cli.train",
     "mixformer.cli.vot",
+    "mixformer.cli.benchmark_multi",
+    "mixformer.cli.export",
 )
 
 

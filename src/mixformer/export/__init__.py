@@ -1,0 +1,1 @@
+"""Deployment exports (ONNX). Needs the ``export`` extra: ``pip install mixformer[export]``."""

@@ -1,0 +1,229 @@
+"""ONNX export of the two inference graphs and an ONNX Runtime model with the Tracker contract.
+
+``export_onnx(model, out_dir)`` writes
+
+* ``template_encoder.onnx``: ``template (1, 3, 128, 128)``, ``online_templates (N, 3, 128, 128)``
+  (any ``N >= 1``) -> ``template_feat (1, C, 8, 8)`` and, for every block ``j`` of the backbone
+  (stages in order), ``k{j}``, ``v{j}`` of shape ``(1, heads, (1+N)*m, 64)``: the per-block
+  key/value cache after the Linear layers (SPEC 1.12);
+* ``search_step.onnx``: ``search (1, 3, 320, 320)``, ``template_feat`` and all ``k{j}``, ``v{j}``
+  -> ``pred_boxes (1, 1, 4)`` normalised cxcywh and ``pred_scores (1,)`` logits;
+* ``mixformer_onnx.json``: the model name and config, the number of blocks and the I/O names.
+
+Inputs are ImageNet-normalised float32 RGB crops. The graphs are traced from the fast path
+(:mod:`mixformer.models.fast`) in fp32. ``onnx`` and ``onnxruntime`` are imported only here
+(``pip install mixformer[export]``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mixformer.models.config import ModelConfig
+from mixformer.models.fast import FastMixFormer, make_fast
+from mixformer.models.mixformer import MixFormer, TemplateCache
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_GRAPH = "template_encoder.onnx"
+SEARCH_GRAPH = "search_step.onnx"
+META_FILE = "mixformer_onnx.json"
+DEFAULT_OPSET = 17
+
+
+class _TemplateEncoder(nn.Module):
+    """``(template, online_templates) -> (template_feat, k0, v0, k1, v1, ...)`` for export."""
+
+    def __init__(self, fast: FastMixFormer) -> None:
+        super().__init__()
+        self.fast = fast
+
+    def forward(self, template: torch.Tensor, online: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cache = self.fast.encode_templates(template, online[None])
+        flat = [t for stage in cache.kv for kv in stage for t in kv]
+        return (cache.template_feat, *flat)
+
+
+class _SearchStep(nn.Module):
+    """``(search, template_feat, k0, v0, ...) -> (pred_boxes, pred_scores)`` for export."""
+
+    def __init__(self, fast: FastMixFormer) -> None:
+        super().__init__()
+        self.fast = fast
+        self.depths = [len(s.blocks) for s in fast.stages]
+
+    def forward(
+        self, search: torch.Tensor, template_feat: torch.Tensor, *kv: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        caches, i = [], 0
+        for depth in self.depths:
+            caches.append([(kv[2 * j], kv[2 * j + 1]) for j in range(i, i + depth)])
+            i += depth
+        cache = TemplateCache(kv=caches, template_feat=template_feat, num_online=0)
+        out = self.fast.track(search, cache)
+        scores = out.get("pred_scores")
+        if scores is None:  # models without a score head still get the output, as zeros
+            scores = torch.zeros(search.shape[0], dtype=torch.float32)
+        return out["pred_boxes"], scores
+
+
+def _io_names(num_blocks: int) -> tuple[list[str], list[str]]:
+    kv = [n for j in range(num_blocks) for n in (f"k{j}", f"v{j}")]
+    return ["template_feat", *kv], kv
+
+
+@torch.no_grad()
+def export_onnx(
+    model: MixFormer, out_dir: str | Path, opset: int = DEFAULT_OPSET, check: bool = True
+) -> tuple[Path, Path]:
+    """Write the template-encoder and search-step graphs of ``model`` to ``out_dir``.
+
+    Args:
+        model: plain network (fp32; moved to the CPU copy used for tracing).
+        out_dir: folder to create or reuse.
+        opset: ONNX opset (>= 14 for the fused attention).
+        check: run ``onnx.checker`` on both graphs.
+    Returns:
+        ``(template_encoder.onnx, search_step.onnx)`` paths.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fast = make_fast(model.cpu().eval(), "fp32")
+    num_blocks = sum(len(s.blocks) for s in fast.stages)
+    feat_and_kv, kv_names = _io_names(num_blocks)
+    ts, ss = model.config.template_size, model.config.search_size
+    template = torch.randn(1, 3, ts, ts)
+    online = torch.randn(2, 3, ts, ts)
+    search = torch.randn(1, 3, ss, ss)
+
+    t_path = out / TEMPLATE_GRAPH
+    kv_axes = {n: {2: "kv_tokens"} for n in kv_names}
+    torch.onnx.export(
+        _TemplateEncoder(fast),
+        (template, online),
+        str(t_path),
+        input_names=["template", "online_templates"],
+        output_names=feat_and_kv,
+        dynamic_axes={"online_templates": {0: "num_online"}, **kv_axes},
+        opset_version=opset,
+        dynamo=False,
+    )
+    cache = fast.encode_templates(template, online)
+    flat = [t for stage in cache.kv for kv in stage for t in kv]
+    s_path = out / SEARCH_GRAPH
+    torch.onnx.export(
+        _SearchStep(fast),
+        (search, cache.template_feat, *flat),
+        str(s_path),
+        input_names=["search", *feat_and_kv],
+        output_names=["pred_boxes", "pred_scores"],
+        dynamic_axes=kv_axes,
+        opset_version=opset,
+        dynamo=False,
+    )
+    meta = {
+        "model": model.name,
+        "config": model.config.to_dict(),
+        "num_blocks": num_blocks,
+        "opset": opset,
+        "template_inputs": ["template", "online_templates"],
+        "cache": feat_and_kv,
+        "search_outputs": ["pred_boxes", "pred_scores"],
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    if check:
+        import onnx
+
+        for p in (t_path, s_path):
+            onnx.checker.check_model(str(p))
+    log.info("wrote %s and %s", t_path, s_path)
+    return t_path, s_path
+
+
+@dataclass
+class OnnxTemplateCache:
+    """Template cache of :class:`OnnxRuntimeModel`: graph output name -> float32 array."""
+
+    arrays: dict[str, np.ndarray]
+    num_online: int
+
+
+class OnnxRuntimeModel:
+    """The exported graphs run by ONNX Runtime, with the ``encode_templates`` / ``track`` contract.
+
+    Args:
+        onnx_dir: folder written by :func:`export_onnx`.
+        threads: intra-op threads (default: ``torch.get_num_threads()``).
+        providers: ONNX Runtime execution providers (default: CPU).
+    """
+
+    def __init__(
+        self,
+        onnx_dir: str | Path,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        d = Path(onnx_dir)
+        meta = json.loads((d / META_FILE).read_text())
+        self.name: str | None = meta.get("model")
+        self.config = ModelConfig.from_dict(meta["config"])
+        self._cache_names: list[str] = meta["cache"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        prov = providers or ["CPUExecutionProvider"]
+        self._template = ort.InferenceSession(str(d / TEMPLATE_GRAPH), opts, providers=prov)
+        self._search = ort.InferenceSession(str(d / SEARCH_GRAPH), opts, providers=prov)
+        self.onnx_dir = d
+
+    @classmethod
+    def from_model(cls, model: MixFormer, **kwargs: Any) -> OnnxRuntimeModel:
+        """Export ``model`` to a temporary folder (kept for the object's lifetime) and load it."""
+        tmp = tempfile.TemporaryDirectory(prefix="mixformer-onnx-")
+        export_onnx(model, tmp.name, check=False)
+        obj = cls(tmp.name, **kwargs)
+        obj._tmp = tmp  # removed when the model is garbage-collected
+        return obj
+
+    @staticmethod
+    def _np(x: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(x.detach().cpu().float().numpy())
+
+    def encode_templates(
+        self, template: torch.Tensor, online_templates: torch.Tensor
+    ) -> OnnxTemplateCache:
+        """Run the template encoder.
+
+        Args:
+            template: ``(1, 3, 128, 128)`` normalised float32.
+            online_templates: ``(N, 3, 128, 128)`` or ``(1, N, 3, 128, 128)``.
+        """
+        if online_templates.ndim == 5:
+            if online_templates.shape[0] != 1:
+                raise ValueError("the ONNX graphs take batch size 1")
+            online_templates = online_templates[0]
+        feeds = {"template": self._np(template), "online_templates": self._np(online_templates)}
+        outs = self._template.run(self._cache_names, feeds)
+        return OnnxTemplateCache(dict(zip(self._cache_names, outs)), online_templates.shape[0])
+
+    def track(
+        self, search: torch.Tensor, cache: OnnxTemplateCache, run_score_head: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Run the search step: ``pred_boxes (1, 1, 4)`` cxcywh, ``pred_scores (1,)`` logits."""
+        feeds = {"search": self._np(search), **cache.arrays}
+        boxes, scores = self._search.run(["pred_boxes", "pred_scores"], feeds)
+        out = {"pred_boxes": torch.from_numpy(boxes)}
+        if run_score_head and self.config.score_head:
+            out["pred_scores"] = torch.from_numpy(scores)
+        return out

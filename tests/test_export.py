@@ -1,0 +1,94 @@
+"""ONNX export (export/onnx.py) and the ONNX Runtime backend against PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import vector_config
+from mixformer import Tracker, TrackerConfig, build_model
+from test_fast import _inputs, _sharpen
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from mixformer.export.onnx import (  # noqa: E402
+    META_FILE,
+    SEARCH_GRAPH,
+    TEMPLATE_GRAPH,
+    OnnxRuntimeModel,
+    export_onnx,
+)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = _sharpen(build_model("mixformer-tiny"))
+    out = tmp_path_factory.mktemp("onnx")
+    export_onnx(model, out)
+    return model, out
+
+
+def test_export_writes_graphs_and_metadata(exported):
+    model, out = exported
+    assert (out / TEMPLATE_GRAPH).is_file() and (out / SEARCH_GRAPH).is_file()
+    meta = json.loads((out / META_FILE).read_text())
+    assert meta["num_blocks"] == sum(model.config.depth)
+    assert meta["cache"][0] == "template_feat" and len(meta["cache"]) == 1 + 2 * sum(
+        model.config.depth
+    )
+
+
+@pytest.mark.parametrize("n_online", [1, 3])
+def test_onnxruntime_matches_torch(exported, n_online):
+    """Any number of online templates: the graphs were traced with 2."""
+    model, out = exported
+    ort_model = OnnxRuntimeModel(out, threads=1)
+    z, o, x = _inputs(n_online)
+    with torch.inference_mode():
+        ref = model.track(x, model.encode_templates(z, o))
+    cache = ort_model.encode_templates(z, o)
+    assert cache.arrays["k0"].shape[2] == (1 + n_online) * 16 * 16  # stage-0 k/v tokens
+    got = ort_model.track(x, cache)
+    assert ref["pred_boxes"].std() > 1e-3
+    torch.testing.assert_close(got["pred_boxes"], ref["pred_boxes"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(got["pred_scores"], ref["pred_scores"], atol=1e-4, rtol=0)
+
+
+def test_onnxruntime_tracker_matches_torch_tracker(tracker_vectors):
+    weights, runs, frames = tracker_vectors
+    model = build_model(vector_config(weights["config"]))
+    model.load_state_dict(weights["state_dict"])
+    r = runs["runs"]["interval5_online3"]
+    cfg = TrackerConfig(
+        update_interval=r["update_interval"],
+        online_size=r["online_size"],
+        search_factor=r["search_factor"],
+        max_score_decay=r["max_score_decay"],
+    )
+    tracker = Tracker(model, cfg, backend="onnxruntime")
+    assert isinstance(tracker.engine, OnnxRuntimeModel)
+    ref = np.asarray(r["boxes_xywh"])
+    tracker.init(frames[0], ref[0])
+    got = [tracker.update(f).box for f in frames[1:]]
+    np.testing.assert_allclose(np.asarray(got), ref[1:], atol=0.01, rtol=0)
+    assert tracker.num_online_templates == 3  # the cache grew from 1 to 3 online templates
+
+
+def test_onnxruntime_backend_rejects_bf16():
+    with pytest.raises(ValueError, match="fp32"):
+        Tracker(build_model("mixformer-tiny"), dtype="bf16", backend="onnxruntime")
+
+
+def test_cli_export_onnx(tmp_path, capsys):
+    from mixformer.cli import main
+
+    code = main(["export", "onnx", str(tmp_path / "out"), "--model", "mixformer-tiny"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "verify: max |pred_boxes(onnxruntime) - pred_boxes(torch)|" in text
+    assert (tmp_path / "out" / SEARCH_GRAPH).is_file()

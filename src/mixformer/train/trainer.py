@@ -60,6 +60,7 @@ CSV_FIELDS = (
     "iou",
     "bce",
     "acc",
+    "grad_norm",
     "lr",
     "seconds",
     "samples_per_s",
@@ -184,16 +185,24 @@ def measure_data(
 
 @dataclass
 class _Meter:
+    """Weighted means; keys added with ``key_count=False`` are averaged over their own calls."""
+
     sums: dict[str, float]
     count: int = 0
 
-    def add(self, stats: dict[str, float], n: int) -> None:
+    def __post_init__(self) -> None:
+        self.own: dict[str, int] = {}
+
+    def add(self, stats: dict[str, float], n: int, key_count: bool = True) -> None:
         for k, v in stats.items():
             self.sums[k] = self.sums.get(k, 0.0) + v * n
-        self.count += n
+            if not key_count:
+                self.own[k] = self.own.get(k, 0) + n
+        if key_count:
+            self.count += n
 
     def mean(self) -> dict[str, float]:
-        return {k: v / max(self.count, 1) for k, v in self.sums.items()}
+        return {k: v / max(self.own.get(k, self.count), 1) for k, v in self.sums.items()}
 
 
 class Trainer:
@@ -393,7 +402,8 @@ class Trainer:
             if not last:
                 continue
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            meter.add({"grad_norm": float(grad_norm)}, 1, key_count=False)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)

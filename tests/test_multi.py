@@ -152,3 +152,17 @@ def test_cli_track_several_boxes(tmp_path):
     assert [float(v) for v in rows[1][2:]] == [80.0, 40.0, 25.0, 35.0]
     assert video.is_file() and video.stat().st_size > 0
     assert main(["track", str(folder), "--box", "20,30,30,25", "--box", "1,2,0,4"]) == 2
+
+
+def test_benchmark_multi_reports_matching_boxes(model):
+    from mixformer.tracking.multi_benchmark import benchmark_multi, format_table
+
+    rows = benchmark_multi(model, (1, 2), num_frames=2, warmup=1, height=120, width=160)
+    assert [r.num_targets for r in rows] == [1, 2]
+    for r in rows:
+        assert r.separate_ms > 0 and r.multi_ms > 0 and r.frames == 2
+        assert r.max_box_diff < 1e-3
+    table = format_table(rows)
+    assert table.count("\n") == 3 and "| 2 |" in table
+    with pytest.raises(ValueError, match=">= 1"):
+        benchmark_multi(model, (0,))

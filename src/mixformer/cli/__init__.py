@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "mixformer.cli.vot",
     "mixformer.cli.benchmark_multi",
     "mixformer.cli.export",
+    "mixformer.cli.benchmark",
 )
 
 

@@ -1,0 +1,59 @@
+"""``mixformer benchmark``: end-to-end tracking speed on a generated sequence."""
+
+from __future__ import annotations
+
+import argparse
+
+from mixformer.cli import CLIError
+from mixformer.cli.track import add_model_args, load_model_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``benchmark`` subcommand."""
+    p = sub.add_parser(
+        "benchmark",
+        help="measure end-to-end tracking speed (FPS, parts, GMACs, matmul peak)",
+        description="Track a generated 640x480 sequence and print medians per frame after "
+        "warm-up: total time and FPS, crop/preprocessing, network, template updates "
+        "(amortised), post-processing, the network's GMACs and achieved GFLOP/s next to this "
+        "machine's matmul peak measured in the same run, and peak memory.",
+    )
+    add_model_args(p)
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    p.add_argument("--frames", type=int, default=20, help="timed frames")
+    p.add_argument("--warmup", type=int, default=3, help="untimed frames first")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run the plain (reference) path, alternating frame by frame, and print the "
+        "speed ratio and the mean IoU of the boxes",
+    )
+    p.add_argument("--seed", type=int, default=0, help="generated sequence seed")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark and print the report."""
+    from mixformer.perf.benchmark import run_benchmark
+
+    if args.frames < 1 or args.warmup < 0:
+        raise CLIError("--frames must be >= 1 and --warmup >= 0")
+    if args.threads is not None and args.threads < 1:
+        raise CLIError("--threads must be >= 1")
+    if args.device != "cpu":
+        raise CLIError("the benchmark runs on the CPU only for now (--device cpu)")
+    model = load_model_from_args(args)
+    report = run_benchmark(
+        model,
+        dtype=args.dtype,
+        backend=args.backend,
+        threads=args.threads,
+        frames=args.frames,
+        warmup=args.warmup,
+        compare=args.compare,
+        seed=args.seed,
+    )
+    print(report.format())
+    return 0

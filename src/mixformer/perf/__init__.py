@@ -1,0 +1,1 @@
+"""Performance measurement: the end-to-end tracker benchmark, matmul peak, MAC counting."""

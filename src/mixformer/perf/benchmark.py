@@ -1,0 +1,330 @@
+"""End-to-end tracker benchmark: time per frame and its parts, GMACs, matmul peak, accuracy.
+
+The tracker runs on a generated sequence (:func:`mixformer.data.synthetic.generate_sequence`).
+Every figure is a median over the timed frames, after warm-up frames:
+
+* ``crop``: search-region crop, resize and normalisation (plus template crops when taken);
+* ``network``: the search step (``engine.track``);
+* ``templates``: template re-encoding, amortised over all frames (total time / frames);
+* ``post``: the rest of ``Tracker.update`` (box decoding, clipping, online-template rule);
+* ``total``: the whole ``Tracker.update`` call, so ``fps = 1 / total``.
+
+The achieved rate of the network is ``2 * MACs / network time`` next to the matrix-multiply peak of
+this machine measured in the same process, dtype and thread count (:func:`matmul_peak`).
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from mixformer.models.fast import resolve_dtype
+from mixformer.models.mixformer import MixFormer
+
+log = logging.getLogger(__name__)
+
+
+def matmul_peak(
+    dtype: str | torch.dtype = "fp32",
+    size: int = 1024,
+    repeats: int = 7,
+    threads: int | None = None,
+) -> float:
+    """Median GFLOP/s of a square ``size x size`` matrix multiply in ``dtype`` on the CPU.
+
+    Args:
+        dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        size: matrix side (1024 keeps a low-precision probe short on CPUs without native
+            support).
+        repeats: timed repetitions after one warm-up.
+        threads: torch intra-op threads for the probe (default: current setting).
+    """
+    dt = resolve_dtype(dtype)
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(size, size, generator=g).to(dt)
+        b = torch.randn(size, size, generator=g).to(dt)
+        torch.mm(a, b)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(old)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def count_search_gmacs(model: MixFormer, num_online: int = 1) -> float:
+    """Multiply-accumulates (in 1e9) of one search step ``model.track``, counted by PyTorch's
+    FLOP counter on the plain path (matmuls, convolutions; elementwise work excluded)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    c = model.config
+    dev = next(model.parameters()).device
+    z = torch.zeros(1, 3, c.template_size, c.template_size, device=dev)
+    o = torch.zeros(1, num_online, 3, c.template_size, c.template_size, device=dev)
+    x = torch.zeros(1, 3, c.search_size, c.search_size, device=dev)
+    # no_grad, not inference_mode: the counter's module hooks need autograd-capable tensors.
+    with torch.no_grad():
+        cache = model.encode_templates(z, o)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model.track(x, cache)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (``getrusage``)."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of matching rows of two ``(T, 4)`` xywh box arrays."""
+    x1 = np.maximum(a[:, 0], b[:, 0])
+    y1 = np.maximum(a[:, 1], b[:, 1])
+    x2 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2])
+    y2 = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
+    return inter / np.maximum(union, 1e-12)
+
+
+@dataclass
+class PathTiming:
+    """Per-frame medians (seconds) of one tracker configuration, plus its boxes.
+
+    Attributes:
+        label: e.g. ``"fast torch fp32"``.
+        crop, network, templates, post, total: see the module docstring.
+        boxes: ``(T, 4)`` xywh boxes of every tracked frame (warm-up included).
+    """
+
+    label: str
+    crop: float
+    network: float
+    templates: float
+    post: float
+    total: float
+    boxes: np.ndarray = field(repr=False)
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / self.total
+
+
+class _Timed:
+    """Proxy recording the duration of every call of the wrapped callable."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.times: list[float] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        self.times.append(time.perf_counter() - t0)
+        return out
+
+
+class _Probe:
+    """Instruments one :class:`~mixformer.tracking.Tracker` (engine calls and crops)."""
+
+    def __init__(self, tracker: Any, label: str) -> None:
+        self.tracker, self.label = tracker, label
+        self.track = _Timed(tracker.engine.track)
+        self.encode = _Timed(tracker.engine.encode_templates)
+        self.crop = _Timed(tracker._crop)
+        # Instance attributes shadow the methods; the tracker's logic is unchanged.
+        tracker._crop = self.crop
+        tracker.engine = _EngineView(tracker.engine, self.track, self.encode)
+        self.rows: list[tuple[float, float, float, float]] = []
+        self.boxes: list[tuple[float, ...]] = []
+
+    def step(self, frame: np.ndarray) -> None:
+        n_track, n_enc, n_crop = len(self.track.times), len(self.encode.times), len(self.crop.times)
+        t0 = time.perf_counter()
+        res = self.tracker.update(frame)
+        total = time.perf_counter() - t0
+        self.boxes.append(res.box)
+        net = sum(self.track.times[n_track:])
+        enc = sum(self.encode.times[n_enc:])
+        crop = sum(self.crop.times[n_crop:])
+        self.rows.append((crop, net, enc, total))
+
+    def summary(self, warmup: int) -> PathTiming:
+        rows = self.rows[warmup:] or self.rows
+        crop, net, enc, total = (np.asarray(c) for c in zip(*rows))
+        enc_amortised = float(enc.sum() / len(enc))
+        # Frames with a template update are slower by the encode time; remove it from the
+        # median total and add it back amortised, so a rare update counts at its real weight.
+        total_wo = total - enc
+        return PathTiming(
+            label=self.label,
+            crop=float(np.median(crop)),
+            network=float(np.median(net)),
+            templates=enc_amortised,
+            post=float(np.median(total_wo - crop - net)),
+            total=float(np.median(total_wo)) + enc_amortised,
+            boxes=np.asarray(self.boxes, dtype=np.float64),
+        )
+
+
+class _EngineView:
+    """An engine whose ``track`` / ``encode_templates`` are the timed proxies."""
+
+    def __init__(self, engine: Any, track: _Timed, encode: _Timed) -> None:
+        self._engine = engine
+        self.track = track
+        self.encode_templates = encode
+        self.config = engine.config
+
+
+@dataclass
+class BenchmarkReport:
+    """Result of :func:`run_benchmark`.
+
+    Attributes:
+        model: preset name.
+        dtype, backend, threads, frames, warmup: settings.
+        paths: one :class:`PathTiming` per configuration run (the plain path first when
+            ``compare``).
+        gmacs: MACs (1e9) of one search step.
+        peak_gflops: measured matmul peak in the benchmark dtype (GFLOP/s).
+        peak_gflops_fp32: measured fp32 matmul peak (GFLOP/s).
+        peak_rss_mb: peak resident memory of the process (MiB).
+        mean_iou: mean IoU of the last path's boxes against the first path's (``compare``).
+    """
+
+    model: str
+    dtype: str
+    backend: str
+    threads: int
+    frames: int
+    warmup: int
+    paths: list[PathTiming]
+    gmacs: float
+    peak_gflops: float
+    peak_gflops_fp32: float
+    peak_rss_mb: float
+    mean_iou: float | None = None
+
+    def format(self) -> str:
+        """Human-readable multi-line table."""
+        lines = [
+            f"model {self.model}  dtype {self.dtype}  backend {self.backend}  threads "
+            f"{self.threads}  frames {self.frames} (+{self.warmup} warm-up)  medians per frame",
+            f"network: {self.gmacs:.2f} GMACs per search step; matmul peak measured now: "
+            f"fp32 {self.peak_gflops_fp32:.1f} GFLOP/s"
+            + (f", {self.dtype} {self.peak_gflops:.1f} GFLOP/s" if self.dtype != "fp32" else ""),
+            f"{'path':<24}{'total ms':>9}{'FPS':>7}{'crop':>7}{'network':>9}{'templ.':>8}"
+            f"{'post':>7}{'GFLOP/s':>9}{'% peak':>8}",
+        ]
+        for p in self.paths:
+            rate = 2 * self.gmacs / p.network
+            peak = self.peak_gflops_fp32 if "fp32" in p.label else self.peak_gflops
+            lines.append(
+                f"{p.label:<24}{p.total * 1e3:>9.1f}{p.fps:>7.2f}{p.crop * 1e3:>7.1f}"
+                f"{p.network * 1e3:>9.1f}{p.templates * 1e3:>8.1f}{p.post * 1e3:>7.1f}"
+                f"{rate:>9.1f}{100 * rate / peak:>7.0f}%"
+            )
+        if len(self.paths) > 1:
+            a, b = self.paths[0], self.paths[-1]
+            lines.append(
+                f"speed-up {b.label} vs {a.label}: network x{a.network / b.network:.2f}, "
+                f"end-to-end x{a.total / b.total:.2f}"
+            )
+        if self.mean_iou is not None:
+            lines.append(
+                f"mean IoU of {self.paths[-1].label} boxes vs {self.paths[0].label} boxes: "
+                f"{self.mean_iou:.4f}"
+            )
+        lines.append(f"peak memory (RSS): {self.peak_rss_mb:.0f} MiB")
+        return "\n".join(lines)
+
+
+def _sequence(num_frames: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    from mixformer.data.synthetic import generate_sequence
+
+    seq = generate_sequence(seed, num_frames, 480, 640)
+    return list(seq.frames), np.asarray(seq.boxes, dtype=np.float64)
+
+
+def run_benchmark(
+    model: MixFormer,
+    dtype: str = "fp32",
+    backend: str = "torch",
+    threads: int | None = None,
+    frames: int = 20,
+    warmup: int = 3,
+    compare: bool = False,
+    tracker_config: Any = None,
+    seed: int = 0,
+) -> BenchmarkReport:
+    """Track a generated sequence and time it.
+
+    Args:
+        model: plain network (CPU, eval).
+        dtype: ``"fp32" | "bf16" | "fp16"`` of the fast path.
+        backend: ``"torch"`` or ``"onnxruntime"``.
+        threads: torch (and ONNX Runtime) intra-op threads; default: the current setting.
+        frames: timed frames (after ``warmup`` untimed ones).
+        warmup: frames excluded from the medians.
+        compare: also run the plain fp32 path on the same frames, alternating frame by frame
+            with the fast path (so both see the same machine load), and report the ratio and the
+            mean IoU of the fast boxes against the plain ones.
+        tracker_config: :class:`~mixformer.tracking.TrackerConfig` (default: interval 10,
+            2 online templates, so template updates are part of the measurement).
+        seed: sequence seed.
+    Returns:
+        :class:`BenchmarkReport`.
+    """
+    from mixformer.tracking import Tracker, TrackerConfig
+
+    if threads:
+        torch.set_num_threads(threads)
+    n_threads = torch.get_num_threads()
+    cfg = tracker_config or TrackerConfig(update_interval=10, online_size=2)
+    seq_frames, gt = _sequence(frames + warmup + 1, seed)
+    probes: list[_Probe] = []
+    if compare:
+        probes.append(_Probe(Tracker(model, cfg, fast=False), "plain torch fp32"))
+    label = f"{'fast ' if backend == 'torch' else ''}{backend} {dtype}"
+    probes.append(_Probe(Tracker(model, cfg, dtype=dtype, backend=backend, fast=True), label))
+    for p in probes:
+        p.tracker.init(seq_frames[0], gt[0])
+    for i, frame in enumerate(seq_frames[1:], start=1):
+        for p in probes:
+            p.step(frame)
+        log.debug("frame %d/%d", i, len(seq_frames) - 1)
+    paths = [p.summary(warmup) for p in probes]
+    mean_iou = None
+    if compare:
+        mean_iou = float(box_iou(paths[0].boxes, paths[-1].boxes).mean())
+    return BenchmarkReport(
+        model=model.name or "custom",
+        dtype=dtype,
+        backend=backend,
+        threads=n_threads,
+        frames=frames,
+        warmup=warmup,
+        paths=paths,
+        gmacs=count_search_gmacs(model, cfg.online_size),
+        peak_gflops=matmul_peak(dtype),
+        peak_gflops_fp32=matmul_peak("fp32"),
+        peak_rss_mb=peak_rss_mb(),
+        mean_iou=mean_iou,
+    )

@@ -1,0 +1,61 @@
+"""The benchmark measurement logic (perf/benchmark.py) and ``mixformer benchmark``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mixformer import build_model
+from mixformer.perf.benchmark import box_iou, count_search_gmacs, matmul_peak, run_benchmark
+
+
+def test_box_iou_by_hand():
+    a = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 2, 2]], dtype=float)
+    b = np.array([[0, 0, 10, 10], [5, 0, 10, 10], [10, 10, 2, 2]], dtype=float)
+    # second row: overlap 5x10 = 50, union 100 + 100 - 50 = 150
+    np.testing.assert_allclose(box_iou(a, b), [1.0, 50 / 150, 0.0])
+
+
+def test_matmul_peak_is_a_rate():
+    assert matmul_peak("fp32", size=128, repeats=2) > 0.1
+
+
+def test_gmacs_count_tiny_by_hand():
+    """The score module aside, the search step's MACs are the sum of known layer sizes; check the
+    stage-0 patch embedding share and the growth with the number of online templates."""
+    model = build_model("mixformer-tiny")
+    g1, g3 = count_search_gmacs(model, 1), count_search_gmacs(model, 3)
+    assert 1.0 < g1 < 3.0
+    # Two more online templates add keys only: per block (heads*d) * 2 (QK^T and AV) * extra keys
+    # * queries; stage i has 2 * ceil(h/2)^2 extra keys per block.
+    c = model.config
+    extra = 0
+    for dim, depth, n_q, m in zip(
+        c.dim_embed, c.depth, (80 * 80, 40 * 40, 20 * 20), (16 * 16, 8 * 8, 4 * 4)
+    ):
+        extra += depth * 2 * dim * n_q * (2 * m)
+    assert g3 - g1 == pytest.approx(extra / 1e9, rel=1e-6)
+
+
+def test_run_benchmark_compare_tiny():
+    torch.manual_seed(0)
+    report = run_benchmark(build_model("mixformer-tiny"), frames=1, warmup=1, compare=True)
+    assert [p.label for p in report.paths] == ["plain torch fp32", "fast torch fp32"]
+    for p in report.paths:
+        assert p.total > 0 and p.network > 0 and p.crop > 0
+        assert p.network <= p.total
+        assert p.boxes.shape == (2, 4)
+    assert report.mean_iou is not None and report.mean_iou > 0.999
+    text = report.format()
+    assert "GMACs" in text and "speed-up" in text and "mean IoU" in text
+
+
+def test_cli_benchmark(capsys):
+    from mixformer.cli import main
+
+    code = main(["benchmark", "--model", "mixformer-tiny", "--frames", "1", "--warmup", "0"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "fast torch fp32" in out and "FPS" in out
+    assert main(["benchmark", "--frames", "0"]) == 2

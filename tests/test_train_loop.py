@@ -11,6 +11,7 @@ import mixformer
 from mixformer.cli import main
 from mixformer.train import NonFiniteLossError, TrainConfig, Trainer, get_train_config
 from mixformer.train import trainer as trainer_mod
+from mixformer.train.heldout import heldout_report
 
 # A miniature network on small crops: same code paths, a fraction of the cost.
 SMALL_MODEL = {
@@ -102,6 +103,9 @@ def test_stage2_trains_only_the_score_module(tmp_path: Path) -> None:
     assert ",val," in log
     model = mixformer.build_model(None, weights=final)
     assert model.score_branch is not None
+    report = heldout_report(model, "mixformer-tiny", 99, 1, 6, score_samples=4, progress=False)
+    assert 0.0 <= report.tracker_auc <= 100.0 and 0.0 <= report.static_auc <= 100.0
+    assert report.score_accuracy is not None and report.score_samples == 4
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(

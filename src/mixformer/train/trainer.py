@@ -280,6 +280,9 @@ class Trainer:
         self.model.load_state_dict(ckpt["net"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scheduler.step_size != self.cfg.lr_drop_epoch:  # the config wins on resume
+            log.info("lr_drop_epoch changed on resume: %d", self.cfg.lr_drop_epoch)
+            self.scheduler.step_size = self.cfg.lr_drop_epoch
         restore_rng(ckpt["rng"])
         self.start_epoch = int(ckpt["epoch"])
         self.history = list(ckpt.get("history", []))

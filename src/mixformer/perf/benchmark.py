@@ -10,7 +10,8 @@ Every figure is a median over the timed frames, after warm-up frames:
 * ``total``: the whole ``Tracker.update`` call, so ``fps = 1 / total``.
 
 The achieved rate of the network is ``2 * MACs / network time`` next to the matrix-multiply peak of
-this machine measured in the same process, dtype and thread count (:func:`matmul_peak`).
+this machine measured in the same process, dtype and thread count: a square matrix multiply
+timed after every tracked frame, so that it sees the same load as the network (median).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mixformer.models.fast import resolve_dtype
 from mixformer.models.mixformer import MixFormer
@@ -56,15 +58,38 @@ def matmul_peak(
         g = torch.Generator().manual_seed(0)
         a = torch.randn(size, size, generator=g).to(dt)
         b = torch.randn(size, size, generator=g).to(dt)
-        torch.mm(a, b)
+        F.linear(a, b)
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            torch.mm(a, b)
+            F.linear(a, b)
             times.append(time.perf_counter() - t0)
     finally:
         torch.set_num_threads(old)
     return 2 * size**3 / statistics.median(times) / 1e9
+
+
+class _PeakProbe:
+    """Matrix-multiply rate probed between tracked frames, so it sees the same machine load."""
+
+    def __init__(self, dtype: str | torch.dtype, size: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        dt = resolve_dtype(dtype)
+        self.size = size
+        self.a = torch.randn(size, size, generator=g).to(dt)
+        self.b = torch.randn(size, size, generator=g).to(dt)
+        F.linear(self.a, self.b)
+        self.rates: list[float] = []
+
+    def __call__(self) -> None:
+        # F.linear, the op of the network's layers (its low-precision CPU kernels differ from
+        # torch.mm's).
+        t0 = time.perf_counter()
+        F.linear(self.a, self.b)
+        self.rates.append(2 * self.size**3 / (time.perf_counter() - t0) / 1e9)
+
+    def median(self) -> float:
+        return statistics.median(self.rates)
 
 
 def count_search_gmacs(model: MixFormer, num_online: int = 1) -> float:
@@ -203,8 +228,8 @@ class BenchmarkReport:
         paths: one :class:`PathTiming` per configuration run (the plain path first when
             ``compare``).
         gmacs: MACs (1e9) of one search step.
-        peak_gflops: measured matmul peak in the benchmark dtype (GFLOP/s).
-        peak_gflops_fp32: measured fp32 matmul peak (GFLOP/s).
+        peak_gflops: matmul rate in the benchmark dtype (GFLOP/s, median over the frames).
+        peak_gflops_fp32: fp32 matmul rate (GFLOP/s, 1024^3 multiply, median over the frames).
         peak_rss_mb: peak resident memory of the process (MiB).
         mean_iou: mean IoU of the last path's boxes against the first path's (``compare``).
     """
@@ -304,11 +329,19 @@ def run_benchmark(
         probes.append(_Probe(Tracker(model, cfg, fast=False), "plain torch fp32"))
     label = f"{'fast ' if backend == 'torch' else ''}{backend} {dtype}"
     probes.append(_Probe(Tracker(model, cfg, dtype=dtype, backend=backend, fast=True), label))
+    # fp32 probe at 1024 (~25 ms at 80 GFLOP/s); low-precision probes smaller, since CPUs
+    # without native bf16/fp16 matmul run them 10-100x slower.
+    peak32 = _PeakProbe("fp32", 1024)
+    peak_dt = peak32 if dtype == "fp32" else _PeakProbe(dtype, 512)
     for p in probes:
         p.tracker.init(seq_frames[0], gt[0])
     for i, frame in enumerate(seq_frames[1:], start=1):
         for p in probes:
             p.step(frame)
+        if i > warmup or i == len(seq_frames) - 1:
+            peak32()
+            if peak_dt is not peak32:
+                peak_dt()
         log.debug("frame %d/%d", i, len(seq_frames) - 1)
     paths = [p.summary(warmup) for p in probes]
     mean_iou = None
@@ -323,8 +356,8 @@ def run_benchmark(
         warmup=warmup,
         paths=paths,
         gmacs=count_search_gmacs(model, cfg.online_size),
-        peak_gflops=matmul_peak(dtype),
-        peak_gflops_fp32=matmul_peak("fp32"),
+        peak_gflops=peak_dt.median(),
+        peak_gflops_fp32=peak32.median(),
         peak_rss_mb=peak_rss_mb(),
         mean_iou=mean_iou,
     )

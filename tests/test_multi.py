@@ -166,3 +166,16 @@ def test_benchmark_multi_reports_matching_boxes(model):
     assert table.count("\n") == 3 and "| 2 |" in table
     with pytest.raises(ValueError, match=">= 1"):
         benchmark_multi(model, (0,))
+
+
+def test_fast_path_matches_fast_single_tracker(model, frames):
+    cfg = config(update_interval=2, online_size=2)
+    boxes = [(20, 30, 30, 25), (80, 40, 25, 35)]
+    mt = MultiTracker(model, cfg, fast=True)
+    ids = [mt.add(frames[0], b) for b in boxes]
+    got = [mt.update(f) for f in frames[1:4]]
+    for tid, box in zip(ids, boxes):
+        single = Tracker(model, cfg, fast=True)
+        single.init(frames[0], box)
+        for f, res in zip(frames[1:4], got):
+            np.testing.assert_allclose(res[tid].box, single.update(f).box, atol=1e-3)

@@ -13,6 +13,7 @@ import torch
 from mixformer.geometry import Box, normalize_patch, sample_target
 from mixformer.models.mixformer import MixFormer, TemplateCache
 from mixformer.tracking.config import TrackerConfig
+from mixformer.tracking.engine import InferenceEngine, build_engine
 from mixformer.tracking.tracker import (
     OnlineTemplates,
     TrackResult,
@@ -101,6 +102,10 @@ class MultiTracker:
         device: torch device for the network.
         color: channel order of the frames passed in (``"rgb"`` or ``"bgr"``).
         max_batch: largest batch per network call (bounds memory); None: no limit.
+        dtype: network precision, ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (fast path).
+        fast: run the fast inference path (:mod:`mixformer.models.fast`); default: only when
+            ``dtype`` is not fp32. Same meaning as for :class:`~mixformer.Tracker`, whose boxes
+            with the same options are matched.
 
     Example:
         >>> mt = MultiTracker(build_model("mixformer-tiny"))
@@ -118,6 +123,8 @@ class MultiTracker:
         device: str | torch.device = "cpu",
         color: Literal["rgb", "bgr"] = "rgb",
         max_batch: int | None = None,
+        dtype: Literal["fp32", "bf16", "fp16"] = "fp32",
+        fast: bool | None = None,
     ) -> None:
         self.config = config or TrackerConfig()
         mc = model.config
@@ -133,6 +140,7 @@ class MultiTracker:
             raise ValueError(f"max_batch must be >= 1 or None, got {max_batch}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.engine: InferenceEngine = build_engine(self.model, dtype, "torch", fast)
         self.color = color
         self.max_batch = max_batch
         self._targets: dict[int, _Target] = {}
@@ -201,7 +209,7 @@ class MultiTracker:
                 template = torch.cat([t.templates.template for t in chunk], dim=0)
                 online = torch.stack([t.templates.stacked() for t in chunk], dim=0)
                 with torch.inference_mode():
-                    cache = self.model.encode_templates(template, online)
+                    cache = self.engine.encode_templates(template, online)
                 for t, c in zip(chunk, split_cache(cache), strict=True):
                     t.cache = c
                     t.version += 1
@@ -244,7 +252,7 @@ class MultiTracker:
         cfg = self.config
         template, _ = self._crop(image, box, cfg.template_factor, cfg.template_size)
         with torch.inference_mode():
-            cache = self.model.encode_templates(template, template)
+            cache = self.engine.encode_templates(template, template)
         self._targets[target_id] = _Target(OnlineTemplates(template), cache, box)
         self._size = (h, w)
         self._frame_index = max(self._frame_index, 0)
@@ -287,7 +295,7 @@ class MultiTracker:
                 key = tuple(chunk)
                 search = torch.cat([crops[i][0] for i in key], dim=0)
                 with torch.inference_mode():
-                    out = self.model.track(search, self._group_cache(key))
+                    out = self.engine.track(search, self._group_cache(key))
                 self.num_network_calls += 1
                 for row, tid in enumerate(key):
                     t = self._targets[tid]

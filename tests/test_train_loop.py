@@ -137,3 +137,26 @@ def test_cli_errors_and_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[st
     args = ["train", "tiny-synthetic-stage1", "datasets=[lasot]", "data_roots.lasot=/nonexistent"]
     assert main([*args, "--output", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_gradient_accumulation_matches_the_combined_batch(tmp_path: Path) -> None:
+    model = {**SMALL_MODEL, "head_bn": "frozen", "drop_path_rate": [0.0, 0.0, 0.0]}
+    cfg = small_config(epochs=1, model_overrides=model)
+    Trainer(cfg, tmp_path / "one", progress=False).fit()
+    Trainer(cfg.replace(batch_size=1, accum_iter=2), tmp_path / "acc", progress=False).fit()
+    rows = [
+        (tmp_path / d / "log.csv").read_text().splitlines()[1].split(",") for d in ("one", "acc")
+    ]
+    header = (tmp_path / "one" / "log.csv").read_text().splitlines()[0].split(",")
+    for key in ("loss", "grad_norm"):
+        i = header.index(key)
+        assert float(rows[1][i]) == pytest.approx(float(rows[0][i]), rel=1e-4), key
+    one, acc = (
+        _net(tmp_path / "one" / "model_final.pth"),
+        _net(tmp_path / "acc" / "model_final.pth"),
+    )
+    for k in one:  # see test_train_ddp.py for the +-lr tolerance on zero-gradient entries
+        diff = (one[k] - acc[k]).abs().float()
+        assert diff.max() <= 2.5 * cfg.lr, k
+        if one[k].numel() >= 16:
+            assert (diff > 1e-5).float().mean() < 0.01, k

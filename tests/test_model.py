@@ -96,7 +96,8 @@ def test_gradients_reach_every_parameter_tiny():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mixformer-22k", "mixformer-large"])
 def test_gradients_reach_every_parameter_large_presets(name):
-    _check_gradients(build_model(name), b=1)
+    # Stochastic depth could drop a whole block for the single sample: switch it off here.
+    _check_gradients(build_model(name, drop_path_rate=(0.0, 0.0, 0.0)), b=1)
 
 
 def test_stage1_variant_has_batchnorm_head_and_no_score():

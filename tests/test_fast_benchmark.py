@@ -59,3 +59,18 @@ def test_cli_benchmark(capsys):
     out = capsys.readouterr().out
     assert "fast torch fp32" in out and "FPS" in out
     assert main(["benchmark", "--frames", "0"]) == 2
+
+
+def test_precision_study_tiny():
+    from mixformer.perf.accuracy import build_variant, precision_study
+
+    torch.manual_seed(0)
+    model = build_model("mixformer-tiny")
+    q = build_variant(model, "int8")
+    assert "quantized" in type(q.stages[2].blocks[0].fc1).__module__
+    with pytest.raises(ValueError, match="unknown variant"):
+        build_variant(model, "int4")
+    res = precision_study(model, ("int8",), num_sequences=1, num_frames=3)
+    assert [r.variant for r in res] == ["fp32", "int8"]
+    assert res[0].iou_same_crops == 1.0 and res[0].iou_end_to_end == 1.0
+    assert 0.0 <= res[1].iou_same_crops <= 1.0 and 0.0 <= res[0].auc <= 100.0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ def export_onnx(
     """Write the template-encoder and search-step graphs of ``model`` to ``out_dir``.
 
     Args:
-        model: plain network (fp32; moved to the CPU copy used for tracing).
+        model: plain network (fp32; traced from a CPU copy, the model itself is not moved).
         out_dir: folder to create or reuse.
         opset: ONNX opset (>= 14 for the fused attention).
         check: run ``onnx.checker`` on both graphs.
@@ -97,7 +98,7 @@ def export_onnx(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fast = make_fast(model.cpu().eval(), "fp32")
+    fast = make_fast(model.eval(), "fp32").cpu()
     num_blocks = sum(len(s.blocks) for s in fast.stages)
     feat_and_kv, kv_names = _io_names(num_blocks)
     ts, ss = model.config.template_size, model.config.search_size
@@ -105,31 +106,34 @@ def export_onnx(
     online = torch.randn(2, 3, ts, ts)
     search = torch.randn(1, 3, ss, ss)
 
-    t_path = out / TEMPLATE_GRAPH
+    t_path, s_path = out / TEMPLATE_GRAPH, out / SEARCH_GRAPH
     kv_axes = {n: {2: "kv_tokens"} for n in kv_names}
-    torch.onnx.export(
-        _TemplateEncoder(fast),
-        (template, online),
-        str(t_path),
-        input_names=["template", "online_templates"],
-        output_names=feat_and_kv,
-        dynamic_axes={"online_templates": {0: "num_online"}, **kv_axes},
-        opset_version=opset,
-        dynamo=False,
-    )
     cache = fast.encode_templates(template, online)
     flat = [t for stage in cache.kv for kv in stage for t in kv]
-    s_path = out / SEARCH_GRAPH
-    torch.onnx.export(
-        _SearchStep(fast),
-        (search, cache.template_feat, *flat),
-        str(s_path),
-        input_names=["search", *feat_and_kv],
-        output_names=["pred_boxes", "pred_scores"],
-        dynamic_axes=kv_axes,
-        opset_version=opset,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        # The TorchScript exporter (dynamo=False) is deprecated, but the torch.export-based one
+        # needs onnxscript, which the ``export`` extra does not install; the graphs are checked.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            _TemplateEncoder(fast),
+            (template, online),
+            str(t_path),
+            input_names=["template", "online_templates"],
+            output_names=feat_and_kv,
+            dynamic_axes={"online_templates": {0: "num_online"}, **kv_axes},
+            opset_version=opset,
+            dynamo=False,
+        )
+        torch.onnx.export(
+            _SearchStep(fast),
+            (search, cache.template_feat, *flat),
+            str(s_path),
+            input_names=["search", *feat_and_kv],
+            output_names=["pred_boxes", "pred_scores"],
+            dynamic_axes=kv_axes,
+            opset_version=opset,
+            dynamo=False,
+        )
     meta = {
         "model": model.name,
         "config": model.config.to_dict(),

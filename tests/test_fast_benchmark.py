@@ -70,7 +70,7 @@ def test_precision_study_tiny():
     assert "quantized" in type(q.stages[2].blocks[0].fc1).__module__
     with pytest.raises(ValueError, match="unknown variant"):
         build_variant(model, "int4")
-    res = precision_study(model, ("int8",), num_sequences=1, num_frames=3)
+    res = precision_study(model, ("int8",), num_sequences=1, num_frames=2)
     assert [r.variant for r in res] == ["fp32", "int8"]
     assert res[0].iou_same_crops == 1.0 and res[0].iou_end_to_end == 1.0
     assert 0.0 <= res[1].iou_same_crops <= 1.0 and 0.0 <= res[0].auc <= 100.0

@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed frames first (2)")
     p.add_argument("--size", default="640x480", help="frame size WxH (640x480)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--fast", action="store_true", help="both on the fast inference path")
+    p.add_argument("--max-batch", type=int, default=None, help="MultiTracker batch limit")
     p.set_defaults(func=run)
 
 
@@ -49,10 +51,18 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model = load_model_from_args(args).to(args.device)
     rows = benchmark_multi(
-        model, args.targets, args.frames, args.warmup, height=height, width=width
+        model,
+        args.targets,
+        args.frames,
+        args.warmup,
+        height=height,
+        width=width,
+        fast=args.fast or None,
+        max_batch=args.max_batch,
     )
     print(
-        f"model {args.model}, {width}x{height} frames, {args.frames} timed frames per K, "
+        f"model {args.model}{' (fast path)' if args.fast else ''}, {width}x{height} frames, "
+        f"{args.frames} timed frames per K, max batch {args.max_batch or 'K'}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}"
     )

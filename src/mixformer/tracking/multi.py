@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -290,9 +290,11 @@ class MultiTracker:
 
         results: dict[int, TrackResult] = {}
         changed: list[_Target] = []
+        used: set[tuple[int, ...]] = set()
         for ids in groups.values():
             for chunk in self._chunks(ids):
                 key = tuple(chunk)
+                used.add(key)
                 search = torch.cat([crops[i][0] for i in key], dim=0)
                 with torch.inference_mode():
                     out = self.engine.track(search, self._group_cache(key))
@@ -306,11 +308,13 @@ class MultiTracker:
                         score, t.frame_id, cfg, self._template_crop(image, t)
                     ):
                         changed.append(t)
+        # forget stacked caches of groups that no longer exist
+        self._stacked = {k: v for k, v in self._stacked.items() if k in used}
         if changed:
             self._encode(changed)
         return {tid: results[tid] for tid in self._targets}
 
-    def _template_crop(self, image: np.ndarray, target: _Target):  # noqa: ANN202 - closure
+    def _template_crop(self, image: np.ndarray, target: _Target) -> Callable[[], torch.Tensor]:
         cfg = self.config
 
         def crop() -> torch.Tensor:

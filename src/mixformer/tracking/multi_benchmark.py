@@ -66,6 +66,8 @@ def benchmark_multi(
     width: int = 640,
     config: TrackerConfig | None = None,
     seed: int = 0,
+    fast: bool | None = None,
+    max_batch: int | None = None,
 ) -> list[MultiTiming]:
     """Time K separate trackers and one :class:`MultiTracker` on the same frames, side by side.
 
@@ -82,6 +84,8 @@ def benchmark_multi(
         height, width: frame size of the synthetic video.
         config: tracker settings; default ``TrackerConfig()`` with the model's crop sizes.
         seed: seed of the synthetic video and boxes.
+        fast: run both on the fast inference path (see :class:`~mixformer.Tracker`).
+        max_batch: the MultiTracker's largest batch per call (None: all targets at once).
     Returns:
         One :class:`MultiTiming` per K.
     """
@@ -94,8 +98,8 @@ def benchmark_multi(
         if k < 1:
             raise ValueError(f"numbers of targets must be >= 1, got {k}")
         frames, boxes = _scene(seed, warmup + num_frames + 1, height, width, k)
-        singles = [Tracker(model, config) for _ in range(k)]
-        multi = MultiTracker(model, config)
+        singles = [Tracker(model, config, fast=fast) for _ in range(k)]
+        multi = MultiTracker(model, config, fast=fast, max_batch=max_batch)
         for tracker, box in zip(singles, boxes):
             tracker.init(frames[0], box)
             multi.add(frames[0], box)

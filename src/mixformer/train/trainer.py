@@ -315,6 +315,14 @@ class Trainer:
     def _csv(self, row: dict[str, Any]) -> None:
         path = self.run_dir / "log.csv"
         new = not path.exists()
+        if not new:
+            with path.open(newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != list(CSV_FIELDS):  # written by another version: keep its columns
+                with path.open("a", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
+                    w.writerow({k: row.get(k, "") for k in header})
+                return
         with path.open("a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
             if new:

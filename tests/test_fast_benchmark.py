@@ -84,3 +84,13 @@ def test_precision_study_tiny():
     assert [r.variant for r in res] == ["fp32", "int8"]
     assert res[0].iou_same_crops == 1.0 and res[0].iou_end_to_end == 1.0
     assert 0.0 <= res[1].iou_same_crops <= 1.0 and 0.0 <= res[0].auc <= 100.0
+
+
+def test_cli_benchmark_accuracy(capsys):
+    from mixformer.cli import main
+
+    argv = ["benchmark", "--model", "mixformer-tiny", "--accuracy", "1", "--accuracy-frames", "2"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["variant", "AUC", "%", "IoU", "same", "crops", "IoU", "end-to-end"]
+    assert [ln.split()[0] for ln in lines[2:]] == ["fp32", "int8"]

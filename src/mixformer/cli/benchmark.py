@@ -31,6 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "speed ratio and the mean IoU of the boxes",
     )
     p.add_argument("--seed", type=int, default=0, help="generated sequence seed")
+    p.add_argument(
+        "--accuracy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of timing, track N generated 240x320 sequences with fp32, --dtype (if not "
+        "fp32) and int8 dynamic quantisation, and print each one's AUC and mean IoU vs fp32",
+    )
+    p.add_argument(
+        "--accuracy-frames", type=int, default=40, help="frames per sequence for --accuracy"
+    )
     p.set_defaults(func=run)
 
 
@@ -45,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if args.device != "cpu":
         raise CLIError("the benchmark runs on the CPU only for now (--device cpu)")
     model = load_model_from_args(args)
+    if args.accuracy:
+        return _accuracy(model, args)
     report = run_benchmark(
         model,
         dtype=args.dtype,
@@ -56,4 +69,29 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(report.format())
+    return 0
+
+
+def _accuracy(model: object, args: argparse.Namespace) -> int:
+    import torch
+
+    from mixformer.perf.accuracy import precision_study
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    variants = tuple(v for v in (args.dtype, "int8") if v != "fp32")
+    results = precision_study(
+        model,
+        variants,
+        num_sequences=args.accuracy,
+        num_frames=args.accuracy_frames,
+        seed=args.seed,
+    )
+    print(
+        f"{args.accuracy} generated sequences x {args.accuracy_frames} frames; IoU vs fp32 on the "
+        "same crops (numerical cost) and end to end (own trajectory)"
+    )
+    print(f"{'variant':<8}{'AUC %':>8}{'IoU same crops':>16}{'IoU end-to-end':>16}")
+    for r in results:
+        print(f"{r.variant:<8}{r.auc:>8.2f}{r.iou_same_crops:>16.4f}{r.iou_end_to_end:>16.4f}")
     return 0

@@ -82,82 +82,58 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _stepper(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - lazy types
+    """``step(i, frame) -> [(target, box, score)]`` with a Tracker, or a MultiTracker for K > 1."""
+    from mixformer.tracking import MultiTracker, Tracker, TrackerConfig
+
+    config = TrackerConfig.preset(args.preset, model=args.model)
+    if len(args.box) == 1:
+        single = Tracker(model, config, args.device)
+
+        def step(i: int, frame):  # noqa: ANN001, ANN202
+            res = single.init(frame, args.box[0]) if i == 0 else single.update(frame)
+            return [(0, res.box, res.score)]
+
+        return step
+    multi = MultiTracker(model, config, args.device)
+
+    def step(i: int, frame):  # noqa: ANN001, ANN202
+        if i == 0:
+            return [(multi.add(frame, box), tuple(box), 1.0) for box in args.box]
+        return [(t, r.box, r.score) for t, r in multi.update(frame).items()]
+
+    return step
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mixformer.data.frames import FrameSource
-    from mixformer.tracking import Tracker, TrackerConfig
-    from mixformer.tracking.render import VideoWriter, draw_box
+    from mixformer.tracking.render import PALETTE, VideoWriter, draw_box
     from mixformer.utils import atomic_write_text
 
     source = FrameSource(args.source)
     model = load_model_from_args(args)
-    if len(args.box) > 1:
-        return _run_multi(args, source, model)
-    tracker = Tracker(model, TrackerConfig.preset(args.preset, model=args.model), args.device)
-    writer = VideoWriter(args.output, source.fps) if args.output else None
-    lines = []
-    bar = tqdm(total=source.num_frames, unit="frame", desc="tracking", dynamic_ncols=True)
-    try:
-        for i, frame in enumerate(source):
-            res = tracker.init(frame, args.box[0]) if i == 0 else tracker.update(frame)
-            lines.append(",".join(f"{v:.2f}" for v in res.box))
-            if writer:
-                writer.write(draw_box(frame, res.box, label=f"{res.score:.2f}"))
-            bar.update(1)
-    except Exception:
-        if args.boxes and lines:  # keep the frames already tracked
-            atomic_write_text(args.boxes, "\n".join(lines) + "\n")
-            log.error("stopped after %d frames; their boxes are in %s", len(lines), args.boxes)
-        raise
-    finally:
-        bar.close()
-        if writer:
-            writer.close()
-    if not lines:
-        raise CLIError(f"no frames in {args.source}")
-    text = "\n".join(lines) + "\n"
-    if args.boxes:
-        atomic_write_text(args.boxes, text)
-        log.info("wrote %d boxes to %s", len(lines), args.boxes)
-    else:
-        print(text, end="")
-    if args.output:
-        log.info("wrote annotated video to %s", args.output)
-    return 0
-
-
-def _run_multi(args: argparse.Namespace, source, model) -> int:  # noqa: ANN001 - lazy types
-    """Several ``--box``: one :class:`MultiTracker`, lines ``frame,target,x,y,w,h``."""
-    from tqdm import tqdm
-
-    from mixformer.tracking import MultiTracker, TrackerConfig
-    from mixformer.tracking.render import PALETTE, VideoWriter, draw_box
-    from mixformer.utils import atomic_write_text
-
-    config = TrackerConfig.preset(args.preset, model=args.model)
-    tracker = MultiTracker(model, config, args.device)
+    step = _stepper(args, model)
+    several = len(args.box) > 1
     writer = VideoWriter(args.output, source.fps) if args.output else None
     lines: list[str] = []
     frames = 0
     bar = tqdm(total=source.num_frames, unit="frame", desc="tracking", dynamic_ncols=True)
     try:
         for i, frame in enumerate(source):
-            if i == 0:
-                ids = [tracker.add(frame, box) for box in args.box]
-                results = {t: (tracker.state(t), 1.0) for t in ids}
-            else:
-                results = {t: (r.box, r.score) for t, r in tracker.update(frame).items()}
-            for t, (box, _) in results.items():
-                lines.append(f"{i},{t}," + ",".join(f"{v:.2f}" for v in box))
+            for t, box, score in step(i, frame):
+                prefix = f"{i},{t}," if several else ""
+                lines.append(prefix + ",".join(f"{v:.2f}" for v in box))
+                if writer:
+                    label = f"{t}: {score:.2f}" if several else f"{score:.2f}"
+                    frame = draw_box(frame, box, PALETTE[t % len(PALETTE)], label)
             if writer:
-                for t, (box, score) in results.items():
-                    frame = draw_box(frame, box, PALETTE[t % len(PALETTE)], f"{t}: {score:.2f}")
                 writer.write(frame)
             frames += 1
             bar.update(1)
     except Exception:
-        if args.boxes and lines:
+        if args.boxes and lines:  # keep the frames already tracked
             atomic_write_text(args.boxes, "\n".join(lines) + "\n")
             log.error("stopped after %d frames; their boxes are in %s", frames, args.boxes)
         raise

@@ -8,9 +8,11 @@ import torch
 
 from conftest import vector_config
 from mixformer import Tracker, TrackerConfig, build_model, list_models
+from mixformer.geometry import normalize_patch, sample_target
 from mixformer.models.fast import FastMixFormer, make_fast, resolve_dtype
 from mixformer.models.layers import FrozenBatchNorm2d
 from mixformer.models.mixformer import MixFormer
+from mixformer.tracking.preprocess import SearchCropper
 
 
 @pytest.fixture(autouse=True)
@@ -162,3 +164,15 @@ def test_tracker_engine_options():
         Tracker(model, backend="tensorrt")
     with pytest.raises(ValueError, match="fast path"):
         Tracker(model, dtype="bf16", fast=False)
+
+
+def test_search_cropper_bit_identical_to_reference_preprocessing(tracker_vectors):
+    _, _, frames = tracker_vectors
+    cropper = SearchCropper(320)
+    for box in [(100.0, 80.0, 40.0, 30.0), (290.0, 200.0, 60.0, 50.0), (-5.0, -5.0, 30.0, 30.0)]:
+        x, rf = cropper(frames[3], box, 4.55)
+        patch, rf_ref = sample_target(frames[3], box, 4.55, 320)
+        assert rf == rf_ref
+        assert torch.equal(x, normalize_patch(patch))  # same values, bit for bit
+        assert x.is_contiguous(memory_format=torch.channels_last)
+    assert Tracker(build_model("mixformer-tiny"))._search_cropper is None  # plain path untouched

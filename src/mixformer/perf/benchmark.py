@@ -175,19 +175,25 @@ class _Probe:
         self.crop = _Timed(tracker._crop)
         # Instance attributes shadow the methods; the tracker's logic is unchanged.
         tracker._crop = self.crop
+        if getattr(tracker, "_search_cropper", None) is not None:
+            self.search_crop = _Timed(tracker._search_cropper)
+            tracker._search_cropper = self.search_crop
+        else:
+            self.search_crop = _Timed(lambda: None)
         tracker.engine = _EngineView(tracker.engine, self.track, self.encode)
         self.rows: list[tuple[float, float, float, float]] = []
         self.boxes: list[tuple[float, ...]] = []
 
     def step(self, frame: np.ndarray) -> None:
         n_track, n_enc, n_crop = len(self.track.times), len(self.encode.times), len(self.crop.times)
+        n_search = len(self.search_crop.times)
         t0 = time.perf_counter()
         res = self.tracker.update(frame)
         total = time.perf_counter() - t0
         self.boxes.append(res.box)
         net = sum(self.track.times[n_track:])
         enc = sum(self.encode.times[n_enc:])
-        crop = sum(self.crop.times[n_crop:])
+        crop = sum(self.crop.times[n_crop:]) + sum(self.search_crop.times[n_search:])
         self.rows.append((crop, net, enc, total))
 
     def summary(self, warmup: int) -> PathTiming:

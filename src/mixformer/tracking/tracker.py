@@ -16,6 +16,7 @@ from mixformer.geometry import Box, clip_box, map_box_back, normalize_patch, sam
 from mixformer.models.mixformer import MixFormer, TemplateCache
 from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.engine import InferenceEngine, build_engine
+from mixformer.tracking.preprocess import SearchCropper
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,13 @@ class Tracker:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.engine: InferenceEngine = build_engine(self.model, dtype, backend, fast)
+        # Fast engines read the search crop from a reused buffer (bit-identical values); the
+        # plain path keeps the reference preprocessing untouched.
+        self._search_cropper = (
+            SearchCropper(self.config.search_size, self.device)
+            if self.engine is not self.model
+            else None
+        )
         self.color = color
         self._initialized = False
 
@@ -295,7 +303,10 @@ class Tracker:
             )
         cfg = self.config
         self._frame_id += 1
-        x, rf = self._crop(image, self._state, cfg.search_factor, cfg.search_size)
+        if self._search_cropper is not None:
+            x, rf = self._search_cropper(image, self._state, cfg.search_factor)
+        else:
+            x, rf = self._crop(image, self._state, cfg.search_factor, cfg.search_size)
         with torch.inference_mode():
             out = self.engine.track(x, self._cache)
         self._state, score = decode_prediction(out, 0, self._state, rf, cfg, self._size)

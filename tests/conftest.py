@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,17 @@ from mixformer.models import ModelConfig
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SPEC = SHARED / "spec"
 VECTORS = SPEC / "vectors"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """One intra-op thread for the whole suite: the small test networks run many tiny ops, which
+    are faster without OpenMP barriers, especially on a shared machine. Results do not depend
+    on it. Set MIXFORMER_TEST_THREADS to use more."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("MIXFORMER_TEST_THREADS", "1")))
+    yield
+    torch.set_num_threads(old)
 
 
 def vector_config(raw: dict) -> ModelConfig:

@@ -24,16 +24,6 @@ from mixformer.export.onnx import (  # noqa: E402
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these small networks run many tiny ops, which on a shared, loaded
-    machine are much faster without OpenMP barriers (results do not depend on it)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     torch.manual_seed(0)

@@ -15,16 +15,6 @@ from mixformer.models.mixformer import MixFormer
 from mixformer.tracking.preprocess import SearchCropper
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these small networks run many tiny ops, which on a shared, loaded
-    machine are much faster without OpenMP barriers (results do not depend on it)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _sharpen(model: MixFormer, seed: int = 0) -> MixFormer:
     """Non-trivial frozen-BN statistics and sharp corner maps, so that every folded constant and
     every backbone rounding difference shows up in the boxes."""

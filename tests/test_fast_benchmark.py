@@ -10,16 +10,6 @@ from mixformer import build_model
 from mixformer.perf.benchmark import box_iou, count_search_gmacs, matmul_peak, run_benchmark
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these small networks run many tiny ops, which on a shared, loaded
-    machine are much faster without OpenMP barriers (results do not depend on it)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_box_iou_by_hand():
     a = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 2, 2]], dtype=float)
     b = np.array([[0, 0, 10, 10], [5, 0, 10, 10], [10, 10, 2, 2]], dtype=float)

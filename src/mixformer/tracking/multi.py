@@ -18,6 +18,7 @@ from mixformer.tracking.tracker import (
     OnlineTemplates,
     TrackResult,
     check_box,
+    check_crop_sizes,
     check_image,
     decode_prediction,
 )
@@ -127,15 +128,7 @@ class MultiTracker:
         fast: bool | None = None,
     ) -> None:
         self.config = config or TrackerConfig()
-        mc = model.config
-        if (mc.template_size, mc.search_size) != (
-            self.config.template_size,
-            self.config.search_size,
-        ):
-            raise ValueError(
-                f"tracker crop sizes {self.config.template_size}/{self.config.search_size} do not "
-                f"match the model's {mc.template_size}/{mc.search_size}"
-            )
+        check_crop_sizes(model, self.config)
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be >= 1 or None, got {max_batch}")
         self.device = torch.device(device)

@@ -87,6 +87,16 @@ def check_box(box: Sequence[float], height: int, width: int) -> Box:
     return (x, y, w, h)
 
 
+def check_crop_sizes(model: MixFormer, config: TrackerConfig) -> None:
+    """Raise ``ValueError`` unless the tracker's crop sizes are the ones the model was built for."""
+    mc = model.config
+    if (mc.template_size, mc.search_size) != (config.template_size, config.search_size):
+        raise ValueError(
+            f"tracker crop sizes {config.template_size}/{config.search_size} do not "
+            f"match the model's {mc.template_size}/{mc.search_size}"
+        )
+
+
 def decode_prediction(
     out: dict[str, torch.Tensor],
     index: int,
@@ -225,15 +235,7 @@ class Tracker:
         fast: bool | None = None,
     ) -> None:
         self.config = config or TrackerConfig()
-        mc = model.config
-        if (mc.template_size, mc.search_size) != (
-            self.config.template_size,
-            self.config.search_size,
-        ):
-            raise ValueError(
-                f"tracker crop sizes {self.config.template_size}/{self.config.search_size} do not "
-                f"match the model's {mc.template_size}/{mc.search_size}"
-            )
+        check_crop_sizes(model, self.config)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.engine: InferenceEngine = build_engine(self.model, dtype, backend, fast)

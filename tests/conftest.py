@@ -17,6 +17,17 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 SPEC = SHARED / "spec"
 VECTORS = SPEC / "vectors"
 
+# A micro member of the architecture (64 px template, 128 px search) for fast tracker tests:
+# ``build_model("mixformer-tiny", **MICRO)``.
+MICRO = dict(
+    dim_embed=(16, 32, 64),
+    num_heads=(1, 1, 2),
+    depth=(1, 1, 2),
+    head_dim=32,
+    template_size=64,
+    search_size=128,
+)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():

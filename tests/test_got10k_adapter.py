@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import MICRO
 from mixformer import Tracker, TrackerConfig, build_model
 from mixformer.data.frames import read_image
 from mixformer.data.synthetic import generate_sequence
@@ -21,14 +22,6 @@ from got10k.trackers import Tracker as GOTTracker  # noqa: E402
 
 from mixformer.integrations.got10k import got10k_tracker  # noqa: E402
 
-MICRO = dict(
-    dim_embed=(16, 32, 64),
-    num_heads=(1, 1, 2),
-    depth=(1, 1, 2),
-    head_dim=32,
-    template_size=64,
-    search_size=128,
-)
 CONFIG = TrackerConfig(template_size=64, search_size=128, update_interval=3, online_size=2)
 
 

@@ -6,19 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import MICRO
 from mixformer import MultiTracker, Tracker, TrackerConfig, build_model
 from mixformer.data.synthetic import generate_sequence
 from mixformer.tracking.multi import split_cache, stack_caches
-
-# A micro member of the architecture (64 px template, 128 px search) keeps the test fast.
-MICRO = dict(
-    dim_embed=(16, 32, 64),
-    num_heads=(1, 1, 2),
-    depth=(1, 1, 2),
-    head_dim=32,
-    template_size=64,
-    search_size=128,
-)
 
 
 @pytest.fixture(scope="module")

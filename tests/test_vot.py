@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import MICRO
 from mixformer import Tracker, TrackerConfig, build_model
 from mixformer.cli import main
 from mixformer.data.frames import read_image
@@ -19,15 +20,6 @@ from mixformer.data.synthetic import generate_sequence
 from mixformer.integrations.vot import region_to_box, trackers_ini
 from mixformer.models.factory import default_weights_path
 from mixformer.models.weights import save_weights
-
-MICRO = dict(
-    dim_embed=(16, 32, 64),
-    num_heads=(1, 1, 2),
-    depth=(1, 1, 2),
-    head_dim=32,
-    template_size=64,
-    search_size=128,
-)
 
 
 def test_trackers_ini_section(capsys, tmp_path):

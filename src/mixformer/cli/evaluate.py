@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from mixformer.cli import CLIError
-from mixformer.cli.track import add_model_args
+from mixformer.cli.track import add_model_args, resolve_weights
 
 log = logging.getLogger("mixformer.evaluate")
 
@@ -123,22 +123,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _weights_identity(args: argparse.Namespace) -> tuple[str | None, str]:
     """``(weights to load, sha256 or "random")`` resolved like ``load_model_from_args``."""
     from mixformer.evaluation.runner import file_sha256
-    from mixformer.models.factory import default_weights_path
 
-    weights = args.weights
-    if weights is None and default_weights_path(args.model) is not None:
-        weights = "default"
-    if weights is None:
-        log.warning(
-            "!!! NO WEIGHTS: %s has random weights, so the results are meaningless. "
-            "Pass --weights FILE. !!!",
-            args.model,
-        )
+    path = resolve_weights(args)
+    if path is None:
         return None, "random"
-    path = default_weights_path(args.model) if weights == "default" else Path(weights)
-    if path is None or not path.is_file():
-        raise CLIError(f"weights file not found: {weights}")
-    return weights, file_sha256(path)
+    return str(path), file_sha256(path)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

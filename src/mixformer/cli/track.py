@@ -37,23 +37,37 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
 
 
-def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - MixFormer, lazy import
-    """Build the model named by :func:`add_model_args` options, warning about random weights."""
-    from mixformer.models import build_model
+def resolve_weights(args: argparse.Namespace) -> Path | None:
+    """The weights file the :func:`add_model_args` options name, or None for random weights.
+
+    ``--weights`` wins; without it the preset's shipped weights are used if there are any;
+    otherwise a loud warning says the weights are random.
+
+    Raises:
+        CLIError: the named file does not exist.
+    """
     from mixformer.models.factory import default_weights_path
 
-    weights = args.weights
-    if weights is None and default_weights_path(args.model) is not None:
-        weights = "default"
-    if weights is None:
-        log.warning(
-            "!!! NO WEIGHTS: %s has random weights, so the boxes are meaningless. "
-            "Pass --weights FILE (e.g. a released mixformer_online_22k.pth.tar). !!!",
-            args.model,
-        )
-    elif weights != "default" and not Path(weights).is_file():
-        raise CLIError(f"weights file not found: {weights}")
-    return build_model(args.model, weights=weights)
+    if args.weights is None:
+        shipped = default_weights_path(args.model)
+        if shipped is None:
+            log.warning(
+                "!!! NO WEIGHTS: %s has random weights, so the results are meaningless. "
+                "Pass --weights FILE (e.g. a released mixformer_online_22k.pth.tar). !!!",
+                args.model,
+            )
+        return shipped
+    path = Path(args.weights)
+    if not path.is_file():
+        raise CLIError(f"weights file not found: {args.weights}")
+    return path
+
+
+def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - MixFormer, lazy import
+    """Build the model named by :func:`add_model_args` options (see :func:`resolve_weights`)."""
+    from mixformer.models import build_model
+
+    return build_model(args.model, weights=resolve_weights(args))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -131,6 +131,9 @@ def test_cli_errors_and_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["train", "tiny-synthetic-stage1.yaml", "epochz=1"]) == 2
     assert "did you mean 'epochs'" in capsys.readouterr().err
     assert main(["train", "nope.yaml"]) == 2
+    assert main(["train"]) == 2
+    assert main(["train", "--list"]) == 0
+    assert "tiny-synthetic-stage2" in capsys.readouterr().out
     args = ["train", "tiny-synthetic-stage1", "batch_size=2", "synthetic_size=[96,128]"]
     assert main([*args, "--dry-run-data", "1", "--no-progress"]) == 0
     assert "samples/s" in capsys.readouterr().out

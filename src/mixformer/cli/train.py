@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(e.g. epochs=2 lr=1e-3 data_roots.lasot=/data/lasot)."
         ),
     )
-    p.add_argument("config", help="YAML config file, shipped config name or preset name")
+    p.add_argument("config", nargs="?", help="YAML config file, shipped config name or preset name")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.add_argument("--output", "-o", help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
@@ -108,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(list_train_configs()))
         return 0
+    if not args.config:
+        raise CLIError("a CONFIG is required (see --list for the shipped presets)")
     try:
         cfg, name = load_train_config(args.config, parse_key_values(args.overrides))
     except KeyError as exc:

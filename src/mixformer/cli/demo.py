@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from mixformer.cli.track import add_model_args, load_model_from_args
+from mixformer.cli.track import add_model_args, add_plain_arg, load_model_from_args
 
 log = logging.getLogger("mixformer.demo")
 
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=80, help="video length in frames")
     p.add_argument("--seed", type=int, default=7, help="seed of the generated video")
     add_model_args(p)
+    add_plain_arg(p)
     p.set_defaults(func=run)
 
 
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--frames must be at least 2, got {args.frames}")
     seq = generate_sequence(args.seed, num_frames=args.frames, name=f"demo-{args.seed}")
     model = load_model_from_args(args)
-    tracker = Tracker(model, TrackerConfig.preset("default", model=args.model), args.device)
+    config = TrackerConfig.preset("default", model=args.model)
+    tracker = Tracker(model, config, args.device, fast=not args.plain)
     args.out.mkdir(parents=True, exist_ok=True)
     writer = VideoWriter(args.out / "demo.mp4", fps=15)
     boxes = []

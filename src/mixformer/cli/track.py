@@ -37,6 +37,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
 
 
+def add_plain_arg(p: argparse.ArgumentParser) -> None:
+    """``--plain``: the reference arithmetic instead of the fast path (boxes agree to ~1e-4 px)."""
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="run the plain reference network instead of the fast path "
+        "(folded BN, fused attention; boxes agree to about 1e-4 px)",
+    )
+
+
 def resolve_weights(args: argparse.Namespace) -> Path | None:
     """The weights file the :func:`add_model_args` options name, or None for random weights.
 
@@ -93,6 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preset", default="default", help="tracker settings preset (e.g. lasot, got10k_test)"
     )
+    add_plain_arg(p)
     p.set_defaults(func=run)
 
 
@@ -102,14 +113,14 @@ def _stepper(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - lazy ty
 
     config = TrackerConfig.preset(args.preset, model=args.model)
     if len(args.box) == 1:
-        single = Tracker(model, config, args.device)
+        single = Tracker(model, config, args.device, fast=not args.plain)
 
         def step(i: int, frame):  # noqa: ANN001, ANN202
             res = single.init(frame, args.box[0]) if i == 0 else single.update(frame)
             return [(0, res.box, res.score)]
 
         return step
-    multi = MultiTracker(model, config, args.device)
+    multi = MultiTracker(model, config, args.device, fast=not args.plain)
 
     def step(i: int, frame):  # noqa: ANN001, ANN202
         if i == 0:

@@ -182,9 +182,34 @@ class _FolderSequences(TrainDataset):
     def frames(self, index: int, ids: list[int]) -> list[np.ndarray]:
         return [_decode(self._frame_path(index, i)) for i in ids]
 
+    def _add_annotated_folders(self, names: list[str]) -> None:
+        """Register ``root/<name>`` for every name whose folder has a ``groundtruth.txt``."""
+        for n in names:
+            if (self.root / n / "groundtruth.txt").is_file():
+                self._seqs.append((n, self.root / n))
+        self._check_nonempty(self.root)
+
 
 def _positive_size(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+
+
+def _sequence_names(root: Path) -> list[str]:
+    """Names listed in ``root/list.txt`` when it exists, else every sub-folder (sorted)."""
+    list_file = root / "list.txt"
+    if list_file.is_file():
+        return [n.strip() for n in list_file.read_text().splitlines() if n.strip()]
+    return sorted(p.name for p in root.iterdir() if p.is_dir())
+
+
+def _boxes_and_absence(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``groundtruth.txt`` boxes ``(T, 4)`` xywh and visibility ``(T,)`` (positive size, not
+    flagged in ``absence.label`` when that file exists)."""
+    boxes = read_boxes(folder / "groundtruth.txt")
+    vis = _positive_size(boxes)
+    if (folder / "absence.label").is_file():
+        vis &= ~read_flags(folder / "absence.label").astype(bool)[: len(boxes)]
+    return boxes, vis
 
 
 class LasotTrain(_FolderSequences):
@@ -239,24 +264,13 @@ class Got10kTrain(_FolderSequences):
             raise ValueError(f"got10k: unknown split {split!r} (one of {sorted(splits)})")
         self.name = f"got10k_{split.replace('_', '')}"
         self.root = _require_root(root, "got10k")
-        list_file = self.root / "list.txt"
-        if list_file.is_file():
-            all_names = [n.strip() for n in list_file.read_text().splitlines() if n.strip()]
-        else:
-            all_names = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        all_names = _sequence_names(self.root)
         rows = [int(r) for r in read_split(f"got10k_{split}_split")]
-        names = [all_names[r] for r in rows if r < len(all_names)]
-        for n in names:
-            if (self.root / n / "groundtruth.txt").is_file():
-                self._seqs.append((n, self.root / n))
-        self._check_nonempty(self.root)
+        self._add_annotated_folders([all_names[r] for r in rows if r < len(all_names)])
 
     def _read_annotation(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         folder = self._seqs[index][1]
-        boxes = read_boxes(folder / "groundtruth.txt")
-        vis = _positive_size(boxes)
-        if (folder / "absence.label").is_file():
-            vis &= ~read_flags(folder / "absence.label").astype(bool)[: len(boxes)]
+        boxes, vis = _boxes_and_absence(folder)
         if (folder / "cover.label").is_file():
             cover = np.loadtxt(folder / "cover.label", dtype=np.int64, ndmin=1)[: len(boxes)]
             vis &= cover > 0
@@ -303,24 +317,11 @@ class GenericTrain(_FolderSequences):
     def __init__(self, root: str | Path) -> None:
         super().__init__()
         self.root = _require_root(root, "generic")
-        list_file = self.root / "list.txt"
-        if list_file.is_file():
-            names = [n.strip() for n in list_file.read_text().splitlines() if n.strip()]
-        else:
-            names = sorted(p.name for p in self.root.iterdir() if p.is_dir())
         self._files: dict[int, list[Path]] = {}
-        for n in names:
-            if (self.root / n / "groundtruth.txt").is_file():
-                self._seqs.append((n, self.root / n))
-        self._check_nonempty(self.root)
+        self._add_annotated_folders(_sequence_names(self.root))
 
     def _read_annotation(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        folder = self._seqs[index][1]
-        boxes = read_boxes(folder / "groundtruth.txt")
-        vis = _positive_size(boxes)
-        if (folder / "absence.label").is_file():
-            vis &= ~read_flags(folder / "absence.label").astype(bool)[: len(boxes)]
-        return boxes, vis
+        return _boxes_and_absence(self._seqs[index][1])
 
     def _frame_path(self, index: int, frame_id: int) -> Path:
         if index not in self._files:

@@ -57,8 +57,11 @@ def test_score_module_matches_reference(small_model, network_vectors):
     torch.testing.assert_close(logits, s["logits"], atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
 @pytest.mark.parametrize("run", ["interval5_online3", "interval4_online1"])
-def test_tracker_reproduces_reference_boxes(tracker_vectors, run):
+def test_tracker_reproduces_reference_boxes(tracker_vectors, run, fast):
+    """Both the plain network and the fast path (folded BN, fused attention) reproduce the
+    reference tracker's boxes frame by frame."""
     weights, runs, frames = tracker_vectors
     model = build_model(vector_config(weights["config"]))
     model.load_state_dict(weights["state_dict"], strict=True)
@@ -72,7 +75,8 @@ def test_tracker_reproduces_reference_boxes(tracker_vectors, run):
         online_size=r["online_size"],
         max_score_decay=r["max_score_decay"],
     )
-    tracker = Tracker(model, config)
+    tracker = Tracker(model, config, fast=fast)
+    assert (tracker.engine is model) != fast
     boxes, scores = [tracker.init(frames[0], r["boxes_xywh"][0]).box], [None]
     for frame in frames[1:]:
         res = tracker.update(frame)

@@ -13,7 +13,7 @@ import csv
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -104,16 +104,8 @@ def build_network(cfg: TrainConfig) -> MixFormer:
 
 
 def _processing(cfg: TrainConfig, train: bool) -> Processing:
-    pc = ProcessingConfig(
-        template_factor=cfg.template_factor,
-        template_size=cfg.template_size,
-        search_factor=cfg.search_factor,
-        search_size=cfg.search_size,
-        search_center_jitter=cfg.search_center_jitter,
-        search_scale_jitter=cfg.search_scale_jitter,
-        grayscale_prob=cfg.grayscale_prob,
-        brightness_jitter=cfg.brightness_jitter,
-    )
+    # TrainConfig carries every ProcessingConfig field under the same name (flat YAML keys).
+    pc = ProcessingConfig(**{f.name: getattr(cfg, f.name) for f in fields(ProcessingConfig)})
     return Processing(pc, train=train)
 
 

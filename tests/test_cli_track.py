@@ -66,6 +66,7 @@ def test_track_frame_folder_to_stdout(tmp_path):
         (["--box", "1,2,3"], "4 numbers"),
         (["--box", "1,2,3,4", "--weights", "/nonexistent/w.pth"], "not found"),
         (["--box", "1,2,3,4", "--model", "mixformer-tinny"], "mixformer-tiny"),
+        (["--box", "1,2,3,4", "--model", "mixformer-large", "--weights", "default"], "no default"),
     ],
 )
 def test_track_bad_input_exit_code_2(video, args, msg):

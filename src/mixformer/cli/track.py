@@ -50,8 +50,8 @@ def add_plain_arg(p: argparse.ArgumentParser) -> None:
 def resolve_weights(args: argparse.Namespace) -> Path | None:
     """The weights file the :func:`add_model_args` options name, or None for random weights.
 
-    ``--weights`` wins; without it the preset's shipped weights are used if there are any;
-    otherwise a loud warning says the weights are random.
+    ``--weights FILE`` wins (``--weights default``: the shipped weights); without it the preset's
+    shipped weights are used if there are any; otherwise a loud warning says they are random.
 
     Raises:
         CLIError: the named file does not exist.
@@ -66,6 +66,11 @@ def resolve_weights(args: argparse.Namespace) -> Path | None:
                 "Pass --weights FILE (e.g. a released mixformer_online_22k.pth.tar). !!!",
                 args.model,
             )
+        return shipped
+    if args.weights == "default":
+        shipped = default_weights_path(args.model)
+        if shipped is None:
+            raise CLIError(f"no default weights ship for {args.model!r}")
         return shipped
     path = Path(args.weights)
     if not path.is_file():

@@ -158,10 +158,7 @@ def precision_curve(
     Returns:
         ``(thresholds, values)`` (default thresholds ``0..50`` px); invalid frames are misses.
     """
-    err = center_error(pred_xywh, gt_xywh)
-    err[~valid_frames(gt_xywh, visible) | np.isnan(err)] = np.inf
-    thresholds = np.asarray(thresholds, dtype=np.float64)
-    return thresholds, (err[:, None] <= thresholds[None, :]).mean(axis=0)
+    return _error_curve(center_error(pred_xywh, gt_xywh), gt_xywh, visible, thresholds)
 
 
 def normalized_precision_curve(
@@ -176,7 +173,14 @@ def normalized_precision_curve(
         ``(thresholds, values)`` (default thresholds ``0, 0.01, ..., 0.5``); invalid frames are
         misses (the reference counts them as hits, SPEC 5 item 31).
     """
-    err = normalized_center_error(pred_xywh, gt_xywh)
+    return _error_curve(normalized_center_error(pred_xywh, gt_xywh), gt_xywh, visible, thresholds)
+
+
+def _error_curve(
+    err: np.ndarray, gt_xywh: np.ndarray, visible: np.ndarray | None, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fraction of frames with ``err <= threshold``; invalid frames and NaN errors are misses."""
+    err = err.copy()
     err[~valid_frames(gt_xywh, visible) | np.isnan(err)] = np.inf
     thresholds = np.asarray(thresholds, dtype=np.float64)
     return thresholds, (err[:, None] <= thresholds[None, :]).mean(axis=0)

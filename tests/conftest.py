@@ -40,6 +40,22 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
+def random_crops(
+    mc: ModelConfig, batch: int = 1, n_online: int | None = None, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random ``(template, online, search)`` crops of ``mc``'s sizes.
+
+    ``online`` is ``(B, 3, t, t)`` when ``n_online`` is None (the joint forward), else
+    ``(B, n_online, 3, t, t)`` (``encode_templates``).
+    """
+    g = torch.Generator().manual_seed(seed)
+    t, s = mc.template_size, mc.search_size
+    z = torch.randn(batch, 3, t, t, generator=g)
+    shape = (batch, 3, t, t) if n_online is None else (batch, n_online, 3, t, t)
+    o = torch.randn(*shape, generator=g)
+    return z, o, torch.randn(batch, 3, s, s, generator=g)
+
+
 def vector_config(raw: dict) -> ModelConfig:
     """The ModelConfig of a reference vector file's ``config`` entry."""
     return ModelConfig(

@@ -52,7 +52,8 @@ def test_onnxruntime_matches_torch(exported, n_online):
     with torch.inference_mode():
         ref = model.track(x, model.encode_templates(z, o))
     cache = ort_model.encode_templates(z, o)
-    assert cache.arrays["k0"].shape[2] == (1 + n_online) * 16 * 16  # stage-0 k/v tokens
+    side = model.config.template_size // 8  # stage 0: /4 patch embed, k/v stride 2
+    assert cache.arrays["k0"].shape[2] == (1 + n_online) * side * side
     got = ort_model.track(x, cache)
     assert ref["pred_boxes"].std() > 1e-3
     torch.testing.assert_close(got["pred_boxes"], ref["pred_boxes"], atol=1e-4, rtol=0)

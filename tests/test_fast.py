@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import vector_config
+from conftest import random_crops, vector_config
 from mixformer import Tracker, build_model, list_models
 from mixformer.geometry import normalize_patch, sample_target
+from mixformer.models import get_config
 from mixformer.models.fast import FastMixFormer, make_fast, resolve_dtype
 from mixformer.models.layers import FrozenBatchNorm2d
 from mixformer.models.mixformer import MixFormer
@@ -31,19 +32,15 @@ def _sharpen(model: MixFormer, seed: int = 0) -> MixFormer:
     return model
 
 
-def _inputs(n_online: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(1, 3, 128, 128, generator=g)
-    o = torch.randn(1, n_online, 3, 128, 128, generator=g)
-    x = torch.randn(1, 3, 320, 320, generator=g)
-    return z, o, x
+def _inputs(n_online: int, name: str = "mixformer-tiny") -> tuple[torch.Tensor, ...]:
+    return random_crops(get_config(name), n_online=n_online, seed=1)
 
 
 def _compare(name: str, n_online: int) -> None:
     torch.manual_seed(0)
     model = _sharpen(build_model(name))
     fast = make_fast(model)
-    z, o, x = _inputs(n_online)
+    z, o, x = _inputs(n_online, name)
     with torch.inference_mode():
         ref = model.track(x, model.encode_templates(z, o))
         got = fast.track(x, fast.encode_templates(z, o))
@@ -69,9 +66,7 @@ def test_fast_joint_forward_batch_matches_plain():
     torch.manual_seed(0)
     model = _sharpen(build_model("mixformer-tiny"))
     fast = make_fast(model)
-    g = torch.Generator().manual_seed(3)
-    z, o = torch.randn(2, 3, 128, 128, generator=g), torch.randn(2, 3, 128, 128, generator=g)
-    x = torch.randn(2, 3, 320, 320, generator=g)
+    z, o, x = random_crops(model.config, batch=2, seed=3)
     with torch.inference_mode():
         ref, got = model(z, o, x), fast(z, o, x)
     torch.testing.assert_close(got["pred_boxes"], ref["pred_boxes"], atol=1e-4, rtol=0)

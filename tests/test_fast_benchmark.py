@@ -24,9 +24,12 @@ def test_matmul_peak_is_a_rate():
 def test_gmacs_count_tiny_by_hand():
     """The score module aside, the search step's MACs are the sum of known layer sizes; check the
     stage-0 patch embedding share and the growth with the number of online templates."""
-    model = build_model("mixformer-tiny")
+    model = build_model("mixformer-tiny", template_size=128, search_size=320)
     g1, g3 = count_search_gmacs(model, 1), count_search_gmacs(model, 3)
     assert 1.0 < g1 < 3.0
+    # Half the crop sides: under a quarter of the MACs (attention over search tokens is quadratic).
+    small = count_search_gmacs(build_model("mixformer-tiny", template_size=64, search_size=160), 1)
+    assert 0.1 < small / g1 < 0.25
     # Two more online templates add keys only: per block (heads*d) * 2 (QK^T and AV) * extra keys
     # * queries; stage i has 2 * ceil(h/2)^2 extra keys per block.
     c = model.config

@@ -5,19 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import random_crops
 from mixformer import build_model, list_models
 from mixformer.models import MixFormer, get_config
 
 PRESETS = list_models()
 
 
-def _inputs(b: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return (
-        torch.randn(b, 3, 128, 128, generator=g),
-        torch.randn(b, 3, 128, 128, generator=g),
-        torch.randn(b, 3, 320, 320, generator=g),
-    )
+def _inputs(b: int = 1, name: str = "mixformer-tiny") -> tuple[torch.Tensor, ...]:
+    return random_crops(get_config(name), batch=b)
 
 
 def test_presets_registered():
@@ -59,7 +55,7 @@ def test_parameter_counts_match_spec(name, params, numel):
 @pytest.mark.parametrize("name", PRESETS)
 def test_forward_shapes_every_preset(name):
     model = build_model(name)
-    z, o, x = _inputs(1)
+    z, o, x = _inputs(1, name)
     with torch.inference_mode():
         out = model(z, o, x)
     assert out["pred_boxes"].shape == (1, 1, 4)
@@ -71,7 +67,7 @@ def test_forward_shapes_every_preset(name):
 
 def _check_gradients(model: MixFormer, b: int = 2) -> None:
     model.train()
-    z, o, x = _inputs(b)
+    z, o, x = _inputs(b, model.name)
     gt = torch.tensor([[0.3, 0.3, 0.6, 0.7]] * b)
     out = model(z, o, x, gt_bboxes=gt)
     (out["pred_boxes"].sum() + out["pred_scores"].sum()).backward()

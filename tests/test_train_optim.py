@@ -11,12 +11,13 @@ from mixformer.train import get_train_config
 from mixformer.train.optim import build_optimizer, build_scheduler
 from mixformer.train.trainer import build_network
 
+TINY_CROPS = {"template_size": 64, "search_size": 160}  # mixformer-tiny's
 SMALL = {"dim_embed": [16, 32, 32], "num_heads": [1, 1, 1], "depth": [1, 1, 1], "head_dim": 32}
 
 
 def test_stage1_groups_and_backbone_multiplier() -> None:
     cfg = get_train_config("mixformer-22k-stage1").replace(
-        model="mixformer-tiny", model_overrides=SMALL, pretrained=""
+        model="mixformer-tiny", model_overrides=SMALL, pretrained="", **TINY_CROPS
     )
     model = build_network(cfg)
     assert model.score_branch is None and model.training
@@ -38,7 +39,7 @@ def test_stage1_groups_and_backbone_multiplier() -> None:
 
 def test_freeze_stage0_trains_stages_1_2_and_head_only() -> None:
     cfg = get_train_config("mixformer-large-stage1").replace(
-        model="mixformer-tiny", model_overrides=SMALL, pretrained=""
+        model="mixformer-tiny", model_overrides=SMALL, pretrained="", **TINY_CROPS
     )
     model = build_network(cfg)
     for name, p in model.named_parameters():

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--frames must be at least 2, got {args.frames}")
     seq = generate_sequence(args.seed, num_frames=args.frames, name=f"demo-{args.seed}")
     model = load_model_from_args(args)
-    config = TrackerConfig.preset("default", model=args.model)
+    config = TrackerConfig.for_model(model)
     tracker = Tracker(model, config, args.device, fast=not args.plain)
     args.out.mkdir(parents=True, exist_ok=True)
     writer = VideoWriter(args.out / "demo.mp4", fps=15)

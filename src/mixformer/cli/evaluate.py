@@ -139,6 +139,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         shard_from_env,
     )
     from mixformer.models import list_models
+    from mixformer.models.factory import preset_config
+    from mixformer.models.weights import read_checkpoint
     from mixformer.tracking import TrackerConfig
 
     if args.model not in list_models():
@@ -150,12 +152,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     device = args.device
     if device == "cuda" and os.environ.get("LOCAL_RANK", "").isdigit():
         device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun process
-    config = TrackerConfig.preset(bench.tracker_preset, model=args.model)
+    weights, sha = _weights_identity(args)
+    # Crop sizes belong to the network the workers will build.
+    mc = preset_config(args.model, read_checkpoint(weights) if weights else None)
+    config = TrackerConfig.preset(bench.tracker_preset, model=args.model).replace(
+        template_size=mc.template_size, search_size=mc.search_size
+    )
     if args.overrides:
         config = config.replace(**_overrides(args.overrides))
     # Read and validate the whole benchmark before tracking anything.
     sequences = load_benchmark(bench.name, args.root, _sequence_names(args.sequences))
-    weights, sha = _weights_identity(args)
     settings = RunSettings(bench.name, args.model, sha, dataclasses.asdict(config), weights)
     results = args.results or Path("results") / bench.name / args.model
     print(

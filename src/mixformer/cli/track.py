@@ -116,7 +116,7 @@ def _stepper(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - lazy ty
     """``step(i, frame) -> [(target, box, score)]`` with a Tracker, or a MultiTracker for K > 1."""
     from mixformer.tracking import MultiTracker, Tracker, TrackerConfig
 
-    config = TrackerConfig.preset(args.preset, model=args.model)
+    config = TrackerConfig.for_model(model, args.preset)
     if len(args.box) == 1:
         single = Tracker(model, config, args.device, fast=not args.plain)
 

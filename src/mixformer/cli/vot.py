@@ -42,10 +42,7 @@ def run_server(args: argparse.Namespace) -> int:
     from mixformer.tracking import MultiTracker, TrackerConfig
 
     model = load_model_from_args(args)
-    mc = model.config  # crop sizes belong to the network (presets assume 128/320)
-    config = TrackerConfig.preset(args.preset, model=args.model).replace(
-        template_size=mc.template_size, search_size=mc.search_size
-    )
+    config = TrackerConfig.for_model(model, args.preset)
     frames = serve(lambda: MultiTracker(model, config, args.device), name=args.name)
     log.info("VOT session ended after %d frames", frames)
     return 0

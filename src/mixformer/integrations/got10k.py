@@ -130,6 +130,6 @@ def got10k_tracker(
         raise ValueError(f"decoder must be 'opencv' or 'pil', got {decoder!r}")
     cls = _adapter_class()
     if config is None and benchmark is not None:
-        config = TrackerConfig.preset(benchmark, model=model.name or "mixformer-22k")
+        config = TrackerConfig.for_model(model, benchmark)
     tracker = Tracker(model, config, device=device, **tracker_kwargs)
     return cls(tracker, name, decoder)

@@ -138,11 +138,17 @@ def _mixformer_large() -> ModelConfig:
 
 @register_preset("mixformer-tiny")
 def _mixformer_tiny() -> ModelConfig:
-    """A small member of the same architecture for tests, CPU demos and the shipped weights."""
+    """A small member of the same architecture for tests, CPU demos and the shipped weights.
+
+    Crops are half the reference's sides (64/160 px, the same 2:5 ratio), which costs a sixth of
+    the compute per training sample: on CPU that buys six times the training data in an hour.
+    """
     return ModelConfig(
         dim_embed=(32, 64, 128),
         num_heads=(1, 1, 2),
         depth=(1, 2, 2),
         drop_path_rate=(0.0, 0.0, 0.0),
         head_dim=64,
+        template_size=64,
+        search_size=160,
     )

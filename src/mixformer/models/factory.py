@@ -40,6 +40,18 @@ def _resolve_weights(name: str | None, weights: str | Path) -> Path:
     return Path(weights)
 
 
+def preset_config(name: str, ckpt: Checkpoint | None = None) -> ModelConfig:
+    """The config :func:`build_model` gives preset ``name`` with weights ``ckpt``.
+
+    That is the config recorded in ``ckpt`` when it is a checkpoint of this project written for
+    the same preset (it may differ from the registered preset, e.g. in crop sizes), else the
+    registered preset's.
+    """
+    if ckpt is not None and ckpt.config is not None and ckpt.preset == name:
+        return ckpt.config
+    return get_config(name)
+
+
 def build_model(
     name: str | ModelConfig | None = "mixformer-tiny",
     weights: str | Path | None = None,
@@ -71,9 +83,7 @@ def build_model(
             raise ValueError("name=None needs weights written by this project (with a config)")
         config, preset = ckpt.config, ckpt.preset
     else:
-        config, preset = get_config(name), name
-        if ckpt is not None and ckpt.config is not None and ckpt.preset == name:
-            config = ckpt.config
+        config, preset = preset_config(name, ckpt), name
     if overrides:
         config = config.replace(**overrides)
     model = MixFormer(config, name=preset)

@@ -88,14 +88,18 @@ def precision_study(
         variants: reduced-precision variants to compare with fp32.
         num_sequences, num_frames: size of the generated benchmark (frames 240 x 320).
         seed: first sequence seed (sequence ``i`` uses ``seed + i``).
-        tracker_config: tracker settings (default: :class:`TrackerConfig` defaults).
+        tracker_config: tracker settings (default: :class:`TrackerConfig` defaults with the
+            model's crop sizes).
     Returns:
         One :class:`VariantResult` per variant, fp32 first.
     """
     from mixformer.data.synthetic import generate_sequence
     from mixformer.evaluation.metrics import auc
 
-    cfg = tracker_config or TrackerConfig()
+    mc = model.config
+    cfg = tracker_config or TrackerConfig(
+        template_size=mc.template_size, search_size=mc.search_size
+    )
     names = ("fp32", *[v for v in variants if v != "fp32"])
     engines = {v: build_variant(model, v) for v in names}
     boxes: dict[str, list[np.ndarray]] = {v: [] for v in names}

@@ -328,7 +328,13 @@ def run_benchmark(
     if threads:
         torch.set_num_threads(threads)
     n_threads = torch.get_num_threads()
-    cfg = tracker_config or TrackerConfig(update_interval=10, online_size=2)
+    mc = model.config
+    cfg = tracker_config or TrackerConfig(
+        template_size=mc.template_size,
+        search_size=mc.search_size,
+        update_interval=10,
+        online_size=2,
+    )
     seq_frames, gt = _sequence(frames + warmup + 1, seed)
     probes: list[_Probe] = []
     if compare:

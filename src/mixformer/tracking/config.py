@@ -5,7 +5,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from mixformer.models.config import get_config, list_models
+
+if TYPE_CHECKING:
+    from mixformer.models import MixFormer
 
 # Update interval / online size per benchmark and per reference yaml (SPEC 2.8).
 _SCHEDULES: dict[str, dict[str, tuple[int, int]]] = {
@@ -134,12 +139,27 @@ class TrackerConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
+    def for_model(cls, model: MixFormer, benchmark: str = "default") -> TrackerConfig:
+        """:meth:`preset` for a built network: its preset's schedule, its own crop sizes.
+
+        Args:
+            model: the network; ``model.name`` selects the schedule (``mixformer-22k``'s when
+                unnamed) and ``model.config`` gives ``template_size`` / ``search_size``.
+            benchmark: one of :data:`BENCHMARKS`.
+        """
+        mc = model.config
+        return cls.preset(benchmark, model=model.name or "mixformer-22k").replace(
+            template_size=mc.template_size, search_size=mc.search_size
+        )
+
+    @classmethod
     def preset(cls, benchmark: str = "default", model: str = "mixformer-22k") -> TrackerConfig:
         """The reference settings for ``benchmark`` with ``model`` (SPEC 2.8 and 2.9).
 
         Args:
             benchmark: one of :data:`BENCHMARKS` (``"default"``: interval 200, 3 templates).
-            model: a model preset name; ``mixformer-got`` selects the ``baseline_got`` schedule.
+            model: a model preset name; ``mixformer-got`` selects the ``baseline_got`` schedule
+                and the crop sizes are the preset's (128/320 for the released models).
         """
         key = benchmark.lower()
         if key not in BENCHMARKS:
@@ -149,7 +169,12 @@ class TrackerConfig:
         yaml = _MODEL_YAML.get(model, "baseline")
         interval, online = _SCHEDULES[yaml].get(key, _FALLBACK_SCHEDULE)
         factor, decay = _COMMANDS.get(yaml, {}).get(key, (5.0, 1.0))
+        sizes = {}
+        if model in list_models():  # crop sizes belong to the network
+            mc = get_config(model)
+            sizes = dict(template_size=mc.template_size, search_size=mc.search_size)
         return cls(
+            **sizes,
             search_factor=factor,
             update_interval=interval,
             online_size=online,

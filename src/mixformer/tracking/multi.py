@@ -99,7 +99,8 @@ class MultiTracker:
 
     Args:
         model: the network (put in eval mode; moved to ``device``).
-        config: tracker settings shared by all targets.
+        config: tracker settings shared by all targets (default: the defaults with the model's
+            crop sizes).
         device: torch device for the network.
         color: channel order of the frames passed in (``"rgb"`` or ``"bgr"``).
         max_batch: largest batch per network call (bounds memory); None: no limit.
@@ -127,7 +128,10 @@ class MultiTracker:
         dtype: Literal["fp32", "bf16", "fp16"] = "fp32",
         fast: bool | None = None,
     ) -> None:
-        self.config = config or TrackerConfig()
+        mc = model.config  # default: the defaults with the network's crop sizes
+        self.config = config or TrackerConfig(
+            template_size=mc.template_size, search_size=mc.search_size
+        )
         check_crop_sizes(model, self.config)
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be >= 1 or None, got {max_batch}")

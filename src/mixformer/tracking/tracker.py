@@ -207,7 +207,8 @@ class Tracker:
 
     Args:
         model: the network (put in eval mode; moved to ``device``).
-        config: tracker settings (default: :class:`TrackerConfig` defaults).
+        config: tracker settings (default: :class:`TrackerConfig` defaults with the model's crop
+            sizes).
         device: torch device for the network.
         color: channel order of the frames passed in (``"rgb"`` or ``"bgr"`` for OpenCV frames).
         dtype: network precision, ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``; the latter two
@@ -234,7 +235,10 @@ class Tracker:
         backend: Literal["torch", "onnxruntime"] = "torch",
         fast: bool | None = None,
     ) -> None:
-        self.config = config or TrackerConfig()
+        mc = model.config  # default: the defaults with the network's crop sizes
+        self.config = config or TrackerConfig(
+            template_size=mc.template_size, search_size=mc.search_size
+        )
         check_crop_sizes(model, self.config)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()

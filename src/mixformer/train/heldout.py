@@ -49,9 +49,8 @@ def _track_auc(
     model: MixFormer, preset: str, seed: int, num_sequences: int, num_frames: int, progress: bool
 ) -> tuple[dict[str, float], dict[str, float]]:
     tracked, static = [], []
-    mc = model.config
     settings = TrackerConfig.preset("default", model=preset).replace(
-        template_size=mc.template_size, search_size=mc.search_size
+        template_size=model.config.template_size, search_size=model.config.search_size
     )
     for k in tqdm(range(num_sequences), desc="tracking", unit="seq", disable=not progress):
         seq = generate_sequence(np.random.default_rng([seed, k]), num_frames, name=f"synth-{k:04d}")

@@ -79,7 +79,8 @@ def build_network(cfg: TrainConfig) -> MixFormer:
     frozen head BN) loaded from ``cfg.stage1_checkpoint``.
 
     Raises:
-        ValueError: a named weights file does not exist or does not fit.
+        ValueError: a named weights file does not exist or does not fit, or the crop sizes
+            differ from the network's.
     """
     torch.manual_seed(cfg.seed)
     if cfg.stage == 1:
@@ -99,6 +100,12 @@ def build_network(cfg: TrainConfig) -> MixFormer:
         if not Path(cfg.stage1_checkpoint).is_file():
             raise ValueError(f"stage1_checkpoint {cfg.stage1_checkpoint} not found")
         load_weights(model, cfg.stage1_checkpoint)
+    mc = model.config
+    if (mc.template_size, mc.search_size) != (cfg.template_size, cfg.search_size):
+        raise ValueError(
+            f"crop sizes template_size={cfg.template_size} search_size={cfg.search_size} do not "
+            f"match {cfg.model}'s {mc.template_size}/{mc.search_size}; set them to the model's"
+        )
     set_trainable(model, cfg)
     return model.train()
 

@@ -83,7 +83,9 @@ def test_checkpoint_format_and_slim_weights(tmp_path: Path) -> None:
     assert model.config.dim_embed == (16, 32, 32) and model.score_branch is None
 
 
-def test_stage2_trains_only_the_score_module(tmp_path: Path) -> None:
+def test_stage2_trains_only_the_score_module(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     s1 = Trainer(small_config(epochs=1, samples_per_epoch=2), tmp_path / "s1", progress=False)
     s1_final = s1.fit()
     cfg = small_config(
@@ -106,6 +108,15 @@ def test_stage2_trains_only_the_score_module(tmp_path: Path) -> None:
     report = heldout_report(model, "mixformer-tiny", 99, 1, 6, score_samples=4, progress=False)
     assert 0.0 <= report.tracker_auc <= 100.0 and 0.0 <= report.static_auc <= 100.0
     assert report.score_accuracy is not None and report.score_samples == 4
+    # train-eval --set changes the tracker settings of the held-out run.
+    argv = ["train-eval", str(final), "--seed", "99", "--sequences", "1", "--frames", "6"]
+    argv += ["--score-samples", "0", "--no-progress"]
+    assert main([*argv, "--set", "search_factor=4.5"]) == 0
+    assert "AUC tracker" in capsys.readouterr().out
+    assert main([*argv, "--set", "search_size=96"]) == 2  # reaches the Tracker's size check
+    assert "do not match the model's" in capsys.readouterr().err
+    assert main([*argv, "--set", "serch_factor=3.0"]) == 2
+    assert "search_factor" in capsys.readouterr().err
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(

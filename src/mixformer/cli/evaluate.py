@@ -7,9 +7,13 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mixformer.cli import CLIError
 from mixformer.cli.track import add_model_args, resolve_weights
+
+if TYPE_CHECKING:
+    from mixformer.tracking import TrackerConfig
 
 log = logging.getLogger("mixformer.evaluate")
 
@@ -21,6 +25,23 @@ def _parse_value(text: str) -> int | float | str:
         except ValueError:
             pass
     return text
+
+
+def add_tracker_set_arg(p: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): tracker settings over the preset; see :func:`apply_set`."""
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a tracker setting of the preset, e.g. search_factor=4.5",
+    )
+
+
+def apply_set(config: TrackerConfig, items: list[str]) -> TrackerConfig:
+    """``config`` with the ``--set KEY=VALUE`` items applied (unknown keys: ``KeyError``)."""
+    return config.replace(**_overrides(items)) if items else config
 
 
 def _overrides(items: list[str]) -> dict[str, int | float | str]:
@@ -70,14 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="I/N: run the I-th of N shares (0-based); default from torchrun's RANK/WORLD_SIZE",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a tracker setting of the benchmark preset, e.g. search_factor=4.5",
-    )
+    add_tracker_set_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_evaluate)
 
@@ -158,8 +172,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     config = TrackerConfig.preset(bench.tracker_preset, model=args.model).replace(
         template_size=mc.template_size, search_size=mc.search_size
     )
-    if args.overrides:
-        config = config.replace(**_overrides(args.overrides))
+    config = apply_set(config, args.overrides)
     # Read and validate the whole benchmark before tracking anything.
     sequences = load_benchmark(bench.name, args.root, _sequence_names(args.sequences))
     settings = RunSettings(bench.name, args.model, sha, dataclasses.asdict(config), weights)

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from mixformer.cli import CLIError
+from mixformer.cli.evaluate import add_tracker_set_arg, apply_set
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--frames", type=int, default=100, help="frames per sequence (100)")
     q.add_argument("--score-samples", type=int, default=200, help="SPM samples (200)")
     q.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_tracker_set_arg(q)
     q.set_defaults(func=run_eval)
 
 
@@ -65,6 +67,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from mixformer.models import build_model
+    from mixformer.tracking import TrackerConfig
     from mixformer.train.heldout import heldout_report
 
     if args.sequences < 1 or args.frames < 2:
@@ -73,6 +76,7 @@ def run_eval(args: argparse.Namespace) -> int:
     name = args.model if args.weights == "default" else None
     model = build_model(name, weights=args.weights)
     preset = model.name or args.model
+    tracker = apply_set(TrackerConfig.for_model(model), args.overrides)
     r = heldout_report(
         model,
         preset,
@@ -81,6 +85,7 @@ def run_eval(args: argparse.Namespace) -> int:
         args.frames,
         args.score_samples,
         progress=not args.no_progress,
+        tracker=tracker,
     )
     print(f"held-out synthetic benchmark: seed {args.seed}, {r.sequences} x {args.frames} frames")
     print(f"AUC tracker    {r.tracker_auc:5.1f}   (OP50 {r.tracker_op50:5.1f})")

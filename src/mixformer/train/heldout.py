@@ -46,12 +46,14 @@ class HeldoutReport:
 
 
 def _track_auc(
-    model: MixFormer, preset: str, seed: int, num_sequences: int, num_frames: int, progress: bool
+    model: MixFormer,
+    settings: TrackerConfig,
+    seed: int,
+    num_sequences: int,
+    num_frames: int,
+    progress: bool,
 ) -> tuple[dict[str, float], dict[str, float]]:
     tracked, static = [], []
-    settings = TrackerConfig.preset("default", model=preset).replace(
-        template_size=model.config.template_size, search_size=model.config.search_size
-    )
     for k in tqdm(range(num_sequences), desc="tracking", unit="seq", disable=not progress):
         seq = generate_sequence(np.random.default_rng([seed, k]), num_frames, name=f"synth-{k:04d}")
         tracker = Tracker(model, settings)
@@ -109,6 +111,7 @@ def heldout_report(
     num_frames: int = 100,
     score_samples: int = 200,
     progress: bool = True,
+    tracker: TrackerConfig | None = None,
 ) -> HeldoutReport:
     """Score ``model`` on synthetic data generated from ``seed``.
 
@@ -123,9 +126,15 @@ def heldout_report(
         score_samples: positive/negative samples for the score-module accuracy (0: skip; also
             skipped when the model has no score head).
         progress: show progress bars.
+        tracker: tracker settings (default: ``preset``'s ``"default"`` settings with the
+            model's crop sizes).
     """
     model.eval()
-    ours, still = _track_auc(model, preset, seed, num_sequences, num_frames, progress)
+    if tracker is None:
+        tracker = TrackerConfig.preset("default", model=preset).replace(
+            template_size=model.config.template_size, search_size=model.config.search_size
+        )
+    ours, still = _track_auc(model, tracker, seed, num_sequences, num_frames, progress)
     acc = pos = neg = None
     if score_samples > 0 and model.score_branch is not None:
         acc, pos, neg = _score_accuracy(model, seed, score_samples, 16, progress)

@@ -247,10 +247,16 @@ class FastCornerHead(nn.Module):
         self.register_buffer("coord_x", head.coord_x.clone(), persistent=False)
         self.register_buffer("coord_y", head.coord_y.clone(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Search map ``(B, C, 20, 20)`` -> normalised xyxy boxes ``(B, 4)`` float32."""
+    def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Search map ``(B, C, 20, 20)`` -> normalised xyxy boxes ``(B, 4)`` float32.
+
+        ``prior``: optional ``(B, 2, H*W)`` log-prior added to the corner maps.
+        """
         maps = self.tower(x.contiguous(memory_format=torch.channels_last))  # (B, 2, 20, 20)
-        prob = torch.softmax(maps.flatten(2).float(), dim=-1)  # (B, 2, 400)
+        logits = maps.flatten(2).float()
+        if prior is not None:
+            logits = logits + prior
+        prob = torch.softmax(logits, dim=-1)  # (B, 2, 400)
         cx = prob @ self.coord_x.float()
         cy = prob @ self.coord_y.float()
         return torch.stack([cx[:, 0], cy[:, 0], cx[:, 1], cy[:, 1]], dim=1) / self.img_size
@@ -311,7 +317,11 @@ class FastMixFormer(nn.Module):
         return x
 
     def track(
-        self, search: torch.Tensor, cache: TemplateCache, run_score_head: bool = True
+        self,
+        search: torch.Tensor,
+        cache: TemplateCache,
+        run_score_head: bool = True,
+        corner_prior: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Search step: ``pred_boxes (B, 1, 4)`` normalised cxcywh, ``pred_scores (B,)`` logits.
 
@@ -319,9 +329,11 @@ class FastMixFormer(nn.Module):
             search: ``(B, 3, 320, 320)`` normalised float image.
             cache: from :meth:`encode_templates` of this module (or of the plain model in fp32).
             run_score_head: also compute ``pred_scores`` (when the model has a score module).
+            corner_prior: optional ``(B, 2, H*W)`` log-prior for the corner maps (as
+                :meth:`MixFormer.track`).
         """
         x = self.search_features(search, cache)
-        xyxy = self.box_head(x)
+        xyxy = self.box_head(x, corner_prior)
         out = {"pred_boxes": box_xyxy_to_cxcywh(xyxy)[:, None]}
         if run_score_head and self.score_branch is not None:
             out["pred_scores"] = self.score_branch(

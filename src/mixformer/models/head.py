@@ -58,14 +58,44 @@ class CornerHead(nn.Module):
         """Raw score maps ``(B, 1, 20, 20)`` for the top-left and bottom-right corners."""
         return self._tower(x, "tl"), self._tower(x, "br")
 
-    def soft_argmax(self, score_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Expected ``(x, y)`` in crop pixels, each ``(B,)``, under the softmax of the map."""
-        prob = torch.softmax(score_map.flatten(1).float(), dim=1)
+    def soft_argmax(
+        self, score_map: torch.Tensor, prior: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expected ``(x, y)`` in crop pixels, each ``(B,)``, under the softmax of the map.
+
+        ``prior``: optional ``(B, H*W)`` float32 log-prior added to the flattened map first.
+        """
+        logits = score_map.flatten(1).float()
+        if prior is not None:
+            logits = logits + prior
+        prob = torch.softmax(logits, dim=1)
         return prob @ self.coord_x, prob @ self.coord_y
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Search map ``(B, C, 20, 20)`` -> boxes ``(B, 4)``, normalised xyxy in the crop."""
+    def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Search map ``(B, C, 20, 20)`` -> boxes ``(B, 4)``, normalised xyxy in the crop.
+
+        ``prior``: optional ``(B, 2, H*W)`` log-prior for the top-left / bottom-right maps (see
+        :func:`corner_prior`); None is the reference head.
+        """
         tl, br = self.score_maps(x)
-        x0, y0 = self.soft_argmax(tl)
-        x1, y1 = self.soft_argmax(br)
+        x0, y0 = self.soft_argmax(tl, None if prior is None else prior[:, 0])
+        x1, y1 = self.soft_argmax(br, None if prior is None else prior[:, 1])
         return torch.stack([x0, y0, x1, y1], dim=1) / self.img_size
+
+
+def corner_prior(
+    corners: torch.Tensor, coord_x: torch.Tensor, coord_y: torch.Tensor, sigma: float
+) -> torch.Tensor:
+    """Gaussian log-prior on the corner heat maps around expected corner positions.
+
+    Args:
+        corners: ``(B, 4)`` expected ``x0, y0, x1, y1`` in crop pixels (float32).
+        coord_x / coord_y: ``(H*W,)`` pixel coordinates of the heat-map cells (the head's grid).
+        sigma: standard deviation in crop pixels (> 0).
+    Returns:
+        ``(B, 2, H*W)`` float32: ``-d^2 / (2 sigma^2)`` for the top-left and bottom-right maps.
+    """
+    c = corners.float().view(-1, 2, 2)  # (B, corner, xy)
+    dx = coord_x.float()[None, None] - c[..., 0:1]
+    dy = coord_y.float()[None, None] - c[..., 1:2]
+    return -(dx * dx + dy * dy) / (2.0 * sigma * sigma)

@@ -55,8 +55,9 @@ class MixFormer(nn.Module):
         template_feat: torch.Tensor,
         run_score_head: bool,
         gt_bboxes: torch.Tensor | None,
+        corner_prior: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        xyxy = self.box_head(search_feat)
+        xyxy = self.box_head(search_feat, corner_prior)
         out = {"pred_boxes": box_xyxy_to_cxcywh(xyxy)[:, None]}
         if run_score_head and self.score_branch is not None:
             boxes = gt_bboxes if gt_bboxes is not None else xyxy
@@ -98,15 +99,21 @@ class MixFormer(nn.Module):
         return TemplateCache(kv=kv, template_feat=z, num_online=online_templates.shape[1])
 
     def track(
-        self, search: torch.Tensor, cache: TemplateCache, run_score_head: bool = True
+        self,
+        search: torch.Tensor,
+        cache: TemplateCache,
+        run_score_head: bool = True,
+        corner_prior: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Search step against cached templates (``forward_test``), same outputs as ``forward``.
 
         Args:
             search: ``(B, 3, 320, 320)``.
+            corner_prior: optional ``(B, 2, H*W)`` log-prior added to the corner heat maps
+                (:func:`~mixformer.models.head.corner_prior`); None: the reference head.
         """
         x = self.backbone.forward_search(search, cache.kv)
-        return self._heads(x, cache.template_feat, run_score_head, None)
+        return self._heads(x, cache.template_feat, run_score_head, None, corner_prior)
 
     def score(
         self, search_feat: torch.Tensor, template_feat: torch.Tensor, boxes_cxcywh: torch.Tensor

@@ -32,7 +32,10 @@ class InferenceEngine(Protocol):
         ...
 
     def track(self, search: torch.Tensor, cache: Any) -> dict[str, torch.Tensor]:
-        """``pred_boxes (1, 1, 4)`` normalised cxcywh and ``pred_scores (1,)`` logits."""
+        """``pred_boxes (1, 1, 4)`` normalised cxcywh and ``pred_scores (1,)`` logits.
+
+        The torch engines also take ``corner_prior=`` (:func:`mixformer.models.head.corner_prior`).
+        """
         ...
 
 

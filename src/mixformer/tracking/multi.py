@@ -21,6 +21,7 @@ from mixformer.tracking.tracker import (
     check_crop_sizes,
     check_image,
     decode_prediction,
+    motion_prior,
 )
 
 log = logging.getLogger(__name__)
@@ -293,8 +294,14 @@ class MultiTracker:
                 key = tuple(chunk)
                 used.add(key)
                 search = torch.cat([crops[i][0] for i in key], dim=0)
+                prior = motion_prior(
+                    self.model, [(self._targets[i].box, crops[i][1]) for i in key], cfg
+                )
                 with torch.inference_mode():
-                    out = self.engine.track(search, self._group_cache(key))
+                    if prior is None:
+                        out = self.engine.track(search, self._group_cache(key))
+                    else:
+                        out = self.engine.track(search, self._group_cache(key), corner_prior=prior)
                 self.num_network_calls += 1
                 for row, tid in enumerate(key):
                     t = self._targets[tid]

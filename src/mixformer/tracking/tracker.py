@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from mixformer.geometry import Box, clip_box, map_box_back, normalize_patch, sample_target
+from mixformer.models.head import corner_prior
 from mixformer.models.mixformer import MixFormer, TemplateCache
 from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.engine import InferenceEngine, build_engine
@@ -132,6 +133,43 @@ def decode_prediction(
     return clip_box(mapped, size[0], size[1], margin=10), score
 
 
+def motion_prior(
+    model: MixFormer, anchors: Sequence[tuple[Box, float]], config: TrackerConfig
+) -> torch.Tensor | None:
+    """Corner-map log-prior of :attr:`TrackerConfig.motion_prior` for a batch of search crops.
+
+    Each crop is centred on its previous box, so the box's corners are expected where that
+    box's corners fall in the crop: ``search_size / 2 -+ (w, h) * rf / 2``.
+
+    Args:
+        model: the plain network (its corner head's coordinate grid).
+        anchors: per batch row, the previous ``(x, y, w, h)`` pixel box and the crop's resize
+            factor ``rf``.
+        config: tracker settings (``motion_prior`` as a fraction of ``search_size``).
+    Returns:
+        ``(B, 2, H*W)`` float32 on the model's device, or None when the prior is off.
+    """
+    if config.motion_prior <= 0:
+        return None
+    half = config.search_size / 2.0
+    corners = [
+        (half - w * rf / 2, half - h * rf / 2, half + w * rf / 2, half + h * rf / 2)
+        for (_, _, w, h), rf in anchors
+    ]
+    head = model.box_head
+    c = torch.tensor(corners, dtype=torch.float32, device=head.coord_x.device)
+    return corner_prior(c, head.coord_x, head.coord_y, config.motion_prior * config.search_size)
+
+
+def check_engine_options(config: TrackerConfig, backend: str) -> None:
+    """Raise ``ValueError`` for settings the chosen backend cannot run."""
+    if config.motion_prior > 0 and backend != "torch":
+        raise ValueError(
+            f"motion_prior={config.motion_prior} needs the torch backend (the exported graphs "
+            "have no prior input); set motion_prior=0 to use the onnxruntime backend"
+        )
+
+
 @dataclass
 class OnlineTemplates:
     """The templates of one target and the online-template update rule (SPEC 2.6 step 8).
@@ -240,6 +278,7 @@ class Tracker:
             template_size=mc.template_size, search_size=mc.search_size
         )
         check_crop_sizes(model, self.config)
+        check_engine_options(self.config, backend)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.engine: InferenceEngine = build_engine(self.model, dtype, backend, fast)
@@ -313,8 +352,12 @@ class Tracker:
             x, rf = self._search_cropper(image, self._state, cfg.search_factor)
         else:
             x, rf = self._crop(image, self._state, cfg.search_factor, cfg.search_size)
+        prior = motion_prior(self.model, [(self._state, rf)], cfg)
         with torch.inference_mode():
-            out = self.engine.track(x, self._cache)
+            if prior is None:
+                out = self.engine.track(x, self._cache)
+            else:
+                out = self.engine.track(x, self._cache, corner_prior=prior)
         self._state, score = decode_prediction(out, 0, self._state, rf, cfg, self._size)
         if score is not None:
             self._update_templates(image, score)

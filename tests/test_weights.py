@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mixformer import build_model
-from mixformer.models import CheckpointError, save_weights
+from mixformer.models import CheckpointError, get_config, save_weights
 from mixformer.models.factory import default_weights_path
 
 
@@ -128,3 +128,19 @@ def test_default_weights():
         assert model.name == "mixformer-tiny"
     with pytest.raises(CheckpointError, match="no default weights"):
         build_model("mixformer-large", weights="default")
+
+
+def test_shipped_weights_match_the_preset_and_track():
+    """The shipped file was trained for the registered preset and beats a static box clearly."""
+    path = default_weights_path("mixformer-tiny")
+    if path is None:
+        pytest.skip("no shipped weights in this checkout")
+    from mixformer.models.weights import read_checkpoint
+    from mixformer.train.heldout import heldout_report
+
+    assert read_checkpoint(path).config == get_config("mixformer-tiny")
+    model = build_model("mixformer-tiny", weights="default")
+    r = heldout_report(
+        model, seed=4242, num_sequences=3, num_frames=40, score_samples=0, progress=False
+    )
+    assert r.tracker_auc > r.static_auc + 20

@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("weights", help="weights file, or 'default' for the shipped weights")
     q.add_argument("--model", default="mixformer-tiny", help="model preset (mixformer-tiny)")
     q.add_argument("--seed", type=int, default=12345, help="held-out seed (12345)")
-    q.add_argument("--sequences", type=int, default=10, help="number of sequences (10)")
+    q.add_argument("--sequences", type=int, default=30, help="number of sequences (30)")
     q.add_argument("--frames", type=int, default=100, help="frames per sequence (100)")
     q.add_argument("--score-samples", type=int, default=200, help="SPM samples (200)")
     q.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -18,10 +18,10 @@ from mixformer.tracking.tracker import (
     OnlineTemplates,
     TrackResult,
     check_box,
-    check_crop_sizes,
     check_image,
     decode_prediction,
     motion_prior,
+    resolve_config,
 )
 
 log = logging.getLogger(__name__)
@@ -129,11 +129,7 @@ class MultiTracker:
         dtype: Literal["fp32", "bf16", "fp16"] = "fp32",
         fast: bool | None = None,
     ) -> None:
-        mc = model.config  # default: the defaults with the network's crop sizes
-        self.config = config or TrackerConfig(
-            template_size=mc.template_size, search_size=mc.search_size
-        )
-        check_crop_sizes(model, self.config)
+        self.config = resolve_config(model, config)
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be >= 1 or None, got {max_batch}")
         self.device = torch.device(device)

@@ -88,14 +88,21 @@ def check_box(box: Sequence[float], height: int, width: int) -> Box:
     return (x, y, w, h)
 
 
-def check_crop_sizes(model: MixFormer, config: TrackerConfig) -> None:
-    """Raise ``ValueError`` unless the tracker's crop sizes are the ones the model was built for."""
+def resolve_config(model: MixFormer, config: TrackerConfig | None) -> TrackerConfig:
+    """``config``, or the defaults with the model's crop sizes when None.
+
+    Raises:
+        ValueError: the crop sizes are not the ones the model was built for.
+    """
     mc = model.config
+    if config is None:
+        return TrackerConfig(template_size=mc.template_size, search_size=mc.search_size)
     if (mc.template_size, mc.search_size) != (config.template_size, config.search_size):
         raise ValueError(
             f"tracker crop sizes {config.template_size}/{config.search_size} do not "
             f"match the model's {mc.template_size}/{mc.search_size}"
         )
+    return config
 
 
 def decode_prediction(
@@ -273,11 +280,7 @@ class Tracker:
         backend: Literal["torch", "onnxruntime"] = "torch",
         fast: bool | None = None,
     ) -> None:
-        mc = model.config  # default: the defaults with the network's crop sizes
-        self.config = config or TrackerConfig(
-            template_size=mc.template_size, search_size=mc.search_size
-        )
-        check_crop_sizes(model, self.config)
+        self.config = resolve_config(model, config)
         check_engine_options(self.config, backend)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()

@@ -107,7 +107,7 @@ def heldout_report(
     model: MixFormer,
     preset: str = "mixformer-tiny",
     seed: int = 12345,
-    num_sequences: int = 10,
+    num_sequences: int = 30,
     num_frames: int = 100,
     score_samples: int = 200,
     progress: bool = True,

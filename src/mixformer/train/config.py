@@ -318,8 +318,9 @@ _TINY = dict(
     datasets=("synthetic",),
     dataset_ratio=(1.0,),
     val_datasets=("synthetic",),
-    val_every=2,
-    val_samples=32,
+    val_every=4,
+    val_samples=64,
+    synthetic_sequences=20000,
     synthetic_frames=30,
     template_size=64,
     search_size=160,
@@ -336,11 +337,11 @@ def _s1_tiny() -> TrainConfig:
     """CPU scale: ``mixformer-tiny`` from random init on on-the-fly synthetic sequences."""
     return TrainConfig(
         stage=1,
-        epochs=14,
-        lr_drop_epoch=12,
-        batch_size=4,
-        samples_per_epoch=400,
-        lr=4e-4,
+        epochs=20,
+        lr_drop_epoch=16,
+        batch_size=16,
+        samples_per_epoch=2400,
+        lr=5e-4,
         backbone_lr_mult=1.0,
         **_TINY,
     )
@@ -356,10 +357,10 @@ def _s2_tiny() -> TrainConfig:
         epochs=1,
         lr_drop_epoch=1,
         batch_size=16,
-        samples_per_epoch=768,
+        samples_per_epoch=12800,
         lr=4e-4,
         backbone_lr_mult=1.0,
-        **_TINY,
+        **{**_TINY, "val_every": 1, "val_samples": 32},
     )
 
 

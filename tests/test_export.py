@@ -94,3 +94,12 @@ def test_cli_export_onnx(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "verify: max |pred_boxes(onnxruntime) - pred_boxes(torch)|" in text
     assert (tmp_path / "out" / SEARCH_GRAPH).is_file()
+
+
+def test_onnxruntime_rejects_a_corner_prior(exported):
+    model, out = exported
+    ort_model = OnnxRuntimeModel(out, threads=1)
+    z, o, x = _inputs(1)
+    prior = torch.zeros(1, 2, (model.config.search_size // 16) ** 2)
+    with pytest.raises(ValueError, match="corner_prior"):
+        ort_model.track(x, ort_model.encode_templates(z, o), corner_prior=prior)

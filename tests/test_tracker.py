@@ -38,7 +38,10 @@ class ScriptedModel(nn.Module):
         self.encoded.append([self._frame_of(o) for o in online.reshape(-1, 3, 128, 128)])
         return TemplateCache(kv=[], template_feat=torch.zeros(1), num_online=online.shape[-4])
 
-    def track(self, search: torch.Tensor, cache: TemplateCache) -> dict[str, torch.Tensor]:
+    def track(
+        self, search: torch.Tensor, cache: TemplateCache, corner_prior: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        assert corner_prior is None  # motion_prior is off in these settings
         p = self.scores.pop(0)
         logit = math.log(p / (1 - p))
         return {

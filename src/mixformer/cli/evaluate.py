@@ -169,9 +169,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     weights, sha = _weights_identity(args)
     # Crop sizes belong to the network the workers will build.
     mc = preset_config(args.model, read_checkpoint(weights) if weights else None)
-    config = TrackerConfig.preset(bench.tracker_preset, model=args.model).replace(
-        template_size=mc.template_size, search_size=mc.search_size
-    )
+    config = TrackerConfig.preset(bench.tracker_preset, args.model, mc)
     config = apply_set(config, args.overrides)
     # Read and validate the whole benchmark before tracking anything.
     sequences = load_benchmark(bench.name, args.root, _sequence_names(args.sequences))

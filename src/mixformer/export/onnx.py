@@ -222,9 +222,19 @@ class OnnxRuntimeModel:
         return OnnxTemplateCache(dict(zip(self._cache_names, outs)), online_templates.shape[0])
 
     def track(
-        self, search: torch.Tensor, cache: OnnxTemplateCache, run_score_head: bool = True
+        self,
+        search: torch.Tensor,
+        cache: OnnxTemplateCache,
+        run_score_head: bool = True,
+        corner_prior: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Run the search step: ``pred_boxes (1, 1, 4)`` cxcywh, ``pred_scores (1,)`` logits."""
+        """Run the search step: ``pred_boxes (1, 1, 4)`` cxcywh, ``pred_scores (1,)`` logits.
+
+        Raises:
+            ValueError: a ``corner_prior`` is given (the exported graphs have no prior input).
+        """
+        if corner_prior is not None:
+            raise ValueError("the exported ONNX graphs take no corner_prior (motion_prior=0)")
         feeds = {"search": self._np(search), **cache.arrays}
         boxes, scores = self._search.run(["pred_boxes", "pred_scores"], feeds)
         out = {"pred_boxes": torch.from_numpy(boxes)}

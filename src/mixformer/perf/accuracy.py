@@ -19,7 +19,7 @@ from mixformer.models.fast import FastMixFormer, make_fast
 from mixformer.models.mixformer import MixFormer
 from mixformer.perf.benchmark import box_iou
 from mixformer.tracking.config import TrackerConfig
-from mixformer.tracking.tracker import Tracker, decode_prediction
+from mixformer.tracking.tracker import Tracker, decode_prediction, resolve_config
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +96,7 @@ def precision_study(
     from mixformer.data.synthetic import generate_sequence
     from mixformer.evaluation.metrics import auc
 
-    mc = model.config
-    cfg = tracker_config or TrackerConfig(
-        template_size=mc.template_size, search_size=mc.search_size
-    )
+    cfg = resolve_config(model, tracker_config)
     names = ("fp32", *[v for v in variants if v != "fp32"])
     engines = {v: build_variant(model, v) for v in names}
     boxes: dict[str, list[np.ndarray]] = {v: [] for v in names}

@@ -323,18 +323,13 @@ def run_benchmark(
     Returns:
         :class:`BenchmarkReport`.
     """
-    from mixformer.tracking import Tracker, TrackerConfig
+    from mixformer.tracking import Tracker
+    from mixformer.tracking.tracker import resolve_config
 
     if threads:
         torch.set_num_threads(threads)
     n_threads = torch.get_num_threads()
-    mc = model.config
-    cfg = tracker_config or TrackerConfig(
-        template_size=mc.template_size,
-        search_size=mc.search_size,
-        update_interval=10,
-        online_size=2,
-    )
+    cfg = tracker_config or resolve_config(model, None).replace(update_interval=10, online_size=2)
     seq_frames, gt = _sequence(frames + warmup + 1, seed)
     probes: list[_Probe] = []
     if compare:

@@ -7,7 +7,7 @@ import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mixformer.models.config import get_config, list_models
+from mixformer.models.config import ModelConfig, get_config, list_models
 
 if TYPE_CHECKING:
     from mixformer.models import MixFormer
@@ -160,19 +160,23 @@ class TrackerConfig:
                 unnamed) and ``model.config`` gives ``template_size`` / ``search_size``.
             benchmark: one of :data:`BENCHMARKS`.
         """
-        mc = model.config
-        return cls.preset(benchmark, model=model.name or "mixformer-22k").replace(
-            template_size=mc.template_size, search_size=mc.search_size
-        )
+        return cls.preset(benchmark, model.name or "mixformer-22k", model.config)
 
     @classmethod
-    def preset(cls, benchmark: str = "default", model: str = "mixformer-22k") -> TrackerConfig:
+    def preset(
+        cls,
+        benchmark: str = "default",
+        model: str = "mixformer-22k",
+        model_config: ModelConfig | None = None,
+    ) -> TrackerConfig:
         """The reference settings for ``benchmark`` with ``model`` (SPEC 2.8 and 2.9).
 
         Args:
             benchmark: one of :data:`BENCHMARKS` (``"default"``: interval 200, 3 templates).
             model: a model preset name; ``mixformer-got`` selects the ``baseline_got`` schedule
                 and the crop sizes are the preset's (128/320 for the released models).
+            model_config: the network's config, when it may differ from the registered preset's
+                (e.g. a checkpoint trained at other crop sizes): the crop sizes come from it.
         """
         key = benchmark.lower()
         if key not in BENCHMARKS:
@@ -183,9 +187,12 @@ class TrackerConfig:
         interval, online = _SCHEDULES[yaml].get(key, _FALLBACK_SCHEDULE)
         factor, decay = _COMMANDS.get(yaml, {}).get(key, (5.0, 1.0))
         sizes = {}
-        if model in list_models():  # crop sizes belong to the network
-            mc = get_config(model)
-            sizes = dict(template_size=mc.template_size, search_size=mc.search_size)
+        if model_config is None and model in list_models():
+            model_config = get_config(model)
+        if model_config is not None:  # crop sizes belong to the network
+            sizes = dict(
+                template_size=model_config.template_size, search_size=model_config.search_size
+            )
         return cls(
             **sizes,
             motion_prior=_MOTION_PRIOR.get(model, 0.0),

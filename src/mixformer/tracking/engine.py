@@ -31,10 +31,13 @@ class InferenceEngine(Protocol):
         """Template cache for ``template (1, 3, S, S)`` and ``online_templates (N, 3, S, S)``."""
         ...
 
-    def track(self, search: torch.Tensor, cache: Any) -> dict[str, torch.Tensor]:
+    def track(
+        self, search: torch.Tensor, cache: Any, corner_prior: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """``pred_boxes (1, 1, 4)`` normalised cxcywh and ``pred_scores (1,)`` logits.
 
-        The torch engines also take ``corner_prior=`` (:func:`mixformer.models.head.corner_prior`).
+        ``corner_prior``: optional ``(B, 2, H*W)`` log-prior for the corner maps
+        (:func:`mixformer.models.head.corner_prior`); the ONNX engine accepts only None.
         """
         ...
 

@@ -294,10 +294,7 @@ class MultiTracker:
                     self.model, [(self._targets[i].box, crops[i][1]) for i in key], cfg
                 )
                 with torch.inference_mode():
-                    if prior is None:
-                        out = self.engine.track(search, self._group_cache(key))
-                    else:
-                        out = self.engine.track(search, self._group_cache(key), corner_prior=prior)
+                    out = self.engine.track(search, self._group_cache(key), corner_prior=prior)
                 self.num_network_calls += 1
                 for row, tid in enumerate(key):
                     t = self._targets[tid]

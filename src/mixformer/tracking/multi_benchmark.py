@@ -12,7 +12,7 @@ import numpy as np
 from mixformer.models.mixformer import MixFormer
 from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.multi import MultiTracker
-from mixformer.tracking.tracker import Tracker
+from mixformer.tracking.tracker import Tracker, resolve_config
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,7 @@ def benchmark_multi(
     """
     if num_frames < 1 or warmup < 0:
         raise ValueError(f"need num_frames >= 1 and warmup >= 0, got {num_frames}, {warmup}")
-    mc = model.config
-    config = config or TrackerConfig(template_size=mc.template_size, search_size=mc.search_size)
+    config = resolve_config(model, config)
     rows = []
     for k in num_targets:
         if k < 1:

@@ -357,10 +357,7 @@ class Tracker:
             x, rf = self._crop(image, self._state, cfg.search_factor, cfg.search_size)
         prior = motion_prior(self.model, [(self._state, rf)], cfg)
         with torch.inference_mode():
-            if prior is None:
-                out = self.engine.track(x, self._cache)
-            else:
-                out = self.engine.track(x, self._cache, corner_prior=prior)
+            out = self.engine.track(x, self._cache, corner_prior=prior)
         self._state, score = decode_prediction(out, 0, self._state, rf, cfg, self._size)
         if score is not None:
             self._update_templates(image, score)

@@ -131,9 +131,7 @@ def heldout_report(
     """
     model.eval()
     if tracker is None:
-        tracker = TrackerConfig.preset("default", model=preset).replace(
-            template_size=model.config.template_size, search_size=model.config.search_size
-        )
+        tracker = TrackerConfig.preset("default", preset, model.config)
     ours, still = _track_auc(model, tracker, seed, num_sequences, num_frames, progress)
     acc = pos = neg = None
     if score_samples > 0 and model.score_branch is not None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from mixformer.data.io import read_boxes, read_flags
-from mixformer.data.synthetic import generate_sequence, write_benchmark
+from mixformer.data.synthetic import generate_sequence, make_scene, write_benchmark
 
 
 def test_deterministic_and_shapes() -> None:
@@ -66,3 +67,26 @@ def test_write_benchmark_layout(tmp_path) -> None:
     np.testing.assert_array_equal(read_flags(folders[1] / "absence.label"), ~seq.visible)
     assert sorted(p.name for p in (folders[0] / "img").iterdir())[0] == "00000001.jpg"
     assert len(list((folders[0] / "img").glob("*.jpg"))) == 5
+
+
+def test_scene_renders_the_frames_of_the_sequence_on_demand() -> None:
+    seq = generate_sequence(np.random.default_rng([3, 1]), num_frames=25, height=96, width=128)
+    scene = make_scene(np.random.default_rng([3, 1]), num_frames=25, height=96, width=128)
+    np.testing.assert_array_equal(scene.boxes, seq.boxes)
+    np.testing.assert_array_equal(scene.visible, seq.visible)
+    for i in (24, 0, 13, 13):  # any order, any number of times
+        np.testing.assert_array_equal(scene.render(i), seq.frames[i])
+    with pytest.raises(IndexError, match="frame 25"):
+        scene.render(25)
+
+
+def test_a_target_outside_the_image_is_never_visible() -> None:
+    """Also when it left through the left or top border (negative coordinates)."""
+    outside = 0
+    for seed in range(40):
+        s = generate_sequence(seed, num_frames=60)
+        x, y, w, h = s.boxes.T
+        gone = (x + w <= 0) | (y + h <= 0) | (x >= 320) | (y >= 240)
+        outside += int(gone.sum())
+        assert not s.visible[gone].any()
+    assert outside > 0  # the check ran on real cases

@@ -112,30 +112,117 @@ def _paste(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> tuple[int, 
     return x1, y1, x2, y2
 
 
-def generate_sequence(
+@dataclass(frozen=True)
+class _Occluder:
+    vertical: bool
+    thick: int
+    pos: np.ndarray  # (T,) int, top/left edge per frame (far off screen when absent)
+    bar: np.ndarray  # (H, thick, 3) or (thick, W, 3) uint8
+
+
+class SyntheticScene:
+    """The drawn-once parts of a synthetic sequence; frames are rendered on demand.
+
+    :func:`generate_sequence` renders every frame; training reads only the few frames it
+    samples (:meth:`render`), which is what makes on-the-fly synthetic training data cheap.
+    Use :func:`make_scene` to build one.
+
+    Attributes:
+        name: sequence name.
+        boxes: ``(T, 4)`` float64 ``(x, y, w, h)`` pixel boxes of the whole target.
+        visible: ``(T,)`` bool, False when less than half of the target can be seen.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        size: tuple[int, int],
+        background: np.ndarray,
+        pan: np.ndarray,
+        target: np.ndarray,
+        boxes: np.ndarray,
+        distractors: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        occluders: list[_Occluder],
+        gain: np.ndarray,
+        noise: np.ndarray,
+    ) -> None:
+        self.name = name
+        self._size = size
+        self._bg, self._pan, self._target = background, pan, target
+        self._int_boxes = boxes
+        self.boxes = boxes.astype(np.float64)
+        self._distractors, self._occluders = distractors, occluders
+        self._gain, self._noise = gain, noise
+        self._noise_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.visible = np.array([self._visible(i) for i in range(len(boxes))], dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def _visible(self, i: int) -> bool:
+        """Whether at least :data:`VISIBLE_FRACTION` of the target is seen in frame ``i``."""
+        H, W = self._size
+        x, y, w, h = (int(v) for v in self._int_boxes[i])
+        seen_x = np.zeros(W, dtype=bool)
+        seen_y = np.zeros(H, dtype=bool)
+        seen_x[max(x, 0) : max(min(x + w, W), 0)] = True
+        seen_y[max(y, 0) : max(min(y + h, H), 0)] = True
+        for occ in self._occluders:
+            p = int(occ.pos[i])
+            a, b = max(p, 0), min(p + occ.thick, W if occ.vertical else H)
+            if b > a:
+                (seen_x if occ.vertical else seen_y)[a:b] = False
+        return bool(seen_x.sum() * seen_y.sum() >= VISIBLE_FRACTION * w * h)
+
+    def _noise_pair(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        pair = self._noise_cache.get(k)
+        if pair is None:
+            n = self._noise[k]
+            pair = (
+                np.repeat(n.clip(0, 255), 3, axis=2).astype(np.uint8),
+                np.repeat((-n).clip(0, 255), 3, axis=2).astype(np.uint8),
+            )
+            self._noise_cache[k] = pair
+        return pair
+
+    def render(self, i: int) -> np.ndarray:
+        """Frame ``i`` as ``(H, W, 3)`` uint8 RGB (the same pixels every call)."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"frame {i} out of range for {len(self)} frames")
+        H, W = self._size
+        px, py = (int(v) for v in self._pan[i])
+        frame = self._bg[py : py + H, px : px + W].copy()
+        for patch, dx, dy in self._distractors:
+            _paste(frame, patch, int(dx[i]), int(dy[i]))
+        x, y, w, h = (int(v) for v in self._int_boxes[i])
+        _paste(frame, cv2.resize(self._target, (w, h), interpolation=cv2.INTER_LINEAR), x, y)
+        for occ in self._occluders:
+            p = int(occ.pos[i])
+            a, b = max(p, 0), min(p + occ.thick, W if occ.vertical else H)
+            if b > a:
+                if occ.vertical:
+                    frame[:, a:b] = occ.bar[:, a - p : b - p]
+                else:
+                    frame[a:b] = occ.bar[a - p : b - p]
+        frame = cv2.convertScaleAbs(frame, alpha=float(self._gain[i]))
+        up, down = self._noise_pair(i % len(self._noise))
+        return cv2.subtract(cv2.add(frame, up), down)
+
+    def sequence(self) -> SyntheticSequence:
+        """Every frame rendered: the :class:`SyntheticSequence`."""
+        frames = [self.render(i) for i in range(len(self))]
+        return SyntheticSequence(self.name, frames, self.boxes.copy(), self.visible.copy())
+
+
+def make_scene(
     seed: int | np.random.Generator,
     num_frames: int = 100,
     height: int = 240,
     width: int = 320,
     name: str = "synthetic",
-) -> SyntheticSequence:
-    """Generate one sequence; the same seed always gives the same frames and boxes.
-
-    Args:
-        seed: integer seed or a ``numpy.random.Generator`` (advanced in place).
-        num_frames: number of frames ``T >= 1``.
-        height: frame height ``H`` in pixels (>= 32).
-        width: frame width ``W`` in pixels (>= 32).
-        name: the sequence name.
-
-    Returns:
-        A :class:`SyntheticSequence`; frame 0 always shows the whole target unoccluded.
-
-    Example:
-        >>> seq = generate_sequence(0, num_frames=10, height=96, width=128)
-        >>> seq.frames[0].shape, seq.boxes.shape
-        ((96, 128, 3), (10, 4))
-    """
+) -> SyntheticScene:
+    """Draw a sequence's scene without rendering its frames (arguments of
+    :func:`generate_sequence`, which renders exactly these frames)."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if height < 32 or width < 32:
@@ -194,43 +281,49 @@ def generate_sequence(
         color = (rng.random(3) * 200 + 30).astype(np.uint8)
         tex = _smooth_noise(rng, H if vertical else thick, thick if vertical else W, 4) * 60
         bar = np.clip(color[None, None, :].astype(np.float32) + tex - 30, 0, 255).astype(np.uint8)
-        occluders.append((vertical, thick, pos.astype(int), bar))
+        occluders.append(_Occluder(vertical, thick, pos.astype(int), bar))
 
     gain = 1.0 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * t + rng.uniform(0, 6))
     noise = rng.normal(0, 5, (4, H, W, 1)).round()
-    noise_up = [np.repeat(n.clip(0, 255), 3, axis=2).astype(np.uint8) for n in noise]
-    noise_down = [np.repeat((-n).clip(0, 255), 3, axis=2).astype(np.uint8) for n in noise]
+    return SyntheticScene(
+        name,
+        (H, W),
+        bg,
+        np.stack([pan_x, pan_y], axis=1),
+        target,
+        np.stack([bx, by, bw, bh], axis=1),
+        distractors,
+        occluders,
+        gain,
+        noise,
+    )
 
-    frames: list[np.ndarray] = []
-    visible = np.zeros(T, dtype=bool)
-    for i in range(T):
-        frame = bg[pan_y[i] : pan_y[i] + H, pan_x[i] : pan_x[i] + W].copy()
-        for patch, dx, dy in distractors:
-            _paste(frame, patch, int(dx[i]), int(dy[i]))
-        obj = cv2.resize(target, (int(bw[i]), int(bh[i])), interpolation=cv2.INTER_LINEAR)
-        x1, y1, x2, y2 = _paste(frame, obj, int(bx[i]), int(by[i]))
-        # Visible part of the target: its in-image rectangle minus the occluding bars.
-        seen_x = np.zeros(W, dtype=bool)
-        seen_y = np.zeros(H, dtype=bool)
-        seen_x[x1:x2], seen_y[y1:y2] = True, True
-        for vertical, thick, pos, bar in occluders:
-            p = int(pos[i])
-            if vertical:
-                a, b = max(p, 0), min(p + thick, W)
-                if b > a:
-                    frame[:, a:b] = bar[:, a - p : b - p]
-                    seen_x[a:b] = False
-            else:
-                a, b = max(p, 0), min(p + thick, H)
-                if b > a:
-                    frame[a:b] = bar[a - p : b - p]
-                    seen_y[a:b] = False
-        visible[i] = seen_x.sum() * seen_y.sum() >= VISIBLE_FRACTION * bw[i] * bh[i]
-        frame = cv2.convertScaleAbs(frame, alpha=float(gain[i]))
-        k = i % len(noise)
-        frames.append(cv2.subtract(cv2.add(frame, noise_up[k]), noise_down[k]))
-    boxes = np.stack([bx, by, bw, bh], axis=1).astype(np.float64)
-    return SyntheticSequence(name=name, frames=frames, boxes=boxes, visible=visible)
+
+def generate_sequence(
+    seed: int | np.random.Generator,
+    num_frames: int = 100,
+    height: int = 240,
+    width: int = 320,
+    name: str = "synthetic",
+) -> SyntheticSequence:
+    """Generate one sequence; the same seed always gives the same frames and boxes.
+
+    Args:
+        seed: integer seed or a ``numpy.random.Generator`` (advanced in place).
+        num_frames: number of frames ``T >= 1``.
+        height: frame height ``H`` in pixels (>= 32).
+        width: frame width ``W`` in pixels (>= 32).
+        name: the sequence name.
+
+    Returns:
+        A :class:`SyntheticSequence`; frame 0 always shows the whole target unoccluded.
+
+    Example:
+        >>> seq = generate_sequence(0, num_frames=10, height=96, width=128)
+        >>> seq.frames[0].shape, seq.boxes.shape
+        ((96, 128, 3), (10, 4))
+    """
+    return make_scene(seed, num_frames, height, width, name).sequence()
 
 
 def write_sequence(seq: SyntheticSequence, folder: str | Path, jpeg_quality: int = 95) -> Path:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from mixformer.data.io import read_boxes, read_flags
-from mixformer.data.synthetic import SyntheticSequence, generate_sequence
+from mixformer.data.synthetic import SyntheticScene, make_scene
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class TrainDataset(ABC):
 
 
 class SyntheticTrainDataset(TrainDataset):
-    """Sequences from :func:`mixformer.data.synthetic.generate_sequence`, generated on demand.
+    """Sequences of :func:`mixformer.data.synthetic.generate_sequence`, drawn on demand.
 
     Sequence ``k`` is generated from the seed ``(seed, k)``; a few recent ones are cached.
 
@@ -130,18 +130,18 @@ class SyntheticTrainDataset(TrainDataset):
         self.num_frames = num_frames
         self.size = (height, width)
         self.seed = seed
-        self._cache: OrderedDict[int, SyntheticSequence] = OrderedDict()
+        self._cache: OrderedDict[int, SyntheticScene] = OrderedDict()
         self._cache_size = cache
 
     def __len__(self) -> int:
         return self.num_sequences
 
-    def sequence(self, index: int) -> SyntheticSequence:
-        """The generated sequence ``index`` (cached)."""
+    def sequence(self, index: int) -> SyntheticScene:
+        """The scene of sequence ``index`` (cached; frames are rendered when read)."""
         seq = self._cache.get(index)
         if seq is None:
             rng = np.random.default_rng([self.seed, index])
-            seq = generate_sequence(rng, self.num_frames, *self.size, name=f"synth-{index:05d}")
+            seq = make_scene(rng, self.num_frames, *self.size, name=f"synth-{index:05d}")
             self._cache[index] = seq
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -155,7 +155,7 @@ class SyntheticTrainDataset(TrainDataset):
 
     def frames(self, index: int, ids: list[int]) -> list[np.ndarray]:
         seq = self.sequence(index)
-        return [seq.frames[i] for i in ids]
+        return [seq.render(i) for i in ids]
 
 
 class _FolderSequences(TrainDataset):

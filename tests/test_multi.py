@@ -33,10 +33,18 @@ def run_single(model, cfg, frames, box, start, stop):
     return [tracker.update(f) for f in frames[start + 1 : stop + 1]]
 
 
-@pytest.mark.parametrize("online_size,prior", [(1, 0.0), (3, 0.0), (3, 0.05)])
-def test_targets_match_single_trackers(model, frames, online_size, prior):
+@pytest.mark.parametrize(
+    "online_size,motion",
+    [
+        (1, {}),
+        (3, {}),
+        (3, {"motion_prior": 0.05}),
+        (3, {"motion_prior": 0.05, "velocity": 0.3, "size_update": 0.5}),
+    ],
+)
+def test_targets_match_single_trackers(model, frames, online_size, motion):
     """Targets added and removed mid-video, with template updates every 2 frames."""
-    cfg = config(update_interval=2, online_size=online_size, motion_prior=prior)
+    cfg = config(update_interval=2, online_size=online_size, **motion)
     boxes = {0: (20, 30, 30, 25), 1: (80, 40, 25, 35), 5: (50, 60, 40, 30), 7: (100, 10, 20, 20)}
     start = {0: 0, 1: 0, 5: 2, 7: 2}
     stop = {0: 7, 1: 5, 5: 7, 7: 3}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -14,13 +14,13 @@ from mixformer.geometry import Box, normalize_patch, sample_target
 from mixformer.models.mixformer import MixFormer, TemplateCache
 from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.engine import InferenceEngine, build_engine
+from mixformer.tracking.motion import MotionState, motion_prior
 from mixformer.tracking.tracker import (
     OnlineTemplates,
     TrackResult,
     check_box,
     check_image,
     decode_prediction,
-    motion_prior,
     resolve_config,
 )
 
@@ -34,6 +34,7 @@ class _Target:
     templates: OnlineTemplates
     cache: TemplateCache
     box: Box
+    motion: MotionState = field(default_factory=MotionState)
     frame_id: int = 0
     version: int = 0  # bumped on every re-encode, invalidates stacked caches
 
@@ -278,8 +279,10 @@ class MultiTracker:
         size = image.shape[:2]
         crops: dict[int, tuple[torch.Tensor, float]] = {}
         groups: dict[int, list[int]] = {}
+        anchors: dict[int, Box] = {}
         for tid, t in self._targets.items():
-            crops[tid] = self._crop(image, t.box, cfg.search_factor, cfg.search_size)
+            anchors[tid] = t.motion.anchor(t.box, cfg, size)
+            crops[tid] = self._crop(image, anchors[tid], cfg.search_factor, cfg.search_size)
             groups.setdefault(t.cache.num_online, []).append(tid)
 
         results: dict[int, TrackResult] = {}
@@ -290,16 +293,15 @@ class MultiTracker:
                 key = tuple(chunk)
                 used.add(key)
                 search = torch.cat([crops[i][0] for i in key], dim=0)
-                prior = motion_prior(
-                    self.model, [(self._targets[i].box, crops[i][1]) for i in key], cfg
-                )
+                prior = motion_prior(self.model, [(anchors[i], crops[i][1]) for i in key], cfg)
                 with torch.inference_mode():
                     out = self.engine.track(search, self._group_cache(key), corner_prior=prior)
                 self.num_network_calls += 1
                 for row, tid in enumerate(key):
                     t = self._targets[tid]
                     t.frame_id += 1
-                    t.box, score = decode_prediction(out, row, t.box, crops[tid][1], cfg, size)
+                    box, score = decode_prediction(out, row, anchors[tid], crops[tid][1], cfg, size)
+                    t.box = t.motion.observe(t.box, box, cfg, size)
                     results[tid] = TrackResult(t.box, 1.0 if score is None else score, t.frame_id)
                     if score is not None and t.templates.update(
                         score, t.frame_id, cfg, self._template_crop(image, t)

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from mixformer.geometry import Box, clip_box, map_box_back, normalize_patch, sample_target
-from mixformer.models.head import corner_prior
 from mixformer.models.mixformer import MixFormer, TemplateCache
 from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.engine import InferenceEngine, build_engine
+from mixformer.tracking.motion import MotionState, motion_prior
 from mixformer.tracking.preprocess import SearchCropper
 
 log = logging.getLogger(__name__)
@@ -138,34 +138,6 @@ def decode_prediction(
         )
     mapped = map_box_back(pred, prev, config.search_size, rf)
     return clip_box(mapped, size[0], size[1], margin=10), score
-
-
-def motion_prior(
-    model: MixFormer, anchors: Sequence[tuple[Box, float]], config: TrackerConfig
-) -> torch.Tensor | None:
-    """Corner-map log-prior of :attr:`TrackerConfig.motion_prior` for a batch of search crops.
-
-    Each crop is centred on its previous box, so the box's corners are expected where that
-    box's corners fall in the crop: ``search_size / 2 -+ (w, h) * rf / 2``.
-
-    Args:
-        model: the plain network (its corner head's coordinate grid).
-        anchors: per batch row, the previous ``(x, y, w, h)`` pixel box and the crop's resize
-            factor ``rf``.
-        config: tracker settings (``motion_prior`` as a fraction of ``search_size``).
-    Returns:
-        ``(B, 2, H*W)`` float32 on the model's device, or None when the prior is off.
-    """
-    if config.motion_prior <= 0:
-        return None
-    half = config.search_size / 2.0
-    corners = [
-        (half - w * rf / 2, half - h * rf / 2, half + w * rf / 2, half + h * rf / 2)
-        for (_, _, w, h), rf in anchors
-    ]
-    head = model.box_head
-    c = torch.tensor(corners, dtype=torch.float32, device=head.coord_x.device)
-    return corner_prior(c, head.coord_x, head.coord_y, config.motion_prior * config.search_size)
 
 
 def check_engine_options(config: TrackerConfig, backend: str) -> None:
@@ -335,6 +307,7 @@ class Tracker:
         self._templates = OnlineTemplates(template)
         self._encode()
         self._state = box
+        self._motion = MotionState()
         self._frame_id = 0
         self._size = (h, w)
         self._initialized = True
@@ -351,14 +324,16 @@ class Tracker:
             )
         cfg = self.config
         self._frame_id += 1
+        anchor = self._motion.anchor(self._state, cfg, self._size)
         if self._search_cropper is not None:
-            x, rf = self._search_cropper(image, self._state, cfg.search_factor)
+            x, rf = self._search_cropper(image, anchor, cfg.search_factor)
         else:
-            x, rf = self._crop(image, self._state, cfg.search_factor, cfg.search_size)
-        prior = motion_prior(self.model, [(self._state, rf)], cfg)
+            x, rf = self._crop(image, anchor, cfg.search_factor, cfg.search_size)
+        prior = motion_prior(self.model, [(anchor, rf)], cfg)
         with torch.inference_mode():
             out = self.engine.track(x, self._cache, corner_prior=prior)
-        self._state, score = decode_prediction(out, 0, self._state, rf, cfg, self._size)
+        box, score = decode_prediction(out, 0, anchor, rf, cfg, self._size)
+        self._state = self._motion.observe(self._state, box, cfg, self._size)
         if score is not None:
             self._update_templates(image, score)
         return TrackResult(self._state, 1.0 if score is None else score, self._frame_id)

@@ -1,0 +1,114 @@
+"""Motion smoothing on top of the reference tracker (ours, not the reference's).
+
+Three settings of :class:`~mixformer.tracking.config.TrackerConfig`, all off by default so that
+the released models track exactly as the reference does:
+
+- ``motion_prior``: a Gaussian log-prior on the corner heat maps around where the anchor box's
+  corners lie in the search crop (:func:`motion_prior`);
+- ``velocity``: the search crop is centred on the previous box moved by a smoothed velocity
+  (an exponential moving average of the frame-to-frame centre displacement), so a target that
+  keeps moving stays near the crop centre, also while it is briefly hidden;
+- ``size_update``: the new box keeps the network's centre but takes only this fraction of its
+  width/height change, which damps frame-to-frame size jitter.
+
+:class:`MotionState` holds the per-target state; :class:`~mixformer.Tracker` and
+:class:`~mixformer.MultiTracker` both use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from mixformer.geometry import Box, clip_box
+from mixformer.models.head import corner_prior
+from mixformer.models.mixformer import MixFormer
+from mixformer.tracking.config import TrackerConfig
+
+__all__ = ["MotionState", "motion_prior"]
+
+
+@dataclass
+class MotionState:
+    """Smoothed velocity of one target (``velocity`` and ``size_update`` settings).
+
+    Attributes:
+        vx / vy: velocity estimate in pixels per frame (image coordinates).
+    """
+
+    vx: float = 0.0
+    vy: float = 0.0
+
+    def anchor(self, box: Box, config: TrackerConfig, size: tuple[int, int]) -> Box:
+        """The box the search crop is centred on for the next frame.
+
+        Args:
+            box: the previous ``(x, y, w, h)`` pixel box.
+            config: tracker settings (``velocity``; 0 returns ``box`` unchanged).
+            size: image ``(height, width)``.
+        Returns:
+            ``box`` moved by the velocity estimate, clipped like a tracker output.
+        """
+        if config.velocity <= 0:
+            return box
+        x, y, w, h = box
+        return clip_box((x + self.vx, y + self.vy, w, h), size[0], size[1])
+
+    def observe(
+        self, prev: Box, measured: Box, config: TrackerConfig, size: tuple[int, int]
+    ) -> Box:
+        """Fold the network's box for this frame into the state and return the tracker's box.
+
+        Args:
+            prev: the previous ``(x, y, w, h)`` pixel box.
+            measured: the decoded, clipped network box for this frame.
+            config: tracker settings (``size_update``, ``velocity``).
+            size: image ``(height, width)``.
+        Returns:
+            ``measured`` with its size change scaled by ``size_update`` (``measured`` itself
+            when ``size_update`` is 1).
+        """
+        box = measured
+        if config.size_update < 1:
+            x, y, w, h = measured
+            cx, cy = x + w / 2, y + h / 2
+            w = prev[2] + config.size_update * (w - prev[2])
+            h = prev[3] + config.size_update * (h - prev[3])
+            box = clip_box((cx - w / 2, cy - h / 2, w, h), size[0], size[1])
+        if config.velocity > 0:
+            dx = box[0] + box[2] / 2 - (prev[0] + prev[2] / 2)
+            dy = box[1] + box[3] / 2 - (prev[1] + prev[3] / 2)
+            g = config.velocity
+            self.vx = (1 - g) * self.vx + g * dx
+            self.vy = (1 - g) * self.vy + g * dy
+        return box
+
+
+def motion_prior(
+    model: MixFormer, anchors: Sequence[tuple[Box, float]], config: TrackerConfig
+) -> torch.Tensor | None:
+    """Corner-map log-prior of :attr:`TrackerConfig.motion_prior` for a batch of search crops.
+
+    Each crop is centred on its anchor box, so the box's corners are expected where that box's
+    corners fall in the crop: ``search_size / 2 -+ (w, h) * rf / 2``.
+
+    Args:
+        model: the plain network (its corner head's coordinate grid).
+        anchors: per batch row, the anchor ``(x, y, w, h)`` pixel box the crop is centred on
+            and the crop's resize factor ``rf``.
+        config: tracker settings (``motion_prior`` as a fraction of ``search_size``).
+    Returns:
+        ``(B, 2, H*W)`` float32 on the model's device, or None when the prior is off.
+    """
+    if config.motion_prior <= 0:
+        return None
+    half = config.search_size / 2.0
+    corners = [
+        (half - w * rf / 2, half - h * rf / 2, half + w * rf / 2, half + h * rf / 2)
+        for (_, _, w, h), rf in anchors
+    ]
+    head = model.box_head
+    c = torch.tensor(corners, dtype=torch.float32, device=head.coord_x.device)
+    return corner_prior(c, head.coord_x, head.coord_y, config.motion_prior * config.search_size)

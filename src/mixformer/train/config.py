@@ -337,8 +337,8 @@ def _s1_tiny() -> TrainConfig:
     """CPU scale: ``mixformer-tiny`` from random init on on-the-fly synthetic sequences."""
     return TrainConfig(
         stage=1,
-        epochs=20,
-        lr_drop_epoch=16,
+        epochs=28,
+        lr_drop_epoch=22,
         batch_size=16,
         samples_per_epoch=2400,
         lr=5e-4,

@@ -119,6 +119,12 @@ class _Occluder:
     pos: np.ndarray  # (T,) int, top/left edge per frame (far off screen when absent)
     bar: np.ndarray  # (H, thick, 3) or (thick, W, 3) uint8
 
+    def span(self, i: int, size: tuple[int, int]) -> tuple[int, int, int]:
+        """``(p, a, b)``: the bar's edge in frame ``i`` and its in-image extent ``[a, b)``
+        along the axis it moves on (``b <= a`` when it is off screen)."""
+        p = int(self.pos[i])
+        return p, max(p, 0), min(p + self.thick, size[1] if self.vertical else size[0])
+
 
 class SyntheticScene:
     """The drawn-once parts of a synthetic sequence; frames are rendered on demand.
@@ -149,8 +155,7 @@ class SyntheticScene:
         self.name = name
         self._size = size
         self._bg, self._pan, self._target = background, pan, target
-        self._int_boxes = boxes
-        self.boxes = boxes.astype(np.float64)
+        self.boxes = boxes.astype(np.float64)  # integers stored as floats
         self._distractors, self._occluders = distractors, occluders
         self._gain, self._noise = gain, noise
         self._noise_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -162,14 +167,13 @@ class SyntheticScene:
     def _visible(self, i: int) -> bool:
         """Whether at least :data:`VISIBLE_FRACTION` of the target is seen in frame ``i``."""
         H, W = self._size
-        x, y, w, h = (int(v) for v in self._int_boxes[i])
+        x, y, w, h = (int(v) for v in self.boxes[i])
         seen_x = np.zeros(W, dtype=bool)
         seen_y = np.zeros(H, dtype=bool)
         seen_x[max(x, 0) : max(min(x + w, W), 0)] = True
         seen_y[max(y, 0) : max(min(y + h, H), 0)] = True
         for occ in self._occluders:
-            p = int(occ.pos[i])
-            a, b = max(p, 0), min(p + occ.thick, W if occ.vertical else H)
+            _, a, b = occ.span(i, self._size)
             if b > a:
                 (seen_x if occ.vertical else seen_y)[a:b] = False
         return bool(seen_x.sum() * seen_y.sum() >= VISIBLE_FRACTION * w * h)
@@ -194,11 +198,10 @@ class SyntheticScene:
         frame = self._bg[py : py + H, px : px + W].copy()
         for patch, dx, dy in self._distractors:
             _paste(frame, patch, int(dx[i]), int(dy[i]))
-        x, y, w, h = (int(v) for v in self._int_boxes[i])
+        x, y, w, h = (int(v) for v in self.boxes[i])
         _paste(frame, cv2.resize(self._target, (w, h), interpolation=cv2.INTER_LINEAR), x, y)
         for occ in self._occluders:
-            p = int(occ.pos[i])
-            a, b = max(p, 0), min(p + occ.thick, W if occ.vertical else H)
+            p, a, b = occ.span(i, self._size)
             if b > a:
                 if occ.vertical:
                     frame[:, a:b] = occ.bar[:, a - p : b - p]

@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "mixformer.cli.benchmark_multi",
     "mixformer.cli.export",
     "mixformer.cli.benchmark",
+    "mixformer.cli.data",
 )
 
 

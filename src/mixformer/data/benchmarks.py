@@ -171,6 +171,8 @@ def read_lasot(root: str | Path, sequences: Iterable[str] | None = None) -> list
     for name in names:
         folder = root / name.rsplit("-", 1)[0] / name
         gt_path = folder / "groundtruth.txt"
+        if not gt_path.is_file() and (folder / "groundtruth_rect.txt").is_file():
+            gt_path = folder / "groundtruth_rect.txt"  # the OTB layout
         gt = read_boxes(gt_path)
         _check_init_box(gt, gt_path)
         img = folder / "img"
@@ -214,6 +216,8 @@ def _read_got10k(root: str | Path, split: str, sequences: Iterable[str] | None) 
     for name, folder in items:
         frames = _image_files(folder, sort="int")
         gt_path = folder / "groundtruth.txt"
+        if not gt_path.is_file() and (folder / "groundtruth_rect.txt").is_file():
+            gt_path = folder / "groundtruth_rect.txt"  # the OTB layout
         gt = read_boxes(gt_path)
         _check_init_box(gt, gt_path)
         visible = None
@@ -337,6 +341,8 @@ def read_tnl2k(root: str | Path, sequences: Iterable[str] | None = None) -> list
     for name, folder in items:
         img_dir, frames = _frames_in(folder, ("imgs", "img"), sort="natural")
         gt_path = folder / "groundtruth.txt"
+        if not gt_path.is_file() and (folder / "groundtruth_rect.txt").is_file():
+            gt_path = folder / "groundtruth_rect.txt"  # the OTB layout
         gt = read_boxes(gt_path)
         _check_init_box(gt, gt_path)
         _check_length(gt, frames, gt_path, img_dir)
@@ -373,6 +379,9 @@ def read_vot(root: str | Path, sequences: Iterable[str] | None = None) -> list[S
 def read_generic(root: str | Path, sequences: Iterable[str] | None = None) -> list[Sequence]:
     """The generic layout: ``[list.txt]``, ``<seq>/[img/]*``, ``<seq>/groundtruth.txt``.
 
+    The OTB layout (``groundtruth_rect.txt`` instead) is read too, so any folder of OTB-style
+    sequences (``mixformer data bench`` writes one) can be evaluated without a table.
+
     ``groundtruth.txt`` holds ``x,y,w,h`` rows (comma, tab or space separated), one per frame.
     An optional ``absence.label`` (one 0/1 per frame, 1 = target absent) gives visibility.
     ``mixformer synth`` writes this layout.
@@ -383,6 +392,8 @@ def read_generic(root: str | Path, sequences: Iterable[str] | None = None) -> li
     for name, folder in items:
         img_dir, frames = _frames_in(folder, ("img",))
         gt_path = folder / "groundtruth.txt"
+        if not gt_path.is_file() and (folder / "groundtruth_rect.txt").is_file():
+            gt_path = folder / "groundtruth_rect.txt"  # the OTB layout
         gt = read_boxes(gt_path)
         _check_init_box(gt, gt_path)
         _check_length(gt, frames, gt_path, img_dir)

@@ -32,6 +32,8 @@ __all__ = [
 
 DATASET_NAMES = (
     "synthetic",
+    "composite",
+    "composite_val",
     "lasot",
     "got10k_vottrain",
     "got10k_votval",
@@ -52,14 +54,22 @@ class TrainConfig:
         model_overrides: :class:`~mixformer.models.ModelConfig` fields to change.
         pretrained: stage 1: ImageNet CvT backbone file (SPEC 3.10), "" for random init.
         stage1_checkpoint: stage 2: the stage-1 checkpoint the network starts from.
+        init_checkpoint: stage 1: a network checkpoint (this project's or a release file) whose
+            backbone and box head the run starts from (fine-tuning; its score module, if any,
+            is dropped). "" for none.
         datasets: training dataset names, sampled with ``dataset_ratio``.
         dataset_ratio: relative sampling weights (empty: uniform).
         val_datasets: validation dataset names (empty: no validation).
         data_roots: dataset name (or family: ``lasot``, ``got10k``, ``trackingnet``, ``coco``,
-            ``generic``) -> root folder.
+            ``generic``, ``corpus``) -> root folder; ``corpus`` is the real-image corpus of
+            ``mixformer data corpus`` that ``composite`` / ``composite_val`` read.
         synthetic_sequences / synthetic_frames / synthetic_size / synthetic_seed: the on-the-fly
             synthetic training set (sequence ``k`` is generated from ``(seed, k)``).
         synthetic_val_seed: seed of the synthetic validation set.
+            The ``synthetic_*`` fields size the ``composite`` datasets too (sequences, frames,
+            frame size, seeds).
+        composite_variant: difficulty of the composited training sequences
+            (``mixformer.data.composite.COMPOSITE_VARIANTS``: ``train``, ``plain``, ``hard``).
         sampler: ``causal`` (stage 1) or ``trident_pro`` (stage 2).
         max_gap: frame gap for sampling; pos_prob: positive-sample probability (stage 2).
         template_factor / template_size / search_factor / search_size: crop geometry.
@@ -86,6 +96,7 @@ class TrainConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     pretrained: str = ""
     stage1_checkpoint: str = ""
+    init_checkpoint: str = ""
     datasets: tuple[str, ...] = ("got10k_vottrain", "lasot", "coco17", "trackingnet")
     dataset_ratio: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
     val_datasets: tuple[str, ...] = ("got10k_votval",)
@@ -95,6 +106,7 @@ class TrainConfig:
     synthetic_size: tuple[int, int] = (240, 320)
     synthetic_seed: int = 1
     synthetic_val_seed: int = 2
+    composite_variant: str = "train"
     sampler: str = "causal"
     max_gap: int = 200
     pos_prob: float = 0.5
@@ -361,6 +373,53 @@ def _s2_tiny() -> TrainConfig:
         lr=4e-4,
         backbone_lr_mult=1.0,
         **{**_TINY, "val_every": 1, "val_samples": 32},
+    )
+
+
+# Real-image fine-tuning of mixformer-tiny (the shipped model): starts from the synthetic stage 1
+# and trains on objects cut from real photos composited over real photos and video frames
+# (`mixformer data corpus` builds the corpus; data_roots.corpus names it).
+_TINY_REAL = {
+    **_TINY,
+    "datasets": ("composite",),
+    "val_datasets": ("composite_val",),
+    "data_roots": {"corpus": "mixformer-corpus"},
+    "synthetic_frames": 40,
+    "synthetic_seed": 11,
+    "synthetic_val_seed": 12,
+}
+
+
+@_preset("tiny-real-stage1")
+def _s1_tiny_real() -> TrainConfig:
+    """CPU scale: fine-tune ``mixformer-tiny``'s backbone and box head on real-image composites."""
+    return TrainConfig(
+        stage=1,
+        init_checkpoint="runs/tiny-synthetic-stage1/model_final.pth",
+        epochs=36,
+        lr_drop_epoch=30,
+        batch_size=16,
+        samples_per_epoch=2400,
+        lr=3e-4,
+        backbone_lr_mult=1.0,
+        **_TINY_REAL,
+    )
+
+
+@_preset("tiny-real-stage2")
+def _s2_tiny_real() -> TrainConfig:
+    """CPU scale stage 2: the score module of ``mixformer-tiny`` on real-image composites."""
+    return TrainConfig(
+        stage=2,
+        sampler="trident_pro",
+        stage1_checkpoint="runs/tiny-real-stage1/model_final.pth",
+        epochs=1,
+        lr_drop_epoch=1,
+        batch_size=16,
+        samples_per_epoch=9600,
+        lr=4e-4,
+        backbone_lr_mult=1.0,
+        **{**_TINY_REAL, "val_every": 1, "val_samples": 32},
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import logging
 import math
 import time
@@ -31,6 +32,7 @@ from mixformer.data.training import (
     build_dataset,
 )
 from mixformer.models import MixFormer, build_model, load_weights
+from mixformer.models.weights import read_checkpoint
 from mixformer.train.checkpoint import (
     capture_rng,
     checkpoint_path,
@@ -93,6 +95,8 @@ def build_network(cfg: TrainConfig) -> MixFormer:
                     "file or set pretrained='' to start from random weights)"
                 )
             load_weights(model, cfg.pretrained)
+        if cfg.init_checkpoint:
+            _load_init(model, cfg.init_checkpoint)
     else:
         model = build_model(cfg.model, **cfg.model_overrides)
         if not cfg.stage1_checkpoint:
@@ -108,6 +112,18 @@ def build_network(cfg: TrainConfig) -> MixFormer:
         )
     set_trainable(model, cfg)
     return model.train()
+
+
+def _load_init(model: MixFormer, path: str) -> None:
+    """Start stage 1 from a network file: backbone and box head, its score module dropped."""
+    if not Path(path).is_file():
+        raise ValueError(f"init_checkpoint {path} not found")
+    ckpt = read_checkpoint(path)
+    if ckpt.kind != "network":
+        raise ValueError(f"init_checkpoint {path}: not a MixFormer network file ({ckpt.kind})")
+    sd = {k: v for k, v in ckpt.state_dict.items() if not k.startswith("score_branch.")}
+    load_weights(model, dataclasses.replace(ckpt, state_dict=sd))
+    log.info("stage 1 starts from %s", path)
 
 
 def _processing(cfg: TrainConfig, train: bool) -> Processing:
@@ -127,7 +143,8 @@ def build_samples(cfg: TrainConfig, train: bool = True) -> TrainingSamples:
         width=w,
         seed=cfg.synthetic_seed if train else cfg.synthetic_val_seed,
     )
-    datasets = [build_dataset(n, cfg.data_roots, synth) for n in names]
+    comp = {**synth, "variant": cfg.composite_variant}
+    datasets = [build_dataset(n, cfg.data_roots, synth, comp) for n in names]
     ratio = cfg.ratio if train else [1.0] * len(datasets)
     sampler = TrackingSampler(
         datasets, ratio, _processing(cfg, train), cfg.sampler, cfg.max_gap, cfg.pos_prob

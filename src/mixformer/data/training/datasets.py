@@ -6,7 +6,8 @@ of frame ids. Frames are uint8 RGB ``(H, W, 3)``; boxes are float64 ``(x, y, w, 
 
 Readers: LaSOT (train split), GOT-10k (train-full / VOT-train / VOT-val splits), TrackingNet
 (``TRAIN_0..11``), COCO 2017 (each non-crowd instance a one-frame sequence), the generic layout
-(``root/<seq>/img/*.jpg`` + ``groundtruth.txt``) and the on-the-fly synthetic generator.
+(``root/<seq>/img/*.jpg`` + ``groundtruth.txt``), the on-the-fly synthetic generator and the
+on-the-fly composites of real photos and video frames (:class:`CompositeTrainDataset`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "CorruptImageError",
     "TrainDataset",
     "SyntheticTrainDataset",
+    "CompositeTrainDataset",
     "LasotTrain",
     "Got10kTrain",
     "TrackingNetTrain",
@@ -142,6 +144,78 @@ class SyntheticTrainDataset(TrainDataset):
         if seq is None:
             rng = np.random.default_rng([self.seed, index])
             seq = make_scene(rng, self.num_frames, *self.size, name=f"synth-{index:05d}")
+            self._cache[index] = seq
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(index)
+        return seq
+
+    def annotation(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        seq = self.sequence(index)
+        return seq.boxes, seq.visible
+
+    def frames(self, index: int, ids: list[int]) -> list[np.ndarray]:
+        seq = self.sequence(index)
+        return [seq.render(i) for i in ids]
+
+
+class CompositeTrainDataset(TrainDataset):
+    """Sequences of :func:`mixformer.data.composite.make_composite_scene` drawn on demand from
+    one split of a real-image corpus (``mixformer data corpus``).
+
+    Sequence ``k`` is drawn from the seed ``(seed, k)``; a few recent scenes are cached and only
+    the frames a sample uses are rendered.
+
+    Args:
+        root: the corpus folder.
+        split: corpus split (``train`` for training, ``val`` for validation).
+        num_sequences / num_frames / height / width / seed: as for the synthetic dataset.
+        variant: :data:`mixformer.data.composite.COMPOSITE_VARIANTS` name.
+        cache: number of scenes kept in memory.
+    """
+
+    is_video = True
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        num_sequences: int = 2000,
+        num_frames: int = 60,
+        height: int = 240,
+        width: int = 320,
+        seed: int = 1,
+        variant: str = "train",
+        cache: int = 8,
+        name: str = "composite",
+    ) -> None:
+        from mixformer.data.composite import Corpus
+
+        if num_sequences < 1:
+            raise ValueError(f"{name}: num_sequences must be >= 1, got {num_sequences}")
+        self.name = name
+        self.corpus = Corpus(root, split)
+        self.num_sequences = num_sequences
+        self.num_frames = num_frames
+        self.size = (height, width)
+        self.seed = seed
+        self.variant = variant
+        self._cache: OrderedDict[int, object] = OrderedDict()
+        self._cache_size = cache
+
+    def __len__(self) -> int:
+        return self.num_sequences
+
+    def sequence(self, index: int):
+        """The :class:`~mixformer.data.composite.CompositeScene` of sequence ``index``."""
+        from mixformer.data.composite import make_composite_scene
+
+        seq = self._cache.get(index)
+        if seq is None:
+            rng = np.random.default_rng([self.seed, index])
+            seq = make_composite_scene(self.corpus, rng, self.variant, self.num_frames,
+                                       *self.size, name=f"comp-{index:05d}")
             self._cache[index] = seq
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -381,6 +455,7 @@ def build_dataset(
     name: str,
     roots: dict[str, str],
     synthetic: dict[str, int] | None = None,
+    composite: dict | None = None,
 ) -> TrainDataset:
     """Construct the dataset called ``name`` in a training config.
 
@@ -390,11 +465,18 @@ def build_dataset(
         roots: dataset name or family (``lasot``, ``got10k``, ``trackingnet``, ``coco``,
             ``generic``) -> folder.
         synthetic: keyword arguments of :class:`SyntheticTrainDataset`.
+        composite: keyword arguments of :class:`CompositeTrainDataset` (``composite`` reads
+            the corpus split ``train``, ``composite_val`` the split ``val``; the corpus folder
+            is ``roots["corpus"]``).
     Raises:
         ValueError: unknown name, missing root, or no usable sequences.
     """
     if name == "synthetic":
         return SyntheticTrainDataset(**(synthetic or {}))
+    if name in ("composite", "composite_val"):
+        split = "val" if name == "composite_val" else "train"
+        return CompositeTrainDataset(_require_root(roots.get("corpus"), "corpus"), split,
+                                     name=name, **(composite or {}))
     if name == "lasot":
         return LasotTrain(_root(roots, name, "lasot"))
     if name.startswith("got10k_"):

@@ -1,0 +1,78 @@
+"""``mixformer data corpus | bench``: the real-image corpus and benchmarks composited from it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger("mixformer.data")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "data",
+        help="build the real-image training corpus, or benchmarks composited from it",
+        description="Training material from Debian packages (real photos and videos), offline "
+        "from the package registry only.",
+    )
+    dsub = p.add_subparsers(dest="data_command", metavar="WHAT")
+    c = dsub.add_parser(
+        "corpus",
+        help="fetch the photo/video packages and write the corpus",
+        description="Fetch the packages with 'apt-get download' (or take the .deb files in "
+        "--debs), unpack them with dpkg -x (nothing is installed), downscale the photos and "
+        "video frames, record each file's package and copyright file, and split by source image "
+        "into train / val / test (deterministic). Packages: "
+        + ", ".join(s.package for s in _sources()),
+    )
+    c.add_argument("--out", type=Path, default=Path("mixformer-corpus"), help="corpus folder")
+    c.add_argument("--debs", type=Path, default=None,
+                   help="folder of .deb files (missing ones are downloaded into it; default "
+                   "OUT/debs)")
+    c.add_argument("--max-side", type=int, default=640, help="longest side of stored photos")
+    c.set_defaults(func=run_corpus)
+    b = dsub.add_parser(
+        "bench",
+        help="write a benchmark of composited sequences (OTB layout) from one corpus split",
+        description="Objects cut from the split's photos moving over its photos and videos. "
+        "Evaluate it with 'mixformer evaluate --dataset generic --root OUT'.",
+    )
+    b.add_argument("--corpus", type=Path, default=Path("mixformer-corpus"), help="corpus folder")
+    b.add_argument("--out", type=Path, required=True, help="benchmark folder")
+    b.add_argument("--variant", default="plain", choices=("plain", "hard", "train"))
+    b.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="corpus split the images come from (test: never used in training)")
+    b.add_argument("--sequences", type=int, default=30)
+    b.add_argument("--frames", type=int, default=100)
+    b.add_argument("--seed", type=int, default=2024)
+    b.set_defaults(func=run_bench)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _sources():
+    from mixformer.data.corpus import DEFAULT_SOURCES
+
+    return DEFAULT_SOURCES
+
+
+def run_corpus(args: argparse.Namespace) -> int:
+    from mixformer.data.corpus import build_corpus
+
+    manifest = build_corpus(args.out, deb_dir=args.debs, max_side=args.max_side)
+    entries = manifest["entries"]
+    for split in ("train", "val", "test"):
+        n_img = sum(e["split"] == split and e["kind"] == "image" for e in entries)
+        n_vid = sum(e["split"] == split and e["kind"] == "video" for e in entries)
+        log.info("%s: %d photos, %d videos", split, n_img, n_vid)
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from mixformer.data.composite import write_composite_benchmark
+
+    if args.sequences < 1 or args.frames < 2:
+        raise ValueError("need --sequences >= 1 and --frames >= 2")
+    write_composite_benchmark(args.corpus, args.out, args.variant, args.split, args.sequences,
+                              args.frames, args.seed)
+    return 0

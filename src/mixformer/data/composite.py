@@ -1,0 +1,646 @@
+"""Tracking sequences composited from real photographs and real video frames.
+
+An object cut from a real photo (a random crop with an irregular mask: ellipse, polygon, blob or
+rectangle) moves over a real background: a photo seen by a moving camera (pan, zoom, roll) or
+consecutive frames of a real video. Per frame the object is scaled, stretched, rotated in plane
+and seen in perspective (one homography per frame), lit differently, blurred along its motion,
+sometimes jumps (abrupt motion), passes behind occluders cut from other photos (partial and
+full occlusion) and is crossed by look-alike distractors (tinted, rescaled copies of itself,
+drawn *behind* it). Frames are JPEG-compressed and noisy.
+
+Ground truth: ``boxes[i]`` is the tight ``(x, y, w, h)`` box of the whole object's mask after
+the frame's homography (the transformed mask contour), so it stays the object's box while the
+object is occluded or partly outside the image; distractors and occluders never change it.
+``visible[i]`` is False when less than :data:`VISIBLE_FRACTION` of the object's mask is seen.
+
+Everything about a sequence is drawn once by :func:`make_composite_scene` from a seed;
+:meth:`CompositeScene.render` draws any frame on demand (the same pixels every call), which is
+what training needs (3 frames per sample). :func:`write_composite_benchmark` writes held-out
+benchmarks in the OTB layout.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from mixformer.data.corpus import load_manifest
+from mixformer.data.io import format_boxes
+from mixformer.utils import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "COMPOSITE_VARIANTS",
+    "CompositeConfig",
+    "CompositeScene",
+    "Corpus",
+    "make_composite_scene",
+    "write_composite_benchmark",
+]
+
+VISIBLE_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class CompositeConfig:
+    """How hard a composited sequence is (each field a probability or an amplitude).
+
+    Attributes:
+        name: variant name.
+        video_prob: probability that the background is a real video (else a photo + camera).
+        rect_prob: probability of a rectangular object mask (else irregular).
+        size: ``(lo, hi)`` object side ``sqrt(w*h)`` as a fraction of the shorter frame side.
+        scale_amp / aspect_amp: amplitude of the log scale / log aspect change over a sequence.
+        rotation: amplitude of in-plane rotation in degrees.
+        perspective: amplitude of the corner displacement (fraction of the object side).
+        speed: typical object speed in object sides per frame.
+        camera: amplitude of the camera's pan / zoom / roll.
+        abrupt_prob: probability per sequence of abrupt jumps (1-3 of them).
+        blur_prob: probability per sequence of motion blur.
+        occluder_prob: probability per sequence of occluders crossing the object.
+        full_occlusion_prob: probability that an occluder covers the whole object.
+        distractor_prob: probability per sequence of look-alike distractors (1-2).
+        illumination: amplitude of the brightness change (gain), abrupt changes when ``hard``.
+        jpeg: ``(lo, hi)`` JPEG quality.
+        noise: maximum Gaussian noise sigma (grey levels).
+    """
+
+    name: str
+    video_prob: float = 0.3
+    rect_prob: float = 0.35
+    size: tuple[float, float] = (0.12, 0.3)
+    scale_amp: float = 0.25
+    aspect_amp: float = 0.1
+    rotation: float = 10.0
+    perspective: float = 0.05
+    speed: float = 0.06
+    camera: float = 0.5
+    abrupt_prob: float = 0.0
+    blur_prob: float = 0.1
+    occluder_prob: float = 0.2
+    full_occlusion_prob: float = 0.0
+    distractor_prob: float = 0.15
+    illumination: float = 0.1
+    jpeg: tuple[int, int] = (75, 95)
+    noise: float = 3.0
+
+
+#: The variants: ``plain`` and ``hard`` held-out benchmarks, ``train`` (covers both and more).
+COMPOSITE_VARIANTS: dict[str, CompositeConfig] = {
+    "plain": CompositeConfig("plain"),
+    "hard": CompositeConfig(
+        "hard",
+        video_prob=0.5,
+        size=(0.1, 0.28),
+        scale_amp=0.45,
+        aspect_amp=0.25,
+        rotation=45.0,
+        perspective=0.2,
+        speed=0.09,
+        camera=1.0,
+        abrupt_prob=0.6,
+        blur_prob=0.7,
+        occluder_prob=0.8,
+        full_occlusion_prob=0.6,
+        distractor_prob=0.8,
+        illumination=0.3,
+        jpeg=(35, 85),
+        noise=8.0,
+    ),
+    "train": CompositeConfig(
+        "train",
+        video_prob=0.4,
+        size=(0.08, 0.32),
+        scale_amp=0.4,
+        aspect_amp=0.2,
+        rotation=35.0,
+        perspective=0.15,
+        speed=0.08,
+        camera=0.8,
+        abrupt_prob=0.35,
+        blur_prob=0.45,
+        occluder_prob=0.55,
+        full_occlusion_prob=0.35,
+        distractor_prob=0.55,
+        illumination=0.25,
+        jpeg=(35, 95),
+        noise=8.0,
+    ),
+}
+
+
+class Corpus:
+    """The images and videos of one split of a corpus built by :func:`mixformer.data.corpus.
+    build_corpus`, read lazily (photos are cached once read).
+
+    Args:
+        root: the corpus folder (with ``manifest.json``).
+        split: ``train``, ``val``, ``test`` or ``all``.
+
+    Raises:
+        ValueError: no manifest, or the split has no photo.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train") -> None:
+        self.root = Path(root)
+        entries = load_manifest(self.root)["entries"]
+        if split != "all":
+            entries = [e for e in entries if e["split"] == split]
+        self.split = split
+        self.images = sorted(e["path"] for e in entries if e["kind"] == "image")
+        self.videos = sorted((e["path"], int(e["frames"])) for e in entries if e["kind"] == "video")
+        if not self.images:
+            raise ValueError(f"{self.root}: the {split!r} split has no photo")
+        self._read = lru_cache(maxsize=256)(self._read_uncached)
+
+    def _read_uncached(self, rel: str) -> np.ndarray:
+        img = cv2.imread(str(self.root / rel), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"{self.root / rel}: cannot read image")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+    def image(self, k: int) -> np.ndarray:
+        """Photo ``k`` as ``(H, W, 3)`` uint8 RGB."""
+        return self._read(self.images[k])
+
+    def video_frame(self, v: int, i: int) -> np.ndarray:
+        """Frame ``i`` (0-based) of video ``v`` as ``(H, W, 3)`` uint8 RGB (not cached)."""
+        return self._read_uncached(f"{self.videos[v][0]}/{i + 1:05d}.jpg")
+
+
+# --------------------------------------------------------------------------- drawing helpers
+
+
+def _smooth(rng: np.random.Generator, T: int, amp: float, cycles: float = 1.0) -> np.ndarray:
+    """``(T,)`` smooth random curve in about ``[-amp, amp]`` starting at 0."""
+    t = np.linspace(0, 1, T)
+    f1, f2 = rng.uniform(0.3, 1.0) * cycles, rng.uniform(1.0, 2.5) * cycles
+    p1, p2 = rng.uniform(0, 2 * np.pi, 2)
+    c = 0.7 * np.sin(2 * np.pi * f1 * t + p1) + 0.3 * np.sin(2 * np.pi * f2 * t + p2)
+    return amp * (c - c[0])
+
+
+def _mask(rng: np.random.Generator, h: int, w: int, rect_prob: float) -> np.ndarray:
+    """``(h, w)`` uint8 mask (0/255) touching all four borders of the patch."""
+    kind = "rect" if rng.random() < rect_prob else rng.choice(["ellipse", "polygon", "blob"])
+    m = np.zeros((h, w), np.uint8)
+    if kind == "rect":
+        m[:] = 255
+    elif kind == "ellipse":
+        cv2.ellipse(m, (w // 2, h // 2), (max(w // 2 - 1, 1), max(h // 2 - 1, 1)), 0, 0, 360, 255, -1)
+    elif kind == "polygon":
+        n = int(rng.integers(5, 11))
+        ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+        rad = rng.uniform(0.55, 1.0, n)
+        pts = np.stack([np.cos(ang) * rad, np.sin(ang) * rad], 1)
+        pts = (pts - pts.min(0)) / np.maximum(pts.max(0) - pts.min(0), 1e-6)
+        pts = np.round(pts * [w - 1, h - 1]).astype(np.int32)
+        cv2.fillPoly(m, [pts], 255)
+    else:
+        g = rng.random((5, 5)).astype(np.float32)
+        g = cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC)
+        yy, xx = np.mgrid[0:h, 0:w]
+        r = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2
+        m[(1.0 - r + 0.5 * (g - 0.5)) > 0.25] = 255
+    ys, xs = np.nonzero(m)
+    if len(xs) < 16:
+        m[:] = 255
+        return m
+    crop = m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return cv2.resize(crop, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def _contour(mask: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` float64 outline of the mask's largest region, in pixel-edge coordinates."""
+    cs, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    c = max(cs, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
+    # Pixel centres -> the outer edges of the border pixels, so the box is the mask's extent.
+    centre = c.mean(0)
+    return c + 0.5 + 0.5 * np.sign(c - centre)
+
+
+def _cut(rng: np.random.Generator, img: np.ndarray, side: int, aspect: float):
+    """A ``(h, w, 3)`` patch of ``img`` with about ``side`` px and aspect ``w/h``."""
+    H, W = img.shape[:2]
+    w = int(np.clip(side * np.sqrt(aspect), 12, W - 2))
+    h = int(np.clip(side / np.sqrt(aspect), 12, H - 2))
+    best, best_energy = None, -1.0
+    for _ in range(3):  # prefer textured cuts: flat sky or wall makes a featureless object
+        x = int(rng.integers(0, W - w + 1))
+        y = int(rng.integers(0, H - h + 1))
+        cut = img[y : y + h, x : x + w]
+        energy = float(cut[::2, ::2].std())
+        if energy > best_energy:
+            best, best_energy = cut, energy
+    return best.copy()
+
+
+def _homography(cx, cy, sx, sy, rot_deg, persp: np.ndarray, w: int, h: int) -> np.ndarray:
+    """3x3 map from patch pixels to frame pixels: perspective, scale, rotation, translation."""
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = src + persp.reshape(4, 2).astype(np.float32) * np.float32([w, h])
+    P = cv2.getPerspectiveTransform(src, dst).astype(np.float64)
+    C = np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1.0]])
+    S = np.diag([sx, sy, 1.0])
+    a = np.deg2rad(rot_deg)
+    R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
+    T = np.array([[1, 0, cx], [0, 1, cy], [0, 0, 1.0]])
+    return T @ R @ S @ C @ P
+
+
+def _apply(Hm: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    q = np.c_[pts, np.ones(len(pts))] @ Hm.T
+    return q[:, :2] / q[:, 2:3]
+
+
+@dataclass
+class _Layer:
+    """A masked patch with one homography per frame (object, distractor or occluder)."""
+
+    patch: np.ndarray  # (h, w, 3) uint8
+    alpha: np.ndarray  # (h, w) float32 in [0, 1], slightly feathered
+    contour: np.ndarray  # (N, 2) patch coordinates
+    H: np.ndarray  # (T, 3, 3)
+    gain: np.ndarray  # (T,) brightness factor of this layer
+    active: np.ndarray  # (T,) bool: drawn in that frame
+
+    def draw(self, frame: np.ndarray, i: int, cover: np.ndarray | None = None) -> None:
+        """Blend the layer into ``frame`` (float32, in place); add its alpha to ``cover``."""
+        if not self.active[i]:
+            return
+        Hf, Wf = frame.shape[:2]
+        pts = _apply(self.H[i], self.contour)
+        x1, y1 = np.floor(pts.min(0)).astype(int) - 2
+        x2, y2 = np.ceil(pts.max(0)).astype(int) + 2
+        x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, Wf), min(y2, Hf)
+        if x2 <= x1 or y2 <= y1:
+            return
+        M = np.array([[1, 0, -x1], [0, 1, -y1], [0, 0, 1.0]]) @ self.H[i]
+        size = (x2 - x1, y2 - y1)
+        p = cv2.warpPerspective(self.patch, M, size, flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+        a = cv2.warpPerspective(self.alpha, M, size, flags=cv2.INTER_LINEAR)[..., None]
+        roi = frame[y1:y2, x1:x2]
+        roi *= 1 - a
+        roi += a * (p.astype(np.float32) * self.gain[i])
+        if cover is not None:
+            c = cover[y1:y2, x1:x2]
+            np.maximum(c, a[..., 0], out=c)
+
+
+def _layer(rng, patch, rect_prob, H, gain, active) -> _Layer:
+    h, w = patch.shape[:2]
+    m = _mask(rng, h, w, rect_prob)
+    alpha = cv2.GaussianBlur(m.astype(np.float32) / 255, (3, 3), 0.6) if min(h, w) > 8 else (
+        m.astype(np.float32) / 255
+    )
+    alpha = np.where(m > 0, np.maximum(alpha, 0.5), np.minimum(alpha, 0.49)).astype(np.float32)
+    return _Layer(patch, alpha, _contour(m), H, gain, active)
+
+
+def _path(rng, T, W, H, speed_px, abrupt: int) -> np.ndarray:
+    """``(T, 2)`` object centre: a smoothed random walk with momentum, bounced off the borders,
+    plus ``abrupt`` sudden jumps."""
+    pos = np.zeros((T, 2))
+    pos[0] = [rng.uniform(0.3, 0.7) * W, rng.uniform(0.3, 0.7) * H]
+    v = rng.normal(0, 1, 2)
+    v = v / (np.linalg.norm(v) + 1e-9) * speed_px * rng.uniform(0.3, 1.2)
+    jumps = set(rng.choice(np.arange(3, T), size=min(abrupt, max(T - 3, 0)), replace=False).tolist()) if T > 4 else set()
+    lo, hi = np.array([0.08 * W, 0.08 * H]), np.array([0.92 * W, 0.92 * H])
+    for i in range(1, T):
+        v = 0.9 * v + rng.normal(0, 0.35 * speed_px, 2)
+        n = np.linalg.norm(v)
+        if n > 2.5 * speed_px:
+            v *= 2.5 * speed_px / n
+        p = pos[i - 1] + v
+        if i in jumps:
+            p = p + rng.choice([-1, 1], 2) * rng.uniform(6, 12, 2) * speed_px
+        for d in range(2):
+            if p[d] < lo[d]:
+                p[d], v[d] = 2 * lo[d] - p[d], abs(v[d])
+            elif p[d] > hi[d]:
+                p[d], v[d] = 2 * hi[d] - p[d], -abs(v[d])
+        pos[i] = np.clip(p, lo, hi)
+    return pos
+
+
+class CompositeScene:
+    """A composited sequence whose frames are rendered on demand.
+
+    Attributes:
+        name: sequence name.
+        boxes: ``(T, 4)`` float64 ``(x, y, w, h)`` tight boxes of the whole object.
+        visible: ``(T,)`` bool, False when less than half of the object's mask is seen.
+        visible_fraction: ``(T,)`` float64, the fraction of the object's mask that is seen.
+    """
+
+    def __init__(self, name, size, background, target, below, above, gain, blur, jpeg, noise,
+                 noise_seed) -> None:
+        self.name = name
+        self._size = size
+        self._background = background  # callable i -> (H, W, 3) uint8
+        self._target, self._below, self._above = target, below, above
+        self._gain, self._blur, self._jpeg, self._noise = gain, blur, jpeg, noise
+        self._noise_seed = noise_seed
+        T = len(target.H)
+        Hf, Wf = size
+        boxes = np.zeros((T, 4))
+        frac = np.zeros(T)
+        area0 = cv2.contourArea(target.contour.astype(np.float32))
+        for i in range(T):
+            pts = _apply(target.H[i], target.contour)
+            x1, y1 = pts.min(0)
+            x2, y2 = pts.max(0)
+            boxes[i] = [x1, y1, x2 - x1, y2 - y1]
+            # Visible fraction on a coarse raster of the outlines (occluders as polygons).
+            area = max(cv2.contourArea(pts.astype(np.float32)), 1e-6)
+            seen = np.zeros((Hf, Wf), np.uint8)
+            cv2.fillPoly(seen, [np.round(pts).astype(np.int32)], 1)
+            for occ in above:
+                if occ.active[i]:
+                    q = np.round(_apply(occ.H[i], occ.contour)).astype(np.int32)
+                    cv2.fillPoly(seen, [q], 0)
+            frac[i] = min(float(seen.sum()) / area, 1.0) if area0 > 0 else 0.0
+        self.boxes = boxes
+        self.visible_fraction = frac
+        self.visible = frac >= VISIBLE_FRACTION
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def render(self, i: int, with_alpha: bool = False):
+        """Frame ``i`` as ``(H, W, 3)`` uint8 RGB (the same pixels every call).
+
+        With ``with_alpha`` also returns the object's ``(H, W)`` float32 alpha in the frame
+        before occluders (for tests)."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"frame {i} out of range for {len(self)} frames")
+        frame = self._background(i).astype(np.float32)
+        for layer in self._below:
+            layer.draw(frame, i)
+        alpha = np.zeros(frame.shape[:2], np.float32) if with_alpha else None
+        self._target.draw(frame, i, alpha)
+        for layer in self._above:
+            layer.draw(frame, i)
+        frame *= self._gain[i]
+        k, ang = int(self._blur[i][0]), float(self._blur[i][1])
+        if k >= 3:
+            kern = np.zeros((k, k), np.float32)
+            c = (k - 1) / 2
+            dx, dy = np.cos(ang) * c, np.sin(ang) * c
+            cv2.line(kern, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0, 1)
+            frame = cv2.filter2D(frame, -1, kern / kern.sum())
+        if self._noise > 0:
+            g = np.random.default_rng([self._noise_seed, i])
+            frame += g.normal(0, self._noise, frame.shape[:2] + (1,)).astype(np.float32)
+        out = np.clip(frame, 0, 255).astype(np.uint8)
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(self._jpeg[i])])
+        out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # channel order is kept as is
+        return (out, alpha) if with_alpha else out
+
+
+def _photo_background(rng, img: np.ndarray, T: int, H: int, W: int, camera: float):
+    """Callable ``i -> frame``: a moving camera over a photo (pan, zoom, roll)."""
+    ih, iw = img.shape[:2]
+    zoom0 = max(H / ih, W / iw) * rng.uniform(1.05, 1.6)  # frame pixels per photo pixel
+    zoom = zoom0 * np.exp(_smooth(rng, T, 0.15 * camera))
+    roll = _smooth(rng, T, 4.0 * camera)
+    pan_x = _smooth(rng, T, 0.25 * camera, 0.7)
+    pan_y = _smooth(rng, T, 0.2 * camera, 0.7)
+    cx0, cy0 = iw / 2 + rng.uniform(-0.1, 0.1) * iw, ih / 2 + rng.uniform(-0.1, 0.1) * ih
+    mats = []
+    for i in range(T):
+        z = zoom[i]
+        cx = np.clip(cx0 + pan_x[i] * iw, W / (2 * z), iw - W / (2 * z))
+        cy = np.clip(cy0 + pan_y[i] * ih, H / (2 * z), ih - H / (2 * z))
+        M = cv2.getRotationMatrix2D((float(cx), float(cy)), float(roll[i]), float(z))
+        M[:, 2] += [W / 2 - cx, H / 2 - cy]
+        mats.append(M)
+
+    def frame(i: int) -> np.ndarray:
+        return cv2.warpAffine(img, mats[i], (W, H), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REFLECT_101)
+
+    return frame
+
+
+def _video_background(rng, corpus: Corpus, T: int, H: int, W: int):
+    v = int(rng.integers(len(corpus.videos)))
+    n = corpus.videos[v][1]
+    stride = int(rng.integers(1, 3)) if n > 2 * T else 1
+    start = int(rng.integers(0, max(n - stride * (T - 1), 1)))
+    flip = bool(rng.random() < 0.5)
+
+    def frame(i: int) -> np.ndarray:
+        f = corpus.video_frame(v, min(start + stride * i, n - 1))
+        fh, fw = f.shape[:2]
+        s = max(H / fh, W / fw)
+        f = cv2.resize(f, (max(W, round(fw * s)), max(H, round(fh * s))),
+                       interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        y0, x0 = (f.shape[0] - H) // 2, (f.shape[1] - W) // 2
+        f = f[y0 : y0 + H, x0 : x0 + W]
+        return f[:, ::-1] if flip else f
+
+    return frame
+
+
+def make_composite_scene(
+    corpus: Corpus,
+    seed: int | np.random.Generator,
+    config: CompositeConfig | str = "train",
+    num_frames: int = 100,
+    height: int = 288,
+    width: int = 384,
+    name: str = "composite",
+    omit: tuple[str, ...] = (),
+) -> CompositeScene:
+    """Draw one composited sequence (frames are rendered by :meth:`CompositeScene.render`).
+
+    Args:
+        corpus: the photos and videos to draw from (one split).
+        seed: integer seed or a ``numpy.random.Generator`` (advanced in place).
+        config: a :class:`CompositeConfig` or a name of :data:`COMPOSITE_VARIANTS`.
+        num_frames: ``T >= 2``.
+        height / width: frame size ``H x W`` (>= 64).
+        name: the sequence name.
+        omit: layers drawn (the random stream is the same) but left out of the scene:
+            ``"distractors"``, ``"occluders"``; for ablations and tests.
+
+    Frame 0 shows the whole object unoccluded, inside the image.
+    """
+    if isinstance(config, str):
+        if config not in COMPOSITE_VARIANTS:
+            raise ValueError(f"unknown composite variant {config!r}: {sorted(COMPOSITE_VARIANTS)}")
+        config = COMPOSITE_VARIANTS[config]
+    if num_frames < 2 or height < 64 or width < 64:
+        raise ValueError(f"need >= 2 frames of at least 64x64, got {num_frames} x {height}x{width}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    cfg, T, Hf, Wf = config, num_frames, height, width
+    n_img = len(corpus.images)
+
+    if corpus.videos and rng.random() < cfg.video_prob:
+        background = _video_background(rng, corpus, T, Hf, Wf)
+    else:
+        background = _photo_background(rng, corpus.image(int(rng.integers(n_img))), T, Hf, Wf,
+                                       cfg.camera)
+
+    # The object: a cut from a photo, about `side` px in the source, `base` px in the frame.
+    src = corpus.image(int(rng.integers(n_img)))
+    base = rng.uniform(*cfg.size) * min(Hf, Wf)
+    aspect0 = float(np.exp(rng.uniform(-0.7, 0.7)))
+    patch = _cut(rng, src, int(rng.uniform(0.6, 1.4) * max(base, 24)), aspect0)
+    ph, pw = patch.shape[:2]
+    scale = base / np.sqrt(ph * pw) * np.exp(_smooth(rng, T, cfg.scale_amp))
+    aspect = np.exp(_smooth(rng, T, cfg.aspect_amp))
+    rot = _smooth(rng, T, cfg.rotation) + (rng.uniform(-1, 1) * cfg.rotation * 0.3)
+    persp = np.stack([_smooth(rng, T, cfg.perspective) for _ in range(8)], 1)
+    abrupt = int(rng.integers(1, 4)) if rng.random() < cfg.abrupt_prob else 0
+    centre = _path(rng, T, Wf, Hf, cfg.speed * base, abrupt)
+    tgain = 1.0 + _smooth(rng, T, cfg.illumination * 0.5)
+    Hs = np.stack([
+        _homography(centre[i, 0], centre[i, 1], scale[i] * np.sqrt(aspect[i]),
+                    scale[i] / np.sqrt(aspect[i]), rot[i], persp[i], pw, ph)
+        for i in range(T)
+    ])
+    target = _layer(rng, patch, cfg.rect_prob, Hs, tgain, np.ones(T, bool))
+    # Frame 0 must show the whole object: shift every frame so frame 0 is inside with a margin.
+    pts0 = _apply(Hs[0], target.contour)
+    (x1, y1), (x2, y2) = pts0.min(0), pts0.max(0)
+    dx = max(2 - x1, 0) + min(Wf - 2 - x2, 0)
+    dy = max(2 - y1, 0) + min(Hf - 2 - y2, 0)
+    target.H = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]]) @ target.H
+    centre = centre + [dx, dy]
+
+    # Distractors: tinted, rescaled copies of the object crossing its path, drawn behind it.
+    below = []
+    if rng.random() < cfg.distractor_prob:
+        for _ in range(int(rng.integers(1, 3))):
+            tint = np.clip(rng.uniform(0.75, 1.25, 3), 0, 2).astype(np.float32)
+            d_patch = np.clip(patch.astype(np.float32) * tint, 0, 255).astype(np.uint8)
+            s = rng.uniform(0.75, 1.25)
+            t0 = rng.uniform(0.2, 0.8) * T
+            off = rng.normal(0, 1, 2)
+            off = off / (np.linalg.norm(off) + 1e-9)
+            sweep = (np.arange(T) - t0) / (T * rng.uniform(0.15, 0.4))
+            miss = rng.uniform(0.4, 1.2) * base * np.array([-off[1], off[0]])
+            rel = sweep[:, None] * off * 2.5 * base + miss
+            d_rot = rot + rng.uniform(-20, 20)
+            Hd = np.stack([
+                _homography(centre[i, 0] + rel[i, 0], centre[i, 1] + rel[i, 1],
+                            s * scale[i] * np.sqrt(aspect[i]), s * scale[i] / np.sqrt(aspect[i]),
+                            d_rot[i], persp[i], pw, ph)
+                for i in range(T)
+            ])
+            dgain = tgain * rng.uniform(0.8, 1.2)
+            below.append(_Layer(d_patch, target.alpha, target.contour, Hd, dgain, np.ones(T, bool)))
+
+    # Occluders: patches of other photos sweeping over the object (after frame 0).
+    above = []
+    if rng.random() < cfg.occluder_prob:
+        n_occ = int(rng.integers(1, 3))
+        for k in range(n_occ):
+            full = k == 0 and rng.random() < cfg.full_occlusion_prob
+            side = base * (rng.uniform(1.7, 2.5) if full else rng.uniform(0.5, 1.1))
+            o_patch = _cut(rng, corpus.image(int(rng.integers(n_img))), int(max(side, 16)),
+                           float(np.exp(rng.uniform(-0.4, 0.4))))
+            oh, ow = o_patch.shape[:2]
+            t0 = rng.uniform(0.25, 0.8) * T
+            dur = T * rng.uniform(0.08, 0.25)
+            off = rng.normal(0, 1, 2)
+            off = off / (np.linalg.norm(off) + 1e-9)
+            sweep = np.clip((np.arange(T) - t0) / dur, -1.5, 1.5)
+            miss = 0.0 if full else rng.uniform(-0.5, 0.5) * base
+            rel = sweep[:, None] * off * 1.5 * (side + base) + miss * np.array([-off[1], off[0]])
+            active = np.abs(np.arange(T) - t0) < 1.5 * dur
+            active[0] = False
+            o_rot = rng.uniform(-30, 30)
+            Ho = np.stack([
+                _homography(centre[i, 0] + rel[i, 0], centre[i, 1] + rel[i, 1],
+                            side / np.sqrt(oh * ow) * 1.0, side / np.sqrt(oh * ow), o_rot,
+                            np.zeros(8), ow, oh)
+                for i in range(T)
+            ])
+            layer = _layer(rng, o_patch, 0.5 if full else 0.3, Ho, np.ones(T), active)
+            if full:  # a full occluder is solid: an ellipse or rectangle covering the object
+                layer.alpha = np.ones_like(layer.alpha)
+                layer.contour = np.array([[0, 0], [ow, 0], [ow, oh], [0, oh]], np.float64)
+            above.append(layer)
+
+    gain = 1.0 + _smooth(rng, T, cfg.illumination)
+    if cfg.illumination >= 0.25 and rng.random() < 0.5:  # an abrupt light change
+        t = int(rng.integers(T // 3, T))
+        gain[t:] *= rng.uniform(0.6, 1.4)
+    blur = np.zeros((T, 2))
+    if rng.random() < cfg.blur_prob:
+        vel = np.diff(centre, axis=0, prepend=centre[:1])
+        for i in range(1, T):
+            speed = float(np.linalg.norm(vel[i]))
+            k = int(min(2 * round(speed * rng.uniform(0.4, 0.9)) + 1, 15))
+            blur[i] = [k, np.arctan2(vel[i, 1], vel[i, 0])]
+    jpeg = rng.integers(cfg.jpeg[0], cfg.jpeg[1] + 1, T)
+    noise = float(rng.uniform(0, cfg.noise))
+    unknown = set(omit) - {"distractors", "occluders"}
+    if unknown:
+        raise ValueError(f"omit: unknown layers {sorted(unknown)}")
+    below = [] if "distractors" in omit else below
+    above = [] if "occluders" in omit else above
+    return CompositeScene(
+        name, (Hf, Wf), background, target, below, above, gain, blur, jpeg, noise,
+        int(rng.integers(2**31)),
+    )
+
+
+def write_composite_benchmark(
+    corpus_root: str | Path,
+    out: str | Path,
+    variant: str = "plain",
+    split: str = "test",
+    num_sequences: int = 30,
+    num_frames: int = 100,
+    seed: int = 2024,
+    height: int = 288,
+    width: int = 384,
+    progress: bool = True,
+) -> list[Path]:
+    """Write a held-out benchmark of composited sequences in the OTB layout.
+
+    ``out/<name>/img/0001.jpg ...`` and ``out/<name>/groundtruth_rect.txt`` (comma ``x,y,w,h``,
+    two decimals), plus ``out/list.txt``; ``mixformer evaluate --dataset generic --root OUT``
+    runs it. Sequence ``k`` is named ``<variant>-KKK`` and drawn from seed ``(seed, k)``.
+
+    Args:
+        corpus_root: a corpus built by ``mixformer data corpus``.
+        out: output folder.
+        variant: ``plain`` or ``hard`` (or ``train``).
+        split: the corpus split the images come from (``test``: never used in training).
+        num_sequences / num_frames / seed / height / width: benchmark size and seed.
+        progress: show a progress bar.
+    """
+    corpus = Corpus(corpus_root, split)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    folders = []
+    for k in tqdm(range(num_sequences), desc=f"bench {variant}", unit="seq", disable=not progress):
+        name = f"{variant}-{k:03d}"
+        scene = make_composite_scene(corpus, np.random.default_rng([seed, k]), variant,
+                                     num_frames, height, width, name)
+        folder = out / name
+        (folder / "img").mkdir(parents=True, exist_ok=True)
+        for i in range(len(scene)):
+            path = folder / "img" / f"{i + 1:04d}.jpg"
+            if not cv2.imwrite(str(path), cv2.cvtColor(scene.render(i), cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, 95]):
+                raise OSError(f"cannot write {path}")
+        atomic_write_text(folder / "groundtruth_rect.txt",
+                          format_boxes(np.round(scene.boxes, 2), ",", integer=False))
+        folders.append(folder)
+    atomic_write_text(out / "list.txt", "".join(f.name + "\n" for f in folders))
+    log.info("wrote %d %s sequences to %s", len(folders), variant, out)
+    return folders

@@ -1,8 +1,11 @@
-"""Shared fixtures: the reference material in ``../shared`` and small model configs."""
+"""Shared fixtures: the reference vectors in ``tests/data/reference`` and small model configs."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import lzma
 import os
 from pathlib import Path
 
@@ -13,9 +16,9 @@ import torch
 
 from mixformer.models import ModelConfig
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-SPEC = SHARED / "spec"
-VECTORS = SPEC / "vectors"
+# The reference implementation's outputs on a small configuration, stored compactly in the
+# repository (tests/data/reference/build.py says how they were derived), so they run anywhere.
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference"
 
 # A micro member of the architecture (64 px template, 128 px search) for fast tracker tests:
 # ``build_model("mixformer-tiny", **MICRO)``.
@@ -66,32 +69,53 @@ def vector_config(raw: dict) -> ModelConfig:
     )
 
 
-@pytest.fixture(scope="session")
-def spec_dir() -> Path:
-    if not SPEC.is_dir():
-        pytest.skip(f"reference material not found at {SPEC}")
-    return SPEC
+def _reference_inputs(seed: int, digest: str) -> dict[str, torch.Tensor]:
+    """The joint-forward inputs of ``network_small.pt``, redrawn from their seed and checked."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = {"template": (2, 3, 128, 128), "online_template": (2, 3, 128, 128)}
+    shapes["search"] = (2, 3, 320, 320)
+    inputs = {k: torch.randn(*shape, generator=gen) for k, shape in shapes.items()}
+    h = hashlib.sha256()
+    for t in inputs.values():
+        h.update(t.numpy().tobytes())
+    if h.hexdigest() != digest:
+        pytest.fail(f"torch.randn with seed {seed} no longer draws the reference inputs")
+    return inputs
 
 
 @pytest.fixture(scope="session")
-def network_vectors(spec_dir: Path) -> dict:
-    return torch.load(VECTORS / "network_small.pt", weights_only=True)
+def network_vectors() -> dict:
+    """``network_small.pt`` of the reference vectors, with the inputs the compact file omits."""
+    vec = torch.load(REFERENCE / "network_small.pt", weights_only=True)
+    i = _reference_inputs(vec.pop("input_seed"), vec.pop("input_sha256"))
+    feats = vec["backbone_features"]
+    vec["inputs"] = i
+    vec["cached"].update(
+        template=i["template"][:1],
+        online_templates=torch.stack([i["online_template"][0], i["template"][1]]),
+        search=i["search"][:1],
+    )
+    vec["score_module"].update(
+        search_features=feats["stage2_search"], template_features=feats["stage2_template"]
+    )
+    return vec
 
 
 @pytest.fixture(scope="session")
-def tracker_vectors(spec_dir: Path) -> tuple[dict, dict, list[np.ndarray]]:
-    weights = torch.load(VECTORS / "tracker_small.pt", weights_only=True)
-    runs = json.loads((VECTORS / "tracker_small.json").read_text())
-    files = sorted((VECTORS / "sequence_small").glob("*.png"))
-    frames = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
+def tracker_vectors() -> tuple[dict, dict, list[np.ndarray]]:
+    """Weights, reference runs and the 40 RGB frames of the reference tracker vectors."""
+    weights = torch.load(REFERENCE / "tracker_small.pt", weights_only=True)
+    runs = json.loads((REFERENCE / "tracker_small.json").read_text())
+    bgr = np.load(io.BytesIO(lzma.decompress((REFERENCE / "sequence_small.npy.xz").read_bytes())))
+    frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in bgr]
     return weights, runs, frames
 
 
 @pytest.fixture(scope="session")
-def keys_baseline(spec_dir: Path) -> dict:
-    return json.loads((spec_dir / "keys_baseline.json").read_text())
+def keys_baseline() -> dict:
+    return json.loads((REFERENCE / "keys_baseline.json").read_text())
 
 
 @pytest.fixture(scope="session")
-def keys_large(spec_dir: Path) -> dict:
-    return json.loads((spec_dir / "keys_baseline_large.json").read_text())
+def keys_large() -> dict:
+    return json.loads((REFERENCE / "keys_baseline_large.json").read_text())

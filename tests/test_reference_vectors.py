@@ -1,4 +1,4 @@
-"""Agreement with the reference implementation's own outputs (../shared/spec/vectors)."""
+"""Agreement with the reference implementation's own outputs (tests/data/reference)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def test_stage_features_match_reference(small_model, network_vectors):
     feats = network_vectors["backbone_features"]
     for s, maps in enumerate(stages):
         for name, got in zip(("template", "online", "search"), maps):
-            torch.testing.assert_close(got, feats[f"stage{s}_{name}"], atol=1e-5, rtol=0)
+            ref = feats[f"stage{s}_{name}"]  # stages 0 and 1: batch row 0 only (compact file)
+            torch.testing.assert_close(got[: len(ref)], ref, atol=1e-5, rtol=0)
 
 
 def test_cached_path_matches_reference(small_model, network_vectors):

@@ -117,6 +117,7 @@ COMPOSITE_VARIANTS: dict[str, CompositeConfig] = {
     "train": CompositeConfig(
         "train",
         video_prob=0.4,
+        rect_prob=0.5,
         size=(0.08, 0.32),
         scale_amp=0.4,
         aspect_amp=0.2,
@@ -218,12 +219,11 @@ def _mask(rng: np.random.Generator, h: int, w: int, rect_prob: float) -> np.ndar
 
 
 def _contour(mask: np.ndarray) -> np.ndarray:
-    """``(N, 2)`` float64 outline of the mask's largest region, in pixel-edge coordinates."""
+    """``(N, 2)`` float64 outline of the mask's largest region (OpenCV coordinates: pixel
+    centres at integers), moved half a pixel outwards to the border pixels' outer edges."""
     cs, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     c = max(cs, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
-    # Pixel centres -> the outer edges of the border pixels, so the box is the mask's extent.
-    centre = c.mean(0)
-    return c + 0.5 + 0.5 * np.sign(c - centre)
+    return c + 0.5 * np.sign(c - c.mean(0))
 
 
 def _cut(rng: np.random.Generator, img: np.ndarray, side: int, aspect: float):
@@ -353,21 +353,30 @@ class CompositeScene:
         Hf, Wf = size
         boxes = np.zeros((T, 4))
         frac = np.zeros(T)
-        area0 = cv2.contourArea(target.contour.astype(np.float32))
         for i in range(T):
+            # The object's pixels as the warp draws them (alpha > 0.5), on a window around
+            # its outline that may extend beyond the image: the box is their exact extent.
             pts = _apply(target.H[i], target.contour)
-            x1, y1 = pts.min(0)
-            x2, y2 = pts.max(0)
-            boxes[i] = [x1, y1, x2 - x1, y2 - y1]
-            # Visible fraction on a coarse raster of the outlines (occluders as polygons).
-            area = max(cv2.contourArea(pts.astype(np.float32)), 1e-6)
-            seen = np.zeros((Hf, Wf), np.uint8)
-            cv2.fillPoly(seen, [np.round(pts).astype(np.int32)], 1)
+            x0, y0 = np.floor(pts.min(0)).astype(int) - 2
+            x3, y3 = np.ceil(pts.max(0)).astype(int) + 3
+            M = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1.0]]) @ target.H[i]
+            a = cv2.warpPerspective(target.alpha, M, (int(x3 - x0), int(y3 - y0))) > 0.5
+            ys, xs = np.nonzero(a)
+            if len(xs) == 0:  # degenerate (tiny) object: the outline's extent
+                (x1, y1), (x2, y2) = pts.min(0) + 0.5, pts.max(0) + 0.5
+                boxes[i] = [x1, y1, x2 - x1, y2 - y1]
+                continue
+            boxes[i] = [x0 + xs.min(), y0 + ys.min(), xs.max() + 1 - xs.min(),
+                        ys.max() + 1 - ys.min()]
+            # Visible fraction: object pixels inside the image and not under an occluder.
+            seen = np.zeros_like(a, dtype=np.uint8)
+            seen[max(-y0, 0) : Hf - y0, max(-x0, 0) : Wf - x0] = 1
+            seen &= a
             for occ in above:
                 if occ.active[i]:
-                    q = np.round(_apply(occ.H[i], occ.contour)).astype(np.int32)
-                    cv2.fillPoly(seen, [q], 0)
-            frac[i] = min(float(seen.sum()) / area, 1.0) if area0 > 0 else 0.0
+                    q = _apply(occ.H[i], occ.contour) + 0.5 - [x0, y0]
+                    cv2.fillPoly(seen, [np.round(q).astype(np.int32)], 0)
+            frac[i] = float(seen.sum()) / len(xs)
         self.boxes = boxes
         self.visible_fraction = frac
         self.visible = frac >= VISIBLE_FRACTION

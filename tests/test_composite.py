@@ -1,0 +1,177 @@
+"""Composited real-photo sequences: tight boxes, occlusion and distractors, the sampler on them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mixformer.data.benchmarks import read_generic
+from mixformer.data.composite import (
+    COMPOSITE_VARIANTS,
+    Corpus,
+    make_composite_scene,
+    write_composite_benchmark,
+)
+from mixformer.data.training import (
+    CompositeTrainDataset,
+    Processing,
+    ProcessingConfig,
+    SampleRNG,
+    TrackingSampler,
+    build_dataset,
+)
+
+REAL = Path(__file__).parent / "data" / "real"
+SMALL = ProcessingConfig(template_size=64, search_size=160)
+
+
+def make_corpus(root: Path, with_video: bool = True) -> Path:
+    """A two-photo corpus (the real test photos) plus a short video, every entry in all splits."""
+    entries = []
+    for name in ("fruits", "orange"):
+        rel = f"images/{name}.jpg"
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        shutil.copy(REAL / f"{name}.jpg", root / rel)
+        for split in ("train", "val", "test"):
+            entries.append(dict(path=rel, kind="image", split=split, package="opencv-doc"))
+    if with_video:
+        vid = root / "videos/pan"
+        vid.mkdir(parents=True)
+        img = cv2.imread(str(REAL / "fruits.jpg"))
+        for i in range(12):
+            cv2.imwrite(str(vid / f"{i + 1:05d}.jpg"), np.roll(img, 5 * i, axis=1))
+        for split in ("train", "val", "test"):
+            entries.append(dict(path="videos/pan", kind="video", split=split, frames=12))
+    (root / "manifest.json").write_text(json.dumps({"entries": entries}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Corpus:
+    return Corpus(make_corpus(tmp_path_factory.mktemp("corpus")), "train")
+
+
+def _alpha_box(alpha: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(alpha > 0.5)
+    return np.array([xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()], float)
+
+
+def test_boxes_tight_around_object_after_rotation_and_perspective(corpus: Corpus) -> None:
+    cfg = dataclasses.replace(COMPOSITE_VARIANTS["hard"], rotation=60.0, perspective=0.25,
+                              rect_prob=0.0)
+    checked, rotated = 0, 0
+    for seed in range(6):
+        scene = make_composite_scene(corpus, seed, cfg, 24, 160, 200,
+                                     omit=("distractors", "occluders"))
+        for i in range(0, 24, 3):
+            x, y, w, h = scene.boxes[i]
+            if x < 1 or y < 1 or x + w > 199 or y + h > 159:
+                continue  # partly outside the image: the box extends beyond it
+            _, alpha = scene.render(i, with_alpha=True)
+            np.testing.assert_allclose(scene.boxes[i], _alpha_box(alpha), atol=1.6)
+            checked += 1
+            rotated += float((alpha > 0.5).sum()) < 0.9 * w * h
+    assert checked >= 20 and rotated >= 5
+
+
+def test_frame0_whole_object_and_render_is_deterministic(corpus: Corpus) -> None:
+    for seed in range(5):
+        scene = make_composite_scene(corpus, seed, "train", 12, 120, 160)
+        x, y, w, h = scene.boxes[0]
+        assert x >= 0 and y >= 0 and x + w <= 160 and y + h <= 120
+        assert scene.visible[0] and scene.visible_fraction[0] > 0.97
+        again = make_composite_scene(corpus, seed, "train", 12, 120, 160)
+        np.testing.assert_array_equal(scene.boxes, again.boxes)
+        assert np.array_equal(scene.render(7), again.render(7))
+        assert np.array_equal(scene.render(7), scene.render(7))
+
+
+def test_occlusion_keeps_the_object_box(corpus: Corpus) -> None:
+    cfg = dataclasses.replace(COMPOSITE_VARIANTS["hard"], occluder_prob=1.0,
+                              full_occlusion_prob=1.0)
+    hidden = 0
+    for seed in range(4):
+        scene = make_composite_scene(corpus, seed, cfg, 40, 160, 200)
+        bare = make_composite_scene(corpus, seed, cfg, 40, 160, 200, omit=("occluders",))
+        np.testing.assert_array_equal(scene.boxes, bare.boxes)
+        assert (scene.visible_fraction <= bare.visible_fraction + 1e-9).all()
+        hidden += int((~scene.visible & bare.visible).sum())
+        full = np.flatnonzero(scene.visible_fraction < 0.05)
+        for i in full[:2]:  # a fully occluded frame: the box is still the object's
+            _, alpha = scene.render(int(i), with_alpha=True)
+            if alpha.max() > 0.5 and (scene.boxes[i][:2] > 1).all():
+                x, y, w, h = scene.boxes[i]
+                if x + w < 199 and y + h < 159:
+                    np.testing.assert_allclose(scene.boxes[i], _alpha_box(alpha), atol=1.6)
+    assert hidden > 0
+
+
+def test_distractors_never_change_the_target(corpus: Corpus) -> None:
+    cfg = dataclasses.replace(COMPOSITE_VARIANTS["hard"], distractor_prob=1.0, occluder_prob=0.0,
+                              noise=0.0, jpeg=(100, 100))
+    for seed in range(3):
+        scene = make_composite_scene(corpus, seed, cfg, 30, 160, 200)
+        bare = make_composite_scene(corpus, seed, cfg, 30, 160, 200, omit=("distractors",))
+        np.testing.assert_array_equal(scene.boxes, bare.boxes)
+        np.testing.assert_array_equal(scene.visible, bare.visible)
+        differs = False
+        for i in range(0, 30, 5):
+            a, alpha = scene.render(i, with_alpha=True)
+            b = bare.render(i)
+            core = cv2.erode((alpha > 0.999).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+            if core.any():  # the target's own pixels are the same, distractors behind it
+                diff = np.abs(a.astype(int) - b.astype(int))[core]
+                assert diff.mean() < 2.0
+            differs |= bool((a != b).any())
+        assert differs  # the distractors are drawn
+
+
+def test_sampler_draws_from_composites(tmp_path: Path) -> None:
+    root = make_corpus(tmp_path / "c")
+    ds = build_dataset("composite", {"corpus": str(root)},
+                       composite=dict(num_sequences=4, num_frames=30, height=120, width=160))
+    assert isinstance(ds, CompositeTrainDataset) and len(ds) == 4
+    val = build_dataset("composite_val", {"corpus": str(root)}, composite=dict(num_sequences=2))
+    assert val.corpus.split == "val"
+    sampler = TrackingSampler([ds], [1.0], Processing(SMALL), "causal")
+    for k in range(6):
+        s = sampler.sample(SampleRNG.from_key(5, k))
+        assert s["template_images"].shape == (2, 3, 64, 64)
+        assert s["search_images"].shape == (1, 3, 160, 160)
+        x, y, w, h = s["search_anno"][0].tolist()
+        assert 0 < w <= 160 and 0 < h <= 160 and -w < x < 160 and -h < y < 160
+    a = sampler.sample(SampleRNG.from_key(7))
+    b = sampler.sample(SampleRNG.from_key(7))
+    assert torch.equal(a["search_images"], b["search_images"])
+    trident = TrackingSampler([ds], [1.0], Processing(SMALL), "trident_pro")
+    labels = {float(trident.sample(SampleRNG.from_key(9, k))["label"]) for k in range(16)}
+    assert labels == {0.0, 1.0}
+
+
+def test_benchmark_in_otb_layout_reads_back(tmp_path: Path) -> None:
+    root = make_corpus(tmp_path / "c")
+    folders = write_composite_benchmark(root, tmp_path / "b", "hard", "test", 2, 8, seed=1,
+                                        height=96, width=128, progress=False)
+    assert [f.name for f in folders] == ["hard-000", "hard-001"]
+    assert (folders[0] / "img" / "0001.jpg").is_file()
+    assert (folders[0] / "groundtruth_rect.txt").is_file()
+    seqs = read_generic(tmp_path / "b")
+    assert [s.name for s in seqs] == ["hard-000", "hard-001"]
+    assert seqs[0].ground_truth.shape == (8, 4) and len(seqs[0].frames) == 8
+
+
+def test_bad_inputs(tmp_path: Path, corpus: Corpus) -> None:
+    with pytest.raises(ValueError, match="unknown composite variant"):
+        make_composite_scene(corpus, 0, "nosuch")
+    with pytest.raises(ValueError, match="omit"):
+        make_composite_scene(corpus, 0, "plain", omit=("sky",))
+    root = make_corpus(tmp_path / "c", with_video=False)
+    with pytest.raises(ValueError, match="no photo"):
+        Corpus(root, "nosuch-split")

@@ -7,12 +7,11 @@ folders are only read (the reference scripts delete them, SPEC 5 item 33).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 from mixformer.data.io import format_boxes, read_boxes
+from mixformer.utils import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -62,25 +61,18 @@ def pack_results(
     files = _result_files(results, server)
     names = [p.stem for p in files]
     out_zip.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_zip.parent, prefix=f".{out_zip.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path, name in zip(files, names):
-                boxes = read_boxes(path)
-                text = format_boxes(boxes, ",", integer=True)
-                if server == "got10k":
-                    tpath = path.with_name(f"{name}_time.txt")
-                    if not tpath.is_file():
-                        raise ValueError(f"GOT-10k needs the time file {tpath}")
-                    zf.writestr(f"{name}/{name}_001.txt", text)
-                    zf.writestr(f"{name}/{name}_time.txt", tpath.read_bytes())
-                else:
-                    zf.writestr(f"{name}.txt", text)
-        os.replace(tmp, out_zip)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path, name in zip(files, names):
+            boxes = read_boxes(path)
+            text = format_boxes(boxes, ",", integer=True)
+            if server == "got10k":
+                tpath = path.with_name(f"{name}_time.txt")
+                if not tpath.is_file():
+                    raise ValueError(f"GOT-10k needs the time file {tpath}")
+                zf.writestr(f"{name}/{name}_001.txt", text)
+                zf.writestr(f"{name}/{name}_time.txt", tpath.read_bytes())
+            else:
+                zf.writestr(f"{name}.txt", text)
     want = EXPECTED[server] if expected is None else expected
     if len(names) != want:
         log.warning("%s: packed %d sequences, the server expects %d", server, len(names), want)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from mixformer.utils import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,8 @@ def _plot(
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower left" if "Success" in title else "lower right", fontsize=8)
         fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     finally:
         plt.close(fig)
     log.info("wrote %s", path)

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mixformer.cli import main
 from mixformer.data.benchmarks import get_benchmark, load_benchmark
 from mixformer.data.synthetic import write_benchmark
 from mixformer.evaluation.report import evaluate_tracker
 from mixformer.evaluation.runner import (
     RunSettings,
     parse_shard,
+    results_lock,
     run_benchmark,
     shard_from_env,
     shard_sequences,
@@ -157,3 +164,152 @@ def test_two_worker_processes_match_in_process(full_run: Path, data: Path, tmp_p
         a = np.loadtxt(res / f"{s.name}.txt")
         b = np.loadtxt(full_run / f"{s.name}.txt")
         np.testing.assert_array_equal(a, b)
+
+
+_HOLD_LOCK = (
+    "import sys\n"
+    "from mixformer.evaluation.runner import results_lock\n"
+    "shard = tuple(int(v) for v in sys.argv[2].split('/'))\n"
+    "with results_lock(sys.argv[1], shard):\n"
+    "    print('locked', flush=True)\n"
+    "    sys.stdin.read()\n"
+)
+
+
+def _hold_lock(res: Path, shard: str = "0/1") -> subprocess.Popen:
+    """Another process that holds the results folder's lock until its stdin closes."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(res), shard],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_second_run_into_a_locked_folder_is_refused(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    res = tmp_path / "res"
+    seqs = load_benchmark("generic", data)
+    holder = _hold_lock(res)
+    try:
+        with pytest.raises(ValueError, match="in use by another evaluate run") as err:
+            run_benchmark(seqs, BENCH, res, _settings(), progress=False)
+        assert str(res) in str(err.value)
+        assert not list(res.glob("*.txt")) and not (res / "settings.json").exists()
+        argv = ["evaluate", "--dataset", "generic", "--root", str(data), "--results", str(res)]
+        assert main([*argv, "--no-progress"]) == 2
+        msg = capsys.readouterr().err.strip()
+        assert "\n" not in msg and str(res) in msg and "in use" in msg
+        # A shard of a sharded run cannot slip in beside an unsharded run either.
+        with pytest.raises(ValueError, match="in use"):
+            run_benchmark(seqs, BENCH, res, _settings(), shard=(1, 2), progress=False)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    # Released when the holder ends: the run goes ahead.
+    summary = run_benchmark(seqs, BENCH, res, _settings(), shard=(1, 2), progress=False)
+    assert summary.done == ["synth-0001"]
+
+
+def test_shards_share_a_folder_but_not_a_shard(data: Path, tmp_path: Path) -> None:
+    res = tmp_path / "res"
+    holder = _hold_lock(res, "0/2")
+    try:
+        with pytest.raises(ValueError, match="shard 0/2 is in use"):
+            with results_lock(res, (0, 2)):
+                pass
+        with pytest.raises(ValueError, match="in use"):
+            with results_lock(res):  # an unsharded run would track shard 0's sequences
+                pass
+        with results_lock(res, (1, 2)):  # the other shard of the same run: fine
+            pass
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_stale_temporary_files_are_removed(full_run: Path, data: Path, tmp_path: Path) -> None:
+    res = tmp_path / "res"
+    shutil.copytree(full_run, res)
+    old, fresh = res / ".synth-0001.txt.abc.tmp", res / ".synth-0002.txt.def.tmp"
+    errors_old = res / "errors" / ".synth-0000.txt.ghi.tmp"
+    for p in (old, fresh, errors_old):
+        p.parent.mkdir(exist_ok=True)
+        p.write_text("partial")
+    hour_ago = time.time() - 3600
+    for p in (old, errors_old):
+        os.utime(p, (hour_ago, hour_ago))
+    run_benchmark(load_benchmark("generic", data), BENCH, res, _settings(), progress=False)
+    assert not old.exists() and not errors_old.exists()
+    assert fresh.exists()  # may belong to a writer that is still running
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The multiprocessing worker processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (d / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"spawn_main" in cmd:
+            out.append(int(d.name))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_evaluate_takes_its_workers_along(tmp_path: Path, sig: signal.Signals) -> None:
+    data, res = tmp_path / "data", tmp_path / "res"
+    write_benchmark(
+        data, num_sequences=6, num_frames=40, seed=5, height=48, width=64, progress=False
+    )
+    argv = ["evaluate", "--dataset", "generic", "--root", str(data), "--results", str(res)]
+    with open(tmp_path / "log.txt", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mixformer", *argv, "--workers", "2", "--no-progress"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not [p for p in res.glob("synth-*.txt") if "_time" not in p.name]:
+            assert proc.poll() is None and time.monotonic() < deadline, "no sequence finished"
+            time.sleep(0.2)
+        workers = _workers_of(proc.pid)
+        assert len(workers) == 2
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_is_running(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_is_running(w) for w in workers), "workers outlived the killed run"
+    finally:
+        proc.kill()
+        proc.wait()
+        for w in workers:  # do not leave them behind when the test fails
+            if _is_running(w):
+                os.kill(w, signal.SIGKILL)
+    if sig == signal.SIGTERM:
+        assert rc == 130  # handled like Ctrl-C
+        assert "interrupted" in (tmp_path / "log.txt").read_text()
+    done = [p for p in res.glob("synth-*.txt") if "_time" not in p.name]
+    assert done and all(len(p.read_text().splitlines()) == 40 for p in done)

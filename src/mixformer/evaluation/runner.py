@@ -8,18 +8,29 @@ sequence is finished; the box file marks a sequence as done, so an interrupted r
 the sequences in flight. ``<dir>/settings.json`` records the model, weights and tracker settings;
 a run with different settings refuses to write into the folder. A sequence that raises has its
 traceback written to ``<dir>/errors/<seq>.txt`` and the run continues.
+
+A run holds an exclusive lock on ``<dir>/.evaluate.lock`` (``fcntl.flock``; the shards of one
+sharded run share it and lock their shard), so a second run into the same folder fails at once
+instead of tracking everything again or slipping past the settings check; a run removes the
+stale temporary files (``.*.tmp``, older than 10 minutes) a killed run left there. SIGTERM
+stops a run like Ctrl-C (finished sequences are kept, the workers are stopped), and worker
+processes end when the run that started them dies, even by SIGKILL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
+import signal
+import sys
+import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +42,13 @@ from mixformer.data.benchmarks import Benchmark
 from mixformer.data.frames import read_image
 from mixformer.data.io import format_boxes
 from mixformer.data.sequence import Sequence
-from mixformer.utils import atomic_write_text
+from mixformer.utils import atomic_write_text, remove_stale_tmp
 
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "settings.json"
 ERRORS_DIR = "errors"
+LOCK_FILE = ".evaluate.lock"
 _SETTINGS_VERSION = 1
 
 
@@ -117,6 +129,91 @@ def check_settings(results_dir: str | Path, settings: RunSettings) -> None:
     atomic_write_text(path, json.dumps(settings.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
+def _flock(path: Path, mode: int, blocking: bool) -> int | None:
+    """Open ``path`` (created) and ``flock`` it; returns the fd, or None when it is held."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, mode if blocking else mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def results_lock(results_dir: str | Path, shard: tuple[int, int] = (0, 1)) -> Iterator[Path]:
+    """Hold ``results_dir`` (created) for one run while in the block; never waits.
+
+    An unsharded run locks ``.evaluate.lock`` exclusively. A run of shard ``I/N`` shares that
+    lock with the other shards (they write disjoint sequences, e.g. the processes of one
+    ``torchrun``) and locks ``.evaluate.shard-I-of-N.lock`` exclusively. The locks are
+    ``fcntl.flock`` locks: the system drops them when the process dies. Without ``fcntl``
+    (not POSIX) nothing is locked.
+
+    Yields:
+        The lock file that makes this run exclusive.
+
+    Raises:
+        ValueError: another run holds the folder (or this shard of it); the message names it.
+    """
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    main = results_dir / LOCK_FILE
+    try:
+        import fcntl
+    except ImportError:
+        yield main
+        return
+    held: list[int] = []
+    try:
+        sharded = shard[1] > 1
+        fd = _flock(main, fcntl.LOCK_SH if sharded else fcntl.LOCK_EX, blocking=False)
+        if fd is None:
+            raise ValueError(
+                f"{results_dir} is in use by another evaluate run (lock {main} is held); wait "
+                "for it to finish or use another --results folder"
+            )
+        held.append(fd)
+        mine = main
+        if sharded:
+            mine = results_dir / f".evaluate.shard-{shard[0]}-of-{shard[1]}.lock"
+            fd = _flock(mine, fcntl.LOCK_EX, blocking=False)
+            if fd is None:
+                raise ValueError(
+                    f"{results_dir}: shard {shard[0]}/{shard[1]} is in use by another evaluate "
+                    f"run (lock {mine} is held); wait for it to finish or use another --results "
+                    "folder"
+                )
+            held.append(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield mine
+    finally:
+        for fd in held:
+            os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def _settings_lock(results_dir: Path) -> Iterator[None]:
+    """Serialise the settings check of concurrent shards (brief, blocking)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = _flock(results_dir / ".settings.lock", fcntl.LOCK_EX, blocking=True)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def result_paths(results_dir: str | Path, benchmark: Benchmark, name: str) -> tuple[Path, Path]:
     """``(box_file, time_file)`` of sequence ``name`` in a results folder (SPEC 4.1)."""
     base = Path(results_dir)
@@ -191,9 +288,37 @@ class _Job:
     tracker: dict[str, Any]
     device: str
     threads: int
+    parent_pid: int = 0
 
 
 _WORKER: dict[str, Any] = {}
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """End this worker process when the process ``parent_pid`` that started it dies.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; everywhere: a daemon thread that polls
+    ``os.getppid()`` (a dead parent's children are re-parented) and exits the process.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the thread below still watches
+            pass
+    if os.getppid() != parent_pid:  # died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _init_worker(job: _Job) -> None:
@@ -201,6 +326,8 @@ def _init_worker(job: _Job) -> None:
 
     import torch
 
+    if job.parent_pid:
+        _die_with_parent(job.parent_pid)
     if job.threads > 0:
         torch.set_num_threads(job.threads)
     device = job.device
@@ -282,12 +409,56 @@ def run_benchmark(
 
     Returns:
         A :class:`RunSummary`.
-    """
-    from tqdm import tqdm
 
+    Raises:
+        ValueError: another run holds ``results_dir`` (see :func:`results_lock`), or the
+            folder holds results of other settings.
+        KeyboardInterrupt: Ctrl-C or SIGTERM; the finished sequences' files are kept.
+    """
     results_dir = Path(results_dir)
     seqs = shard_sequences(list(sequences), *shard)
-    check_settings(results_dir, settings)
+    with results_lock(results_dir, shard), _sigterm_as_interrupt():
+        remove_stale_tmp(results_dir)  # left by killed runs (a live write takes milliseconds)
+        return _run_locked(seqs, benchmark, results_dir, settings, workers, device, progress)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into ``KeyboardInterrupt`` while in the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _stop_workers(ex: ProcessPoolExecutor) -> None:
+    """Terminate the pool's processes now instead of waiting for their sequences to finish."""
+    for proc in list((getattr(ex, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            proc.terminate()
+
+
+def _run_locked(
+    seqs: list[Sequence],
+    benchmark: Benchmark,
+    results_dir: Path,
+    settings: RunSettings,
+    workers: int,
+    device: str,
+    progress: bool,
+) -> RunSummary:
+    from tqdm import tqdm
+
+    with _settings_lock(results_dir):
+        check_settings(results_dir, settings)
     summary = RunSummary()
     todo = []
     for seq in seqs:
@@ -304,7 +475,12 @@ def run_benchmark(
     ncpu = os.cpu_count() or 1
     n_workers = max(1, min(workers, len(todo)))
     job = _Job(
-        settings.model, settings.weights, settings.tracker, device, max(1, ncpu // n_workers)
+        settings.model,
+        settings.weights,
+        settings.tracker,
+        device,
+        max(1, ncpu // n_workers),
+        parent_pid=os.getpid(),
     )
     t_start = time.perf_counter()
     lengths = {seq.name: len(seq) for seq, *_ in todo}
@@ -330,7 +506,8 @@ def run_benchmark(
 
     try:
         if n_workers == 1:
-            _init_worker(dataclasses.replace(job, threads=0))  # keep this process's threads
+            # In this process: keep its threads, no parent watch.
+            _init_worker(dataclasses.replace(job, threads=0, parent_pid=0))
             for item in todo:
                 record(_run_one(*item))
         else:
@@ -349,6 +526,7 @@ def run_benchmark(
                 except BaseException:
                     for f in futures:
                         f.cancel()
+                    _stop_workers(ex)  # in-flight sequences are lost, finished ones kept
                     raise
     finally:
         bar.close()

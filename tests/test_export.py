@@ -10,6 +10,8 @@ import torch
 
 from conftest import vector_config
 from mixformer import Tracker, TrackerConfig, build_model
+from mixformer.data.synthetic import generate_sequence
+from mixformer.models.head import corner_prior
 from test_fast import _inputs, _sharpen
 
 pytest.importorskip("onnx")
@@ -96,10 +98,35 @@ def test_cli_export_onnx(tmp_path, capsys):
     assert (tmp_path / "out" / SEARCH_GRAPH).is_file()
 
 
-def test_onnxruntime_rejects_a_corner_prior(exported):
+def test_onnxruntime_applies_a_corner_prior(exported):
+    """The search graph's corner_prior input: a sharp prior pins the box as in torch."""
     model, out = exported
     ort_model = OnnxRuntimeModel(out, threads=1)
     z, o, x = _inputs(1)
-    prior = torch.zeros(1, 2, (model.config.search_size // 16) ** 2)
-    with pytest.raises(ValueError, match="corner_prior"):
-        ort_model.track(x, ort_model.encode_templates(z, o), corner_prior=prior)
+    head = model.box_head
+    cells = torch.tensor([[16.0, 32.0, 96.0, 112.0]])
+    prior = corner_prior(cells, head.coord_x, head.coord_y, 8.0)
+    with torch.inference_mode():
+        ref = model.track(x, model.encode_templates(z, o), corner_prior=prior)
+        free = model.track(x, model.encode_templates(z, o))
+    cache = ort_model.encode_templates(z, o)
+    got = ort_model.track(x, cache, corner_prior=prior)
+    assert (ref["pred_boxes"] - free["pred_boxes"]).abs().max() > 1e-2
+    torch.testing.assert_close(got["pred_boxes"], ref["pred_boxes"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(got["pred_scores"], ref["pred_scores"], atol=1e-4, rtol=0)
+    no_prior = ort_model.track(x, cache)
+    torch.testing.assert_close(no_prior["pred_boxes"], free["pred_boxes"], atol=1e-4, rtol=0)
+
+
+def test_onnxruntime_tracker_runs_the_shipped_settings():
+    """The shipped model's preset (motion prior, velocity, size update): same boxes as torch."""
+    model = build_model("mixformer-tiny", weights="default")
+    cfg = TrackerConfig.for_model(model)
+    assert cfg.motion_prior > 0 and cfg.velocity > 0
+    seq = generate_sequence(3, num_frames=12, height=120, width=160)
+    boxes = {}
+    for backend in ("torch", "onnxruntime"):
+        tracker = Tracker(model, cfg, backend=backend, fast=backend == "torch")
+        tracker.init(seq.frames[0], seq.boxes[0])
+        boxes[backend] = np.array([tracker.update(f).box for f in seq.frames[1:]])
+    np.testing.assert_allclose(boxes["onnxruntime"], boxes["torch"], atol=1e-2, rtol=0)

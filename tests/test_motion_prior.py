@@ -82,5 +82,3 @@ def test_prior_settings_and_presets(model):
         assert TrackerConfig.preset("lasot", model=name).motion_prior == 0.0
     with pytest.raises(ValueError, match="motion_prior"):
         TrackerConfig(motion_prior=-0.1)
-    with pytest.raises(ValueError, match="torch backend"):
-        Tracker(model, CFG.replace(motion_prior=0.1), backend="onnxruntime")

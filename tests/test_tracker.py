@@ -101,6 +101,36 @@ def test_tracker_settings_presets():
         TrackerConfig().replace(update_intervall=3)
 
 
+def test_preset_got10k_trained_selects_the_baseline_got_schedule():
+    """The reference's GOT-10k-only network (a mixformer-22k) has schedules of its own."""
+    got = TrackerConfig.preset("got10k_test", model="mixformer-22k", got10k_trained=True)
+    assert (got.update_interval, got.online_size) == (25, 3)
+    vot = TrackerConfig.preset("vot20", model="mixformer-22k", got10k_trained=True)
+    assert (vot.update_interval, vot.online_size) == (10, 3)
+    model = build_model("mixformer-tiny")
+    assert TrackerConfig.for_model(model, "got10k_test", got10k_trained=True).online_size == 3
+    assert TrackerConfig.for_model(model, "got10k_test").online_size == 2
+
+
+def test_unknown_preset_lists_the_valid_names():
+    with pytest.raises(KeyError, match="valid presets: default, lasot, got10k_test"):
+        TrackerConfig.preset("nosuch")
+
+
+def test_default_config_is_the_models_own_preset():
+    """``Tracker(model)`` keeps the model's tuned settings (mixformer-tiny's motion prior)."""
+    from mixformer import MultiTracker
+
+    model = build_model("mixformer-tiny")
+    expected = TrackerConfig.for_model(model)
+    assert expected.motion_prior > 0 and expected.search_size == model.config.search_size
+    assert Tracker(model).config == expected
+    assert MultiTracker(model).config == expected
+    small = dict(depth=(1, 1, 1), dim_embed=(16, 32, 64), num_heads=(1, 1, 1))
+    plain = build_model("mixformer-22k", **small)
+    assert Tracker(plain).config == TrackerConfig.preset("default", model="mixformer-22k")
+
+
 @pytest.fixture(scope="module")
 def tracker() -> Tracker:
     torch.manual_seed(0)
@@ -134,12 +164,47 @@ def test_bad_boxes(tracker, box, msg):
     [
         (np.zeros((50, 50, 3), np.float32), "uint8"),
         (np.zeros((50, 50, 4), np.uint8), "4 channels"),
+        (np.zeros((3, 50, 60), np.uint8), r"channels first.*transpose\(1, 2, 0\)"),
+        (np.zeros((1, 50, 60, 3), np.uint8), r"batch of one"),
         ([[0, 1]], "numpy"),
     ],
 )
 def test_bad_images(tracker, image, msg):
-    with pytest.raises(ValueError, match=msg):
+    with pytest.raises(ValueError, match=msg) as info:
         tracker.init(image, (10, 10, 5, 5))
+    assert "alpha" not in str(info.value) or image.shape[-1] == 4
+
+
+def test_single_channel_image_is_gray(tracker):
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 255, (60, 80), dtype=np.uint8)
+    a = tracker.init(gray[:, :, None], (20, 20, 16, 12))
+    b = tracker.update(gray[:, :, None])
+    tracker.init(gray, (20, 20, 16, 12))
+    assert a.box == (20.0, 20.0, 16.0, 12.0) and tracker.update(gray).box == b.box
+
+
+def test_huge_box_is_refused_before_any_crop(tracker, monkeypatch):
+    """A 1e7 px box would make the zero-padded crop allocate petabytes."""
+    import mixformer.tracking.tracker as tracker_mod
+
+    def no_crop(*args, **kwargs):
+        raise AssertionError("cropped before checking the box")
+
+    monkeypatch.setattr(tracker_mod, "sample_target", no_crop)
+    with pytest.raises(ValueError, match="far larger than the 640x480 image"):
+        tracker.init(np.zeros((480, 640, 3), np.uint8), (0, 0, 1e7, 1e7))
+
+
+def test_sample_target_bounds_the_crop():
+    from mixformer.geometry import max_crop_side, sample_target
+
+    image = np.zeros((48, 64, 3), np.uint8)
+    assert max_crop_side(48, 64) == 4096
+    patch, _ = sample_target(image, (0, 0, 600, 600), 5.0, 32)  # 3000 px: allowed
+    assert patch.shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="limit 4096"):
+        sample_target(image, (0, 0, 1e4, 1e4), 5.0, 32)
 
 
 def test_grayscale_bgr_border_and_size_change(tracker):

@@ -65,6 +65,16 @@ def crop_size(box: Sequence[float], factor: float) -> int:
     return sz
 
 
+def max_crop_side(height: int, width: int) -> int:
+    """Largest crop side :func:`sample_target` accepts for a ``height x width`` image.
+
+    Eight times the image's longer side (at least 4096 px): a box inside the image needs at most
+    ``factor`` (5) times it, while a runaway box (``1e7 x 1e7`` px) would make the zero-padded
+    crop allocate petabytes.
+    """
+    return max(4096, 8 * max(int(height), int(width)))
+
+
 def sample_target(
     image: np.ndarray,
     box: Sequence[float],
@@ -87,9 +97,17 @@ def sample_target(
     Returns:
         ``(patch (S, S, 3) uint8, resize_factor)`` with ``resize_factor = S / crop_sz``; with
         ``return_mask`` also ``mask (S, S) bool``, True on padding.
+    Raises:
+        ValueError: an empty box, or a crop wider than :func:`max_crop_side` of the image.
     """
     x, y, w, h = (float(v) for v in box)
     sz = crop_size(box, factor)
+    limit = max_crop_side(*image.shape[:2])
+    if sz > limit:
+        raise ValueError(
+            f"box {tuple(box)} is far too large for the {image.shape[1]}x{image.shape[0]} image: "
+            f"its crop would be {sz} px wide (limit {limit})"
+        )
     x1 = int(round(x + 0.5 * w - sz * 0.5))
     y1 = int(round(y + 0.5 * h - sz * 0.5))
     x2, y2 = x1 + sz, y1 + sz

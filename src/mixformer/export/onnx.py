@@ -6,8 +6,10 @@
   (any ``N >= 1``) -> ``template_feat (1, C, 8, 8)`` and, for every block ``j`` of the backbone
   (stages in order), ``k{j}``, ``v{j}`` of shape ``(1, heads, (1+N)*m, 64)``: the per-block
   key/value cache after the Linear layers (SPEC 1.12);
-* ``search_step.onnx``: ``search (1, 3, 320, 320)``, ``template_feat`` and all ``k{j}``, ``v{j}``
-  -> ``pred_boxes (1, 1, 4)`` normalised cxcywh and ``pred_scores (1,)`` logits;
+* ``search_step.onnx``: ``search (1, 3, 320, 320)``, ``corner_prior (1, 2, 400)`` (the
+  log-prior added to the corner heat maps, :attr:`~mixformer.TrackerConfig.motion_prior`; zeros
+  for the reference head), ``template_feat`` and all ``k{j}``, ``v{j}`` -> ``pred_boxes (1, 1, 4)``
+  normalised cxcywh and ``pred_scores (1,)`` logits;
 * ``mixformer_onnx.json``: the model name and config, the number of blocks and the I/O names.
 
 Inputs are ImageNet-normalised float32 RGB crops. The graphs are traced from the fast path
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 TEMPLATE_GRAPH = "template_encoder.onnx"
 SEARCH_GRAPH = "search_step.onnx"
 META_FILE = "mixformer_onnx.json"
+PRIOR_INPUT = "corner_prior"
 DEFAULT_OPSET = 17
 
 
@@ -55,7 +58,7 @@ class _TemplateEncoder(nn.Module):
 
 
 class _SearchStep(nn.Module):
-    """``(search, template_feat, k0, v0, ...) -> (pred_boxes, pred_scores)`` for export."""
+    """``(search, corner_prior, template_feat, k0, v0, ...) -> (pred_boxes, pred_scores)``."""
 
     def __init__(self, fast: FastMixFormer) -> None:
         super().__init__()
@@ -63,14 +66,18 @@ class _SearchStep(nn.Module):
         self.depths = [len(s.blocks) for s in fast.stages]
 
     def forward(
-        self, search: torch.Tensor, template_feat: torch.Tensor, *kv: torch.Tensor
+        self,
+        search: torch.Tensor,
+        corner_prior: torch.Tensor,
+        template_feat: torch.Tensor,
+        *kv: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         caches, i = [], 0
         for depth in self.depths:
             caches.append([(kv[2 * j], kv[2 * j + 1]) for j in range(i, i + depth)])
             i += depth
         cache = TemplateCache(kv=caches, template_feat=template_feat, num_online=0)
-        out = self.fast.track(search, cache)
+        out = self.fast.track(search, cache, corner_prior=corner_prior)
         scores = out.get("pred_scores")
         if scores is None:  # models without a score head still get the output, as zeros
             scores = torch.zeros(search.shape[0], dtype=torch.float32)
@@ -105,6 +112,7 @@ def export_onnx(
     template = torch.randn(1, 3, ts, ts)
     online = torch.randn(2, 3, ts, ts)
     search = torch.randn(1, 3, ss, ss)
+    prior = torch.zeros(1, 2, fast.box_head.coord_x.numel())
 
     t_path, s_path = out / TEMPLATE_GRAPH, out / SEARCH_GRAPH
     kv_axes = {n: {2: "kv_tokens"} for n in kv_names}
@@ -126,9 +134,9 @@ def export_onnx(
         )
         torch.onnx.export(
             _SearchStep(fast),
-            (search, cache.template_feat, *flat),
+            (search, prior, cache.template_feat, *flat),
             str(s_path),
-            input_names=["search", *feat_and_kv],
+            input_names=["search", PRIOR_INPUT, *feat_and_kv],
             output_names=["pred_boxes", "pred_scores"],
             dynamic_axes=kv_axes,
             opset_version=opset,
@@ -141,6 +149,7 @@ def export_onnx(
         "opset": opset,
         "template_inputs": ["template", "online_templates"],
         "cache": feat_and_kv,
+        "search_inputs": ["search", PRIOR_INPUT, *feat_and_kv],
         "search_outputs": ["pred_boxes", "pred_scores"],
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -183,6 +192,8 @@ class OnnxRuntimeModel:
         self.name: str | None = meta.get("model")
         self.config = ModelConfig.from_dict(meta["config"])
         self._cache_names: list[str] = meta["cache"]
+        # Graphs exported before the prior input existed run only with the prior off.
+        self._has_prior = PRIOR_INPUT in meta.get("search_inputs", [])
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -190,6 +201,7 @@ class OnnxRuntimeModel:
         self._template = ort.InferenceSession(str(d / TEMPLATE_GRAPH), opts, providers=prov)
         self._search = ort.InferenceSession(str(d / SEARCH_GRAPH), opts, providers=prov)
         self.onnx_dir = d
+        self._zero_prior: np.ndarray | None = None
 
     @classmethod
     def from_model(cls, model: MixFormer, **kwargs: Any) -> OnnxRuntimeModel:
@@ -230,12 +242,29 @@ class OnnxRuntimeModel:
     ) -> dict[str, torch.Tensor]:
         """Run the search step: ``pred_boxes (1, 1, 4)`` cxcywh, ``pred_scores (1,)`` logits.
 
+        Args:
+            search: ``(1, 3, S, S)`` normalised float32 crop.
+            cache: from :meth:`encode_templates`.
+            run_score_head: also return ``pred_scores`` (models with a score module).
+            corner_prior: optional ``(1, 2, H*W)`` log-prior for the corner maps, fed to the
+                graph's ``corner_prior`` input (zeros when None: the reference head).
         Raises:
-            ValueError: a ``corner_prior`` is given (the exported graphs have no prior input).
+            ValueError: a ``corner_prior`` for graphs exported without that input.
         """
-        if corner_prior is not None:
-            raise ValueError("the exported ONNX graphs take no corner_prior (motion_prior=0)")
         feeds = {"search": self._np(search), **cache.arrays}
+        if self._has_prior:
+            if corner_prior is None:
+                if self._zero_prior is None:
+                    cells = (self.config.search_size // self.config.feat_stride) ** 2
+                    self._zero_prior = np.zeros((search.shape[0], 2, cells), np.float32)
+                feeds[PRIOR_INPUT] = self._zero_prior
+            else:
+                feeds[PRIOR_INPUT] = self._np(corner_prior)
+        elif corner_prior is not None:
+            raise ValueError(
+                f"the ONNX graphs in {self.onnx_dir} have no corner_prior input (exported by an "
+                "older version): export them again, or set motion_prior=0"
+            )
         boxes, scores = self._search.run(["pred_boxes", "pred_scores"], feeds)
         out = {"pred_boxes": torch.from_numpy(boxes)}
         if run_score_head and self.config.score_head:

@@ -19,7 +19,12 @@ from mixformer.models.fast import FastMixFormer, make_fast
 from mixformer.models.mixformer import MixFormer
 from mixformer.perf.benchmark import box_iou
 from mixformer.tracking.config import TrackerConfig
-from mixformer.tracking.tracker import Tracker, decode_prediction, resolve_config
+from mixformer.tracking.tracker import (
+    Tracker,
+    decode_prediction,
+    reference_config,
+    resolve_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +94,14 @@ def precision_study(
         num_sequences, num_frames: size of the generated benchmark (frames 240 x 320).
         seed: first sequence seed (sequence ``i`` uses ``seed + i``).
         tracker_config: tracker settings (default: :class:`TrackerConfig` defaults with the
-            model's crop sizes).
+            model's crop sizes, without motion settings: :func:`reference_config`).
     Returns:
         One :class:`VariantResult` per variant, fp32 first.
     """
     from mixformer.data.synthetic import generate_sequence
     from mixformer.evaluation.metrics import auc
 
-    cfg = resolve_config(model, tracker_config)
+    cfg = resolve_config(model, tracker_config) if tracker_config else reference_config(model)
     names = ("fp32", *[v for v in variants if v != "fp32"])
     engines = {v: build_variant(model, v) for v in names}
     boxes: dict[str, list[np.ndarray]] = {v: [] for v in names}

@@ -324,12 +324,12 @@ def run_benchmark(
         :class:`BenchmarkReport`.
     """
     from mixformer.tracking import Tracker
-    from mixformer.tracking.tracker import resolve_config
+    from mixformer.tracking.tracker import reference_config
 
     if threads:
         torch.set_num_threads(threads)
     n_threads = torch.get_num_threads()
-    cfg = tracker_config or resolve_config(model, None).replace(update_interval=10, online_size=2)
+    cfg = tracker_config or reference_config(model).replace(update_interval=10, online_size=2)
     seq_frames, gt = _sequence(frames + warmup + 1, seed)
     probes: list[_Probe] = []
     if compare:

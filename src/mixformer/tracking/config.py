@@ -83,9 +83,10 @@ _MODEL_YAML = {
     "mixformer-22k": "baseline",
     "mixformer-1k": "baseline_1k",
     "mixformer-large": "baseline_large",
-    "mixformer-got": "baseline_got",
     "mixformer-tiny": "baseline",
 }
+# ``baseline_got`` (a mixformer-22k network trained on GOT-10k only) is selected with
+# ``got10k_trained=True``: no model preset of its own, the architecture is mixformer-22k's.
 
 BENCHMARKS = (
     "default",
@@ -166,15 +167,19 @@ class TrackerConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def for_model(cls, model: MixFormer, benchmark: str = "default") -> TrackerConfig:
+    def for_model(
+        cls, model: MixFormer, benchmark: str = "default", got10k_trained: bool = False
+    ) -> TrackerConfig:
         """:meth:`preset` for a built network: its preset's schedule, its own crop sizes.
 
         Args:
             model: the network; ``model.name`` selects the schedule (``mixformer-22k``'s when
                 unnamed) and ``model.config`` gives ``template_size`` / ``search_size``.
             benchmark: one of :data:`BENCHMARKS`.
+            got10k_trained: the network was trained on GOT-10k only (see :meth:`preset`).
         """
-        return cls.preset(benchmark, model.name or "mixformer-22k", model.config)
+        name = getattr(model, "name", None) or "mixformer-22k"
+        return cls.preset(benchmark, name, model.config, got10k_trained)
 
     @classmethod
     def preset(
@@ -182,22 +187,29 @@ class TrackerConfig:
         benchmark: str = "default",
         model: str = "mixformer-22k",
         model_config: ModelConfig | None = None,
+        got10k_trained: bool = False,
     ) -> TrackerConfig:
         """The reference settings for ``benchmark`` with ``model`` (SPEC 2.8 and 2.9).
 
         Args:
             benchmark: one of :data:`BENCHMARKS` (``"default"``: interval 200, 3 templates).
-            model: a model preset name; ``mixformer-got`` selects the ``baseline_got`` schedule
-                and the crop sizes are the preset's (128/320 for the released models).
+            model: a model preset name (crop sizes are the preset's: 128/320 for the released
+                models; ``mixformer-tiny`` also gets its motion settings).
             model_config: the network's config, when it may differ from the registered preset's
                 (e.g. a checkpoint trained at other crop sizes): the crop sizes come from it.
+            got10k_trained: the network was trained on GOT-10k only, like the reference's
+                ``mixformer_online_got.pth.tar`` (a ``mixformer-22k`` network): use the
+                schedules of its ``baseline_got`` experiment instead of the model's.
+        Raises:
+            KeyError: unknown ``benchmark``; the message lists the valid names.
         """
         key = benchmark.lower()
         if key not in BENCHMARKS:
             close = difflib.get_close_matches(key, BENCHMARKS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise KeyError(f"unknown benchmark preset {benchmark!r}{hint}")
-        yaml = _MODEL_YAML.get(model, "baseline")
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            valid = ", ".join(BENCHMARKS)
+            raise KeyError(f"unknown tracker preset {benchmark!r}; {hint}valid presets: {valid}")
+        yaml = "baseline_got" if got10k_trained else _MODEL_YAML.get(model, "baseline")
         interval, online = _SCHEDULES[yaml].get(key, _FALLBACK_SCHEDULE)
         factor, decay = _COMMANDS.get(yaml, {}).get(key, (5.0, 1.0))
         sizes = {}

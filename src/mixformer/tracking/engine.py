@@ -37,7 +37,8 @@ class InferenceEngine(Protocol):
         """``pred_boxes (1, 1, 4)`` normalised cxcywh and ``pred_scores (1,)`` logits.
 
         ``corner_prior``: optional ``(B, 2, H*W)`` log-prior for the corner maps
-        (:func:`mixformer.models.head.corner_prior`); the ONNX engine accepts only None.
+        (:func:`mixformer.models.head.corner_prior`); every engine takes it (the ONNX
+        search graph has a ``corner_prior`` input).
         """
         ...
 

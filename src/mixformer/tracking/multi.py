@@ -101,8 +101,8 @@ class MultiTracker:
 
     Args:
         model: the network (put in eval mode; moved to ``device``).
-        config: tracker settings shared by all targets (default: the defaults with the model's
-            crop sizes).
+        config: tracker settings shared by all targets (default:
+            ``TrackerConfig.for_model(model)``, as for :class:`~mixformer.Tracker`).
         device: torch device for the network.
         color: channel order of the frames passed in (``"rgb"`` or ``"bgr"``).
         max_batch: largest batch per network call (bounds memory); None: no limit.
@@ -236,7 +236,8 @@ class MultiTracker:
         """
         image = self._check_frame(image)
         h, w = image.shape[:2]
-        box = check_box(box, h, w)
+        cfg = self.config
+        box = check_box(box, h, w, max(cfg.search_factor, cfg.template_factor))
         if target_id is None:
             target_id = self._next_id
         elif not isinstance(target_id, int) or target_id < 0:
@@ -244,7 +245,6 @@ class MultiTracker:
         if target_id in self._targets:
             raise ValueError(f"target id {target_id} is already tracked")
         self._next_id = max(self._next_id, target_id + 1)
-        cfg = self.config
         template, _ = self._crop(image, box, cfg.template_factor, cfg.template_size)
         with torch.inference_mode():
             cache = self.engine.encode_templates(template, template)

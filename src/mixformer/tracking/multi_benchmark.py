@@ -12,7 +12,7 @@ import numpy as np
 from mixformer.models.mixformer import MixFormer
 from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.multi import MultiTracker
-from mixformer.tracking.tracker import Tracker, resolve_config
+from mixformer.tracking.tracker import Tracker, reference_config, resolve_config
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def benchmark_multi(
     """
     if num_frames < 1 or warmup < 0:
         raise ValueError(f"need num_frames >= 1 and warmup >= 0, got {num_frames}, {warmup}")
-    config = resolve_config(model, config)
+    config = resolve_config(model, config) if config else reference_config(model)
     rows = []
     for k in num_targets:
         if k < 1:

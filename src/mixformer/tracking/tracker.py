@@ -12,7 +12,14 @@ import cv2
 import numpy as np
 import torch
 
-from mixformer.geometry import Box, clip_box, map_box_back, normalize_patch, sample_target
+from mixformer.geometry import (
+    Box,
+    clip_box,
+    map_box_back,
+    max_crop_side,
+    normalize_patch,
+    sample_target,
+)
 from mixformer.models.mixformer import MixFormer, TemplateCache
 from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.engine import InferenceEngine, build_engine
@@ -42,20 +49,23 @@ def check_image(image: np.ndarray, color: Literal["rgb", "bgr"] = "rgb") -> np.n
     """Validate a frame and return it as ``(H, W, 3)`` uint8 RGB.
 
     Args:
-        image: ``(H, W, 3)`` uint8 RGB (or BGR with ``color="bgr"``), or ``(H, W)`` uint8 gray.
+        image: ``(H, W, 3)`` uint8 RGB (or BGR with ``color="bgr"``), or ``(H, W)`` /
+            ``(H, W, 1)`` uint8 gray.
     Raises:
-        ValueError: not a uint8 array, wrong number of channels, or empty.
+        ValueError: not a uint8 array, a channel layout other than those, or empty.
     """
     if not isinstance(image, np.ndarray):
         raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
     if image.dtype != np.uint8:
         raise ValueError(f"image must be uint8 (0-255), got dtype {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     elif image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(
-            f"image must be HxWx3 (RGB) or HxW (gray), got shape {image.shape}"
-            + (" (4 channels: drop the alpha channel first)" if image.ndim == 3 else "")
+            f"image must be HxWx3 (RGB) or HxW / HxWx1 (gray), got shape {image.shape}"
+            + _layout_hint(image.shape)
         )
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"image is empty: shape {image.shape}")
@@ -66,11 +76,28 @@ def check_image(image: np.ndarray, color: Literal["rgb", "bgr"] = "rgb") -> np.n
     return image
 
 
-def check_box(box: Sequence[float], height: int, width: int) -> Box:
+def _layout_hint(shape: tuple[int, ...]) -> str:
+    """What to do about an image array of an unsupported ``shape`` (empty when unsure)."""
+    if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] > 4:
+        return " (channels first: transpose it to HxWxC, e.g. image.transpose(1, 2, 0))"
+    if len(shape) == 3 and shape[2] == 4:
+        return " (4 channels: drop the alpha channel first, e.g. image[:, :, :3])"
+    if len(shape) == 4 and shape[0] == 1:
+        return " (a batch of one: pass image[0])"
+    return ""
+
+
+def check_box(box: Sequence[float], height: int, width: int, factor: float | None = None) -> Box:
     """Validate an initial ``(x, y, w, h)`` box against an ``height x width`` image.
 
+    Args:
+        box: ``(x, y, w, h)`` in pixels.
+        height / width: the image size.
+        factor: the largest crop factor the box will be cropped with (the search factor); when
+            given, a box whose crop exceeds :func:`~mixformer.geometry.max_crop_side` is refused.
     Raises:
-        ValueError: wrong length, NaN/inf, zero or negative size, or no overlap with the image.
+        ValueError: wrong length, NaN/inf, zero or negative size, no overlap with the image, or
+            (with ``factor``) far larger than the image.
     """
     try:
         vals = tuple(float(v) for v in box)
@@ -85,18 +112,40 @@ def check_box(box: Sequence[float], height: int, width: int) -> Box:
         raise ValueError(f"box must have positive width and height, got w={w}, h={h}")
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
         raise ValueError(f"box {vals} lies entirely outside the {width}x{height} image")
+    if factor is not None:
+        side, limit = math.sqrt(w * h) * factor, max_crop_side(height, width)
+        if side > limit:
+            raise ValueError(
+                f"box {vals} is far larger than the {width}x{height} image: its search crop "
+                f"would be {side:.0f} px wide (limit {limit})"
+            )
     return (x, y, w, h)
 
 
+def reference_config(model: MixFormer) -> TrackerConfig:
+    """The reference tracker's defaults (no motion settings) with the model's crop sizes.
+
+    What the measurement helpers (benchmark, precision study) run by default, so that their
+    figures stay comparable across models; :func:`resolve_config` gives trackers the model's
+    own preset instead.
+    """
+    mc = model.config
+    return TrackerConfig(template_size=mc.template_size, search_size=mc.search_size)
+
+
 def resolve_config(model: MixFormer, config: TrackerConfig | None) -> TrackerConfig:
-    """``config``, or the defaults with the model's crop sizes when None.
+    """``config``, or when None the model's own default settings.
+
+    The default is ``TrackerConfig.for_model(model)``: the ``"default"`` preset of the model's
+    preset name (its tuned settings, e.g. ``mixformer-tiny``'s motion prior, the same the CLI
+    uses) with the network's crop sizes.
 
     Raises:
         ValueError: the crop sizes are not the ones the model was built for.
     """
     mc = model.config
     if config is None:
-        return TrackerConfig(template_size=mc.template_size, search_size=mc.search_size)
+        return TrackerConfig.for_model(model)
     if (mc.template_size, mc.search_size) != (config.template_size, config.search_size):
         raise ValueError(
             f"tracker crop sizes {config.template_size}/{config.search_size} do not "
@@ -138,15 +187,6 @@ def decode_prediction(
         )
     mapped = map_box_back(pred, prev, config.search_size, rf)
     return clip_box(mapped, size[0], size[1], margin=10), score
-
-
-def check_engine_options(config: TrackerConfig, backend: str) -> None:
-    """Raise ``ValueError`` for settings the chosen backend cannot run."""
-    if config.motion_prior > 0 and backend != "torch":
-        raise ValueError(
-            f"motion_prior={config.motion_prior} needs the torch backend (the exported graphs "
-            "have no prior input); set motion_prior=0 to use the onnxruntime backend"
-        )
 
 
 @dataclass
@@ -224,8 +264,8 @@ class Tracker:
 
     Args:
         model: the network (put in eval mode; moved to ``device``).
-        config: tracker settings (default: :class:`TrackerConfig` defaults with the model's crop
-            sizes).
+        config: tracker settings (default: ``TrackerConfig.for_model(model)``, the model's own
+            default preset with its crop sizes, as the CLI uses).
         device: torch device for the network.
         color: channel order of the frames passed in (``"rgb"`` or ``"bgr"`` for OpenCV frames).
         dtype: network precision, ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``; the latter two
@@ -253,7 +293,6 @@ class Tracker:
         fast: bool | None = None,
     ) -> None:
         self.config = resolve_config(model, config)
-        check_engine_options(self.config, backend)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.engine: InferenceEngine = build_engine(self.model, dtype, backend, fast)
@@ -301,8 +340,8 @@ class Tracker:
         """Start tracking the object in ``box`` (x, y, w, h pixels) of the first frame."""
         image = check_image(image, self.color)
         h, w = image.shape[:2]
-        box = check_box(box, h, w)
         cfg = self.config
+        box = check_box(box, h, w, max(cfg.search_factor, cfg.template_factor))
         template, _ = self._crop(image, box, cfg.template_factor, cfg.template_size)
         self._templates = OnlineTemplates(template)
         self._encode()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
 from mixformer import build_model
-from mixformer.models import CheckpointError, get_config, save_weights
+from mixformer.models import CheckpointError, get_config, load_weights, save_weights
+from mixformer.models import weights as weights_mod
 from mixformer.models.factory import default_weights_path
 
 
@@ -144,3 +147,72 @@ def test_shipped_weights_match_the_preset_and_track():
         model, seed=4242, num_sequences=3, num_frames=40, score_samples=0, progress=False
     )
     assert r.tracker_auc > r.static_auc + 20
+
+
+def _deflate(src: Path, dst: Path) -> None:
+    """Rewrite a torch zip file with deflated entries (torch.save stores them uncompressed)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+
+
+def _no_torch_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.load was reached")
+
+    monkeypatch.setattr(torch, "load", refuse)
+
+
+def test_deflated_bomb_is_refused_before_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain, bomb = tmp_path / "plain.pth", tmp_path / "bomb.pth"
+    torch.save({"net": {"x": torch.zeros(8 << 20, dtype=torch.uint8)}}, plain)
+    _deflate(plain, bomb)
+    assert bomb.stat().st_size < 100_000
+    assert weights_mod.check_sizes(plain) >= 8 << 20  # a genuine file of the same size passes
+    monkeypatch.setattr(weights_mod, "INFLATION_FLOOR_BYTES", 1 << 20)
+    weights_mod.check_sizes(plain)
+    _no_torch_load(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"bomb\.pth: refusing to load: .* claims 8\.0 MiB"):
+        weights_mod.load_file(bomb)
+
+
+def test_header_claiming_gigabytes_is_refused_without_allocating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "claims.pth"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", b"x" * 1000)
+        zf.writestr("archive/data/0", bytes(1 << 16))
+    raw = bytearray(path.read_bytes())
+    claim = struct.pack("<I", 0xF0000000)  # 3.75 GiB
+    cd = raw.rindex(b"PK\x01\x02")  # central directory entry of archive/data/0
+    raw[cd + 24 : cd + 28] = claim
+    lh = raw.rindex(b"PK\x03\x04", 0, cd)  # its local header
+    raw[lh + 22 : lh + 26] = claim
+    path.write_bytes(bytes(raw))
+    _no_torch_load(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"claims 3\.75 GiB of uncompressed data"):
+        build_model(None, weights=path)
+
+
+def test_file_larger_than_the_limit_is_refused(
+    tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "big.pth"
+    torch.save({"net": {"x": torch.zeros(4 << 20, dtype=torch.uint8)}}, path)
+    with pytest.raises(CheckpointError, match=r"big\.pth: refusing to load: it holds 4\.0 MiB"):
+        weights_mod.read_checkpoint(path, max_bytes=1 << 20)
+    # Loading into a model: the limit is a margin over the model's own tensor bytes.
+    own = sum(t.numel() * t.element_size() for t in tiny.state_dict().values())
+    sd = dict(tiny.state_dict())
+    sd["junk"] = torch.zeros(weights_mod.LIMIT_MARGIN * own // 4 + 1, dtype=torch.float32)
+    padded = tmp_path / "padded.pth"
+    torch.save({"net": sd}, padded)
+    monkeypatch.setattr(weights_mod, "LIMIT_SLACK_BYTES", 0)
+    with pytest.raises(CheckpointError, match=r"padded\.pth: .*expected for this model"):
+        load_weights(build_model("mixformer-tiny"), padded)
+    del sd["junk"]
+    torch.save({"net": sd}, padded)
+    load_weights(build_model("mixformer-tiny"), padded)  # a genuine file still loads

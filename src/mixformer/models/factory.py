@@ -16,6 +16,7 @@ from mixformer.models.weights import (
     CheckpointError,
     matching_presets,
     read_checkpoint,
+    size_limit,
 )
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,13 @@ def build_model(
 
 
 def load_weights(model: MixFormer, ckpt: Checkpoint | str | Path) -> MixFormer:
-    """Load a checkpoint into ``model`` in place (see :func:`build_model` for the file kinds)."""
+    """Load a checkpoint into ``model`` in place (see :func:`build_model` for the file kinds).
+
+    A file is refused before its tensors are read when it holds far more bytes than ``model``
+    could use (:func:`mixformer.models.weights.size_limit`).
+    """
     if not isinstance(ckpt, Checkpoint):
-        ckpt = read_checkpoint(ckpt)
+        ckpt = read_checkpoint(ckpt, max_bytes=size_limit(model))
     if ckpt.kind == "cvt":
         _load_cvt(model, ckpt.state_dict)
         return model

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import struct
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +14,7 @@ import torch
 
 import mixformer
 from mixformer.cli import main
+from mixformer.models.weights import CheckpointError
 from mixformer.train import NonFiniteLossError, TrainConfig, Trainer, get_train_config
 from mixformer.train import trainer as trainer_mod
 from mixformer.train.heldout import heldout_report
@@ -174,3 +180,69 @@ def test_gradient_accumulation_matches_the_combined_batch(tmp_path: Path) -> Non
         assert diff.max() <= 2.5 * cfg.lr, k
         if one[k].numel() >= 16:
             assert (diff > 1e-5).float().mean() < 0.01, k
+
+
+def _flip_tensor_bytes(path: Path) -> None:
+    """Invert 8 bytes in the middle of the largest tensor of a torch zip file."""
+    with zipfile.ZipFile(path) as zf:
+        info = max((i for i in zf.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    with open(path, "r+b") as f:
+        f.seek(info.header_offset)
+        name_len, extra_len = struct.unpack("<HH", f.read(30)[26:30])
+        at = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+        f.seek(at)
+        chunk = f.read(8)
+        f.seek(at)
+        f.write(bytes(b ^ 0xFF for b in chunk))
+
+
+def test_corrupt_newest_checkpoint_is_refused_and_resume_falls_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = small_config()
+    full = Trainer(cfg, tmp_path / "a", progress=False).fit()
+    assert full is not None
+    assert Trainer(cfg, tmp_path / "b", progress=False).fit() is not None
+    newest = tmp_path / "b" / "checkpoints" / "ckpt_ep0002.pth"
+    _flip_tensor_bytes(newest)
+    with pytest.raises(CheckpointError, match=r"ckpt_ep0002\.pth: corrupt checkpoint"):
+        mixformer.build_model(None, weights=newest)
+    with caplog.at_level(logging.WARNING):
+        resumed = Trainer(cfg, tmp_path / "b", resume=True, progress=False)
+    assert resumed.start_epoch == 1
+    assert "ckpt_ep0002.pth" in caplog.text and "falling back" in caplog.text
+    final = resumed.fit()
+    assert final is not None
+    a, b = _net(full), _net(final)
+    for k in a:  # epoch 2 was redone from the good epoch-1 checkpoint
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_truncated_checkpoint_without_a_good_one_is_a_one_line_error(tmp_path: Path) -> None:
+    cfg = small_config(epochs=1)
+    Trainer(cfg, tmp_path, progress=False).fit()
+    ckpt = tmp_path / "checkpoints" / "ckpt_ep0001.pth"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as err:
+        Trainer(cfg.replace(epochs=2), tmp_path, resume=True, progress=False)
+    msg = str(err.value)
+    assert "no good checkpoint left" in msg and str(ckpt) in msg and "\n" not in msg
+
+
+def test_log_rows_lost_by_a_kill_come_back_on_resume(tmp_path: Path) -> None:
+    cfg = small_config()
+    Trainer(cfg, tmp_path, progress=False).fit()
+    log_csv = tmp_path / "log.csv"
+    lines = log_csv.read_text().splitlines(keepends=True)
+    assert len(lines) == 3
+    # Killed after the epoch-2 checkpoint but before its log row.
+    log_csv.write_text("".join(lines[:2]))
+    stale = tmp_path / "checkpoints" / ".ckpt_ep0003.pth.abc.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    Trainer(cfg.replace(epochs=3), tmp_path, resume=True, progress=False).fit()
+    rows = log_csv.read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    assert rows[1:3] == [line.rstrip("\r\n") for line in lines[1:]]
+    assert not stale.exists()  # a killed atomic write's leftover

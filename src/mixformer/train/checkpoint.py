@@ -2,8 +2,10 @@
 
 An epoch checkpoint holds ``net`` (state_dict), ``model_config`` (dict), ``preset`` (str),
 ``net_type``, ``epoch``, ``optimizer``, ``scheduler``, ``rng`` (tensors / lists),
-``train_config`` (dict) and ``history`` (list of dicts of floats); it loads with
+``train_config`` (dict) and ``history`` (list of dicts of floats), and ``checksum`` (SHA-256 of
+all of it, :func:`mixformer.utils.state_checksum`); it loads with
 ``torch.load(weights_only=True)`` and with :func:`mixformer.build_model` (``weights=path``).
+:func:`load_checkpoint` verifies the checksum and names a corrupt file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mixformer.models.weights import CheckpointError, load_file
 from mixformer.utils import atomic_save_torch
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "checkpoint_path",
     "latest_checkpoint",
     "save_slim",
+    "save_checkpoint",
     "load_checkpoint",
 ]
 
@@ -81,9 +85,27 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read an epoch checkpoint (``weights_only=True``)."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
+    """Write an epoch checkpoint atomically, with its checksum."""
+    atomic_save_torch(ckpt, path, checksum=True)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, max_bytes: int | None = None) -> dict[str, Any]:
+    """Read an epoch checkpoint (``weights_only=True``) and verify its checksum if it has one.
+
+    Args:
+        path: the checkpoint.
+        max_bytes: refuse a file holding more uncompressed bytes, before reading its tensors.
+
+    Raises:
+        mixformer.models.weights.CheckpointError: missing, truncated, corrupt (checksum
+            mismatch), not a dict, or too large; the message names the file.
+    """
+    obj = load_file(path, max_bytes)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not a training checkpoint ({type(obj).__name__})")
+    return obj
 
 
 def save_slim(ckpt: dict[str, Any], path: str | Path) -> Path:

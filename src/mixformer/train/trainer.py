@@ -4,6 +4,11 @@ Reproducibility: sample ``i`` of epoch ``e`` is drawn from RNGs seeded by ``(see
 the model's own randomness (DropPath) is reseeded from ``(seed, e, rank)`` at the start of each
 epoch, so resuming from the checkpoint of epoch ``e`` replays epoch ``e+1`` exactly; a run
 killed mid-epoch and resumed ends with the weights of an uninterrupted run.
+
+Checkpoints carry a checksum; on resume a corrupt or unreadable newest checkpoint is reported
+and the previous good one is used. ``log.csv`` is rewritten atomically from the history stored
+in the checkpoints, so a run killed between checkpoint and log gets its missing rows back on
+resume.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import io
 import logging
 import math
 import time
@@ -32,7 +38,7 @@ from mixformer.data.training import (
     build_dataset,
 )
 from mixformer.models import MixFormer, build_model, load_weights
-from mixformer.models.weights import read_checkpoint
+from mixformer.models.weights import CheckpointError, read_checkpoint, size_limit
 from mixformer.train.checkpoint import (
     capture_rng,
     checkpoint_path,
@@ -40,13 +46,14 @@ from mixformer.train.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     restore_rng,
+    save_checkpoint,
     save_slim,
 )
 from mixformer.train.config import TrainConfig
 from mixformer.train.distributed import DistInfo, all_mean, any_flag, epoch_batches
 from mixformer.train.losses import stage_loss
 from mixformer.train.optim import build_optimizer, build_scheduler, set_trainable
-from mixformer.utils import atomic_save_torch
+from mixformer.utils import atomic_write_text, remove_stale_tmp
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +125,7 @@ def _load_init(model: MixFormer, path: str) -> None:
     """Start stage 1 from a network file: backbone and box head, its score module dropped."""
     if not Path(path).is_file():
         raise ValueError(f"init_checkpoint {path} not found")
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, max_bytes=size_limit(model))
     if ckpt.kind != "network":
         raise ValueError(f"init_checkpoint {path}: not a MixFormer network file ({ckpt.kind})")
     sd = {k: v for k, v in ckpt.state_dict.items() if not k.startswith("score_branch.")}
@@ -227,13 +234,15 @@ class Trainer:
     Args:
         cfg: the training configuration.
         run_dir: output folder (checkpoints, ``log.csv``, TensorBoard events, final weights).
-        resume: continue from the newest checkpoint of ``run_dir`` (a fresh start if none).
+        resume: continue from the newest good checkpoint of ``run_dir`` (a fresh start if
+            none); a corrupt newer one is skipped with a warning.
         info: the DDP position of this process (default: single process on the CPU / GPU 0).
         progress: show the tqdm progress bar (rank 0 only).
         name: run name recorded in the checkpoint.
 
     Raises:
         ValueError: ``run_dir`` already holds checkpoints and ``resume`` is False.
+        CheckpointError: ``resume`` and none of the checkpoints is readable (names the newest).
     """
 
     def __init__(
@@ -253,6 +262,7 @@ class Trainer:
         self.progress = progress
         self.name = name
         self.history: list[dict[str, Any]] = []
+        self._log_prefix: list[dict[str, str]] = []
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         existing = list_checkpoints(self.run_dir)
@@ -269,8 +279,10 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.start_epoch = 0
+        if self.info.is_main:
+            remove_stale_tmp(self.run_dir)  # left by a run killed inside an atomic write
         if resume and existing:
-            self._load(existing[-1][1])
+            self._resume(existing)
         self.net: torch.nn.Module = self.model
         if self.info.distributed:
             ids = [self.info.device.index] if self.info.device.type == "cuda" else None
@@ -289,8 +301,25 @@ class Trainer:
         g = self.cfg.batch_size * self.info.world_size * self.cfg.accum_iter
         return self.cfg.samples_per_epoch // g
 
-    def _load(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
+    def _resume(self, existing: list[tuple[int, Path]]) -> None:
+        """Load the newest checkpoint that reads and verifies; warn about each one skipped."""
+        limit = size_limit(self.model)
+        bad: list[str] = []
+        for _, path in reversed(existing):
+            try:
+                ckpt = load_checkpoint(path, max_bytes=limit)
+            except CheckpointError as exc:
+                bad.append(str(exc))
+                log.warning("%s; falling back to the previous checkpoint", exc)
+                continue
+            self._load(path, ckpt)
+            if self.info.is_main:
+                self._rebuild_log()
+            return
+        older = f" (and {len(bad) - 1} older unusable checkpoint(s))" if len(bad) > 1 else ""
+        raise CheckpointError(f"cannot resume, no good checkpoint left: {bad[0]}{older}")
+
+    def _load(self, path: Path, ckpt: dict[str, Any]) -> None:
         if ckpt.get("train_config", {}).get("stage", self.cfg.stage) != self.cfg.stage:
             raise ValueError(f"{path} is a checkpoint of another stage")
         self.model.load_state_dict(ckpt["net"])
@@ -321,29 +350,46 @@ class Trainer:
 
     def _save(self, epoch: int) -> Path:
         path = checkpoint_path(self.run_dir, epoch)
-        atomic_save_torch(self._checkpoint(epoch), path)
+        save_checkpoint(self._checkpoint(epoch), path)
         keep = self.cfg.keep_checkpoints
         if keep > 0:
             for _, old in list_checkpoints(self.run_dir)[:-keep]:
                 old.unlink(missing_ok=True)
         return path
 
-    def _csv(self, row: dict[str, Any]) -> None:
+    def _rebuild_log(self) -> None:
+        """After a resume: ``log.csv`` = the resumed checkpoint's history.
+
+        Restores rows lost when a run was killed between checkpoint and log. A checkpoint
+        without history (not written by this trainer) keeps the log's rows up to its epoch.
+        """
         path = self.run_dir / "log.csv"
-        new = not path.exists()
-        if not new:
+        if not self.history and path.is_file():
+            with path.open(newline="") as f:
+                self._log_prefix = [
+                    r
+                    for r in csv.DictReader(f)
+                    if str(r.get("epoch", "")).isdigit() and int(r["epoch"]) <= self.start_epoch
+                ]
+        self._write_log()
+
+    def _write_log(self) -> None:
+        """Write ``log.csv`` atomically: one row per epoch and split of the history."""
+        path = self.run_dir / "log.csv"
+        fields = list(CSV_FIELDS)
+        if path.is_file():
             with path.open(newline="") as f:
                 header = next(csv.reader(f), [])
-            if header != list(CSV_FIELDS):  # written by another version: keep its columns
-                with path.open("a", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
-                    w.writerow({k: row.get(k, "") for k in header})
-                return
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow({k: row.get(k, "") for k in CSV_FIELDS})
+            if header and header != fields:  # written by another version: keep its columns
+                fields = header
+        if not self.history and not self._log_prefix:
+            return
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for row in [*self._log_prefix, *self.history]:
+            w.writerow({k: row.get(k, "") for k in fields})
+        atomic_write_text(path, buf.getvalue())
 
     def _tensorboard(self) -> Any:
         if self._tb is None and self.cfg.tensorboard and self.info.is_main:
@@ -516,9 +562,9 @@ class Trainer:
             self.history.extend(rows)
             if info.is_main:
                 path = self._save(epoch)
+                self._write_log()  # after the checkpoint: a resume rebuilds it from there
                 tb = self._tensorboard()
                 for row in rows:
-                    self._csv(row)
                     msg = ", ".join(f"{k} {row[k]:.4f}" for k in ("loss", "iou", "acc") if k in row)
                     log.info("epoch %d %s: %s", epoch, row["split"], msg)
                     if tb is not None:

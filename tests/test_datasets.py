@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from mixformer.data.benchmarks import BENCHMARKS, load_benchmark, sequence_lists
+from mixformer.data.frames import jpeg_truncated, read_image
 from mixformer.data.io import read_boxes, read_flags, read_labels
+from mixformer.data.training.datasets import CorruptImageError, _decode
 
 
 def _touch_frames(folder: Path, names: list[str]) -> None:
@@ -68,6 +71,34 @@ def test_read_flags_one_line_and_per_line(tmp_path: Path) -> None:
     (tmp_path / "d.label").write_text("0\nyes\n")
     with pytest.raises(ValueError, match=r"d\.label:2"):
         read_flags(tmp_path / "d.label")
+
+
+def _jpeg(path: Path) -> bytes:
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8), (5, 5), 0)
+    assert cv2.imwrite(str(path), img)
+    return path.read_bytes()
+
+
+def test_truncated_jpeg_is_an_unreadable_frame(tmp_path: Path) -> None:
+    data = _jpeg(tmp_path / "full.jpg")
+    assert read_image(tmp_path / "full.jpg").shape == (96, 128, 3)
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) * 2 // 3])
+    assert cv2.imread(str(tmp_path / "cut.jpg")) is not None  # libjpeg only warns
+    with pytest.raises(ValueError, match=r"truncated JPEG.*cut\.jpg"):
+        read_image(tmp_path / "cut.jpg")
+    with pytest.raises(CorruptImageError, match=r"truncated JPEG.*cut\.jpg"):
+        _decode(tmp_path / "cut.jpg")  # training counts and skips it like any unreadable frame
+    # Bytes after the end-of-image marker, and a header holding FF D9 (e.g. an EXIF
+    # thumbnail's end), do not make a complete file truncated.
+    (tmp_path / "tail.jpg").write_bytes(data + b"\x12\x34" * 100)
+    assert not jpeg_truncated(tmp_path / "tail.jpg")
+    app = b"\xff\xe1" + (6).to_bytes(2, "big") + b"\xff\xd9\x00\x00"
+    (tmp_path / "app.jpg").write_bytes(data[:2] + app + data[2:])
+    assert not jpeg_truncated(tmp_path / "app.jpg")
+    (tmp_path / "app_cut.jpg").write_bytes((data[:2] + app + data[2:])[: len(data) // 2])
+    assert jpeg_truncated(tmp_path / "app_cut.jpg")
+    assert not jpeg_truncated(tmp_path / "full.jpg")
 
 
 # --------------------------------------------------------------------------- generic
@@ -165,6 +196,50 @@ def test_lasot_malformed(tmp_path: Path) -> None:
     (d / "out_of_view.txt").write_text("0,0,0\n")
     with pytest.raises(ValueError, match=r"out_of_view\.txt: 3 labels for 5 frames"):
         load_benchmark("lasot", tmp_path, sequences=["airplane-1"])
+
+
+def test_duplicate_sequence_is_refused(tmp_path: Path) -> None:
+    _generic(tmp_path, ["a", "b"])
+    (tmp_path / "list.txt").write_text("a\nb\n\na\n")
+    with pytest.raises(ValueError, match=r"list\.txt:4: duplicate sequence a \(first on line 1\)"):
+        load_benchmark("generic", tmp_path)
+    (tmp_path / "list.txt").write_text("a\nb\n")
+    with pytest.raises(ValueError, match="duplicate sequence b"):
+        load_benchmark("generic", tmp_path, sequences=["b", "a", "b"])
+    base = _got(tmp_path / "got", "val", ["s1", "s2"])
+    (base / "list.txt").write_text("s1\ns2\ns2\n")
+    with pytest.raises(ValueError, match=r"list\.txt:3: duplicate sequence s2"):
+        load_benchmark("got10k_val", tmp_path / "got")
+
+
+def test_absence_label_must_be_0_or_1(tmp_path: Path) -> None:
+    _generic(tmp_path, ["a"])
+    (tmp_path / "a" / "absence.label").write_text("0\n1\n2\n0\n")
+    with pytest.raises(ValueError, match=r"absence\.label:3: label '2' must be 0 or 1"):
+        load_benchmark("generic", tmp_path)
+    with pytest.raises(ValueError, match=r"absence\.label:3"):
+        read_flags(tmp_path / "a" / "absence.label")
+    (tmp_path / "a" / "absence.label").write_text("0\nnan\n0\n0\n")
+    with pytest.raises(ValueError, match=r"absence\.label:2: label 'nan' is not an integer"):
+        load_benchmark("generic", tmp_path)
+    base = _got(tmp_path / "got", "val", ["s1"])
+    (base / "s1" / "cover.label").unlink()
+    (base / "s1" / "absence.label").write_text("0\n0\n-1\n0\n")
+    with pytest.raises(ValueError, match=r"s1/absence\.label:3: label '-1' must be 0 or 1"):
+        load_benchmark("got10k_val", tmp_path / "got")
+
+
+def test_directory_named_like_a_frame_is_named(tmp_path: Path) -> None:
+    _generic(tmp_path, ["a"])
+    (tmp_path / "a" / "img" / "00000004.jpg").unlink()
+    (tmp_path / "a" / "img" / "00000004.jpg").mkdir()
+    with pytest.raises(ValueError, match=r"img/00000004\.jpg: a directory named like a frame"):
+        load_benchmark("generic", tmp_path)
+    d = _lasot_seq(tmp_path / "lasot", "airplane-1", 5)
+    (d / "img" / "00000005.jpg").unlink()
+    (d / "img" / "00000005.jpg").mkdir()
+    with pytest.raises(ValueError, match=r"00000005\.jpg: a directory named like a frame"):
+        load_benchmark("lasot", tmp_path / "lasot", sequences=["airplane-1"])
 
 
 # --------------------------------------------------------------------------- GOT-10k / TrackingNet

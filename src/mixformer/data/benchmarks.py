@@ -62,10 +62,20 @@ def _natural_key(p: Path) -> tuple:
     return (0, int(p.stem), "") if p.stem.isdigit() else (1, 0, p.stem)
 
 
+def _frame_dir_error(path: Path) -> ValueError:
+    return ValueError(f"{path}: a directory named like a frame; frames must be image files")
+
+
 def _image_files(folder: Path, sort: str = "natural") -> list[Path]:
     if not folder.is_dir():
         raise ValueError(f"frame folder not found: {folder}")
-    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    files = []
+    for p in folder.iterdir():
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            if p.is_dir():
+                raise _frame_dir_error(p)
+            if p.is_file():
+                files.append(p)
     if not files:
         raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     if sort == "int":
@@ -76,6 +86,18 @@ def _image_files(folder: Path, sort: str = "natural") -> list[Path]:
     if sort == "name":
         return sorted(files)
     return sorted(files, key=_natural_key)
+
+
+def _frame_names(folder: Path) -> set[str]:
+    """Names of the files in ``folder``; a directory named like a frame is an error."""
+    names = set()
+    for p in folder.iterdir():
+        if p.is_dir():
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                raise _frame_dir_error(p)
+        else:
+            names.add(p.name)
+    return names
 
 
 def _check_length(gt: np.ndarray, frames: list[Path], gt_path: Path, folder: Path) -> None:
@@ -107,17 +129,19 @@ def _check_flags(flags: np.ndarray, n: int, path: Path) -> None:
 
 
 def _read_list(path: Path) -> list[str]:
-    names = []
+    names: dict[str, int] = {}
     for i, line in enumerate(path.read_text().splitlines(), start=1):
         name = line.strip()
         if not name:
             continue
         if "/" in name or "\\" in name or name in (".", ".."):
             raise ValueError(f"{path}:{i}: invalid sequence name {name!r}")
-        names.append(name)
+        if name in names:
+            raise ValueError(f"{path}:{i}: duplicate sequence {name} (first on line {names[name]})")
+        names[name] = i
     if not names:
         raise ValueError(f"{path}: empty sequence list")
-    return names
+    return list(names)
 
 
 def _listed_folders(root: Path, list_file: Path | None) -> list[tuple[str, Path]]:
@@ -150,6 +174,9 @@ def _select(items: list, names: Iterable[str] | None, key: Callable[[Any], str],
     if names is None:
         return items
     wanted = list(names)
+    dup = next((n for i, n in enumerate(wanted) if n in wanted[:i]), None)
+    if dup is not None:
+        raise ValueError(f"{what}: duplicate sequence {dup} in the selection")
     by_name = {key(x): x for x in items}
     missing = [n for n in wanted if n not in by_name]
     if missing:
@@ -178,7 +205,7 @@ def read_lasot(root: str | Path, sequences: Iterable[str] | None = None) -> list
         img = folder / "img"
         if not img.is_dir():
             raise ValueError(f"LaSOT {name}: frame folder not found: {img}")
-        present = {p.name for p in img.iterdir()}
+        present = _frame_names(img)
         frames = [img / f"{i:08d}.jpg" for i in range(1, len(gt) + 1)]
         for i, f in enumerate(frames, start=1):
             if f.name not in present:
@@ -233,7 +260,7 @@ def _read_got10k(root: str | Path, split: str, sequences: Iterable[str] | None) 
                 _check_flags(c, len(frames), cover)
                 visible = c > 0
             elif absence.is_file():
-                a = read_labels(absence)
+                a = read_labels(absence, allowed=(0, 1))
                 _check_flags(a, len(frames), absence)
                 visible = a == 0
         out.append(Sequence(name, frames, gt, visible, f"got10k_{split}"))
@@ -299,7 +326,7 @@ def _read_table(
             )
         if not folder.is_dir():
             raise ValueError(f"{key} {e['name']}: frame folder not found: {folder}")
-        present = {p.name for p in folder.iterdir()}
+        present = _frame_names(folder)
         for i, f in enumerate(frames):
             if f.name not in present:
                 raise ValueError(f"{gt_path}:{i + omit + 1}: frame {f} is missing")
@@ -399,7 +426,7 @@ def read_generic(root: str | Path, sequences: Iterable[str] | None = None) -> li
         _check_length(gt, frames, gt_path, img_dir)
         visible = None
         if (folder / "absence.label").is_file():
-            a = read_labels(folder / "absence.label")
+            a = read_labels(folder / "absence.label", allowed=(0, 1))
             _check_flags(a, len(frames), folder / "absence.label")
             visible = a == 0
         out.append(Sequence(name, frames, gt, visible, "generic"))

@@ -87,17 +87,22 @@ def polygon_to_xywh(rows: np.ndarray) -> np.ndarray:
     return np.stack([x1, y1, xs.max(axis=1) - x1, ys.max(axis=1) - y1], axis=1)
 
 
-def read_labels(path: str | Path) -> np.ndarray:
+def read_labels(path: str | Path, allowed: tuple[int, ...] | None = None) -> np.ndarray:
     """Read integer per-frame labels written on one line (comma separated) or one per line.
 
     Covers LaSOT ``full_occlusion.txt`` / ``out_of_view.txt`` (one comma line) and GOT-10k
     ``absence.label`` / ``cover.label`` (one value per line).
 
+    Args:
+        path: the label file.
+        allowed: the only values accepted (e.g. ``(0, 1)`` for flags); None accepts any integer.
+
     Returns:
         ``(N,)`` int64 values.
 
     Raises:
-        ValueError: missing file or a non-integer entry (the message names file and line).
+        ValueError: missing file, a non-integer entry or a value outside ``allowed`` (the
+            message names file and line).
     """
     path = Path(path)
     values: list[int] = []
@@ -109,8 +114,11 @@ def read_labels(path: str | Path) -> np.ndarray:
                 f = float(p)
             except ValueError as exc:
                 raise ValueError(f"{path}:{i}: cannot parse label {p!r}") from exc
-            if f != int(f):
+            if not np.isfinite(f) or f != int(f):
                 raise ValueError(f"{path}:{i}: label {p!r} is not an integer")
+            if allowed is not None and int(f) not in allowed:
+                want = " or ".join(str(a) for a in allowed)
+                raise ValueError(f"{path}:{i}: label {p!r} must be {want}")
             values.append(int(f))
     return np.asarray(values, dtype=np.int64)
 
@@ -119,12 +127,13 @@ def read_flags(path: str | Path) -> np.ndarray:
     """Read 0/1 per-frame flags (one line, comma separated, or one per line).
 
     Returns:
-        ``(N,)`` bool, True where the file has a non-zero value.
+        ``(N,)`` bool, True where the file has a 1.
 
     Raises:
-        ValueError: missing file or an unparsable entry (the message names file and line).
+        ValueError: missing file, an unparsable entry or a value other than 0 and 1 (the
+            message names file and line).
     """
-    return read_labels(path) != 0
+    return read_labels(path, allowed=(0, 1)) != 0
 
 
 def format_boxes(boxes: np.ndarray, delimiter: str = ",", integer: bool = False) -> str:

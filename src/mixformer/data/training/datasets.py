@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mixformer.data.frames import jpeg_truncated
 from mixformer.data.io import read_boxes, read_flags
 from mixformer.data.synthetic import SyntheticScene, make_scene
 
@@ -56,6 +57,8 @@ def _decode(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise CorruptImageError(f"cannot read image {path}")
+    if jpeg_truncated(path):
+        raise CorruptImageError(f"truncated JPEG (no end-of-image marker): {path}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

@@ -122,3 +122,14 @@ def test_box_conversions_round_trip():
     torch.testing.assert_close(
         box_cxcywh_to_xyxy(torch.tensor([2.0, 3.0, 4.0, 2.0])), torch.tensor([0.0, 2.0, 4.0, 4.0])
     )
+
+
+@pytest.mark.parametrize("size", [1, 5, 9])
+def test_clip_box_on_images_smaller_than_the_margin_stays_inside(size):
+    for box in [(-3, -3, 20, 20), (2, 2, 1, 1), (50, 50, 4, 4), (0, 0, size, size)]:
+        x, y, w, h = clip_box(box, height=size, width=size, margin=10)
+        assert 0 <= x and 0 <= y and x + w <= size and y + h <= size, box
+        assert w > 0 and h > 0
+    # Only the short side is affected: a 5 px tall, 100 px wide image keeps the 10 px margin
+    # along x.
+    assert clip_box((95, -3, 20, 20), height=5, width=100, margin=10) == (90, 0, 10, 5)

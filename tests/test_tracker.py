@@ -228,3 +228,14 @@ def test_grayscale_bgr_border_and_size_change(tracker):
 def test_crop_sizes_must_match_model():
     with pytest.raises(ValueError, match="match"):
         Tracker(build_model("mixformer-tiny"), TrackerConfig(search_size=256))
+
+
+@pytest.mark.parametrize("size", [1, 5])
+def test_boxes_stay_inside_tiny_images(tracker, size):
+    rng = np.random.default_rng(size)
+    frames = [rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for _ in range(4)]
+    tracker.init(frames[0], (0, 0, size, size))
+    for frame in frames[1:]:
+        x, y, w, h = tracker.update(frame).box
+        assert 0 <= x and 0 <= y and x + w <= size and y + h <= size
+        assert w > 0 and h > 0

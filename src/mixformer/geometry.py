@@ -164,13 +164,19 @@ def map_box_back(pred: Sequence[float], prev: Sequence[float], search_size: int,
 
 
 def clip_box(box: Sequence[float], height: int, width: int, margin: int = 10) -> Box:
-    """Clip an xywh box so at least ``margin`` pixels stay inside the image (SPEC 2.6 step 7)."""
+    """Clip an xywh box so at least ``margin`` pixels stay inside the image (SPEC 2.6 step 7).
+
+    On an image narrower (or lower) than ``margin`` the margin along that side is the image's
+    size, so the box stays inside the image (the reference's rule would put it mostly outside);
+    images of at least ``margin`` pixels are clipped exactly as the reference does.
+    """
     x1, y1, w, h = box
+    mx, my = min(margin, width), min(margin, height)
     x2, y2 = x1 + w, y1 + h
-    x1 = min(max(0, x1), width - margin)
-    x2 = min(max(margin, x2), width)
-    y1 = min(max(0, y1), height - margin)
-    y2 = min(max(margin, y2), height)
-    w = max(margin, x2 - x1)
-    h = max(margin, y2 - y1)
+    x1 = min(max(0, x1), width - mx)
+    x2 = min(max(mx, x2), width)
+    y1 = min(max(0, y1), height - my)
+    y2 = min(max(my, y2), height)
+    w = max(mx, x2 - x1)
+    h = max(my, y2 - y1)
     return (float(x1), float(y1), float(w), float(h))

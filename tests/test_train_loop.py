@@ -218,7 +218,9 @@ def test_corrupt_newest_checkpoint_is_refused_and_resume_falls_back(
         assert torch.equal(a[k], b[k]), k
 
 
-def test_truncated_checkpoint_without_a_good_one_is_a_one_line_error(tmp_path: Path) -> None:
+def test_truncated_checkpoint_without_a_good_one_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = small_config(epochs=1)
     Trainer(cfg, tmp_path, progress=False).fit()
     ckpt = tmp_path / "checkpoints" / "ckpt_ep0001.pth"
@@ -227,6 +229,10 @@ def test_truncated_checkpoint_without_a_good_one_is_a_one_line_error(tmp_path: P
         Trainer(cfg.replace(epochs=2), tmp_path, resume=True, progress=False)
     msg = str(err.value)
     assert "no good checkpoint left" in msg and str(ckpt) in msg and "\n" not in msg
+    args = ["train", "tiny-synthetic-stage1", "--output", str(tmp_path), "--resume"]
+    assert main([*args, "--no-progress"]) == 2
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert str(ckpt) in err_lines[-1] and "Traceback" not in "".join(err_lines)
 
 
 def test_log_rows_lost_by_a_kill_come_back_on_resume(tmp_path: Path) -> None:

@@ -102,3 +102,62 @@ def test_corrupt_frame_mid_sequence_keeps_tracked_boxes(tmp_path):
     assert r.returncode == 2
     assert "00004.jpg" in r.stderr
     assert len(boxes.read_text().splitlines()) == 3
+
+
+def test_truncated_mp4_gives_one_line_without_ffmpeg_noise(video, tmp_path):
+    """libav's "moov atom not found" must not reach stderr before the clean error."""
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    r = _mixformer("track", str(cut), "--box", "20,30,30,30")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"mixformer track: error: cannot read video (unsupported or corrupt): {cut}"
+    ]
+
+
+def test_ctrl_c_keeps_the_boxes_and_marks_the_video_partial(tmp_path):
+    """A real SIGINT mid-run: boxes of the frames tracked so far are written, and the video is
+    finished as NAME.partial.mp4 (never left under the final name)."""
+    import os
+    import signal
+    import time
+
+    src = tmp_path / "long.mp4"
+    writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for i in range(2000):
+        frame = np.full((120, 160, 3), 40, np.uint8)
+        x = 20 + (i % 80)
+        cv2.rectangle(frame, (x, 30), (x + 30, 60), (255, 0, 0), -1)
+        writer.write(frame)
+    writer.release()
+    boxes, out = tmp_path / "boxes.txt", tmp_path / "out.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mixformer", "track", str(src), "--box", "20,30,30,30"]
+        + ["--boxes", str(boxes), "--out", str(out), "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell may start background jobs with SIGINT ignored; Python then keeps ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    hidden = tmp_path / ".out.partial.mp4"  # VideoWriter's temporary file: tracking has begun
+    deadline = time.monotonic() + 240
+    while not (hidden.is_file() and hidden.stat().st_size > 0) and proc.poll() is None:
+        assert time.monotonic() < deadline, "tracking never started"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    lines = boxes.read_text().splitlines()
+    assert 1 <= len(lines) < 2000
+    assert [float(v) for v in lines[0].split(",")] == [20, 30, 30, 30]
+    assert all(len(line.split(",")) == 4 for line in lines)
+    assert not out.exists() and not hidden.exists()
+    partial = tmp_path / "out.partial.mp4"
+    cap = cv2.VideoCapture(str(partial))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    assert n in (len(lines), len(lines) + 1)  # the frame being drawn may be in the video
+    assert str(partial) in err

@@ -55,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--threads must be >= 1")
     if args.device != "cpu":
         raise CLIError("the benchmark runs on the CPU only for now (--device cpu)")
+    if args.backend == "onnxruntime":
+        from mixformer.export.onnx import require_onnx
+
+        try:
+            require_onnx()
+        except ImportError as exc:
+            raise CLIError(str(exc)) from exc
     model = load_model_from_args(args)
     if args.accuracy:
         return _accuracy(model, args)

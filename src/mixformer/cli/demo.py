@@ -7,7 +7,15 @@ import logging
 import time
 from pathlib import Path
 
-from mixformer.cli.track import add_model_args, add_plain_arg, load_model_from_args
+from mixformer.cli.track import (
+    add_model_args,
+    add_plain_arg,
+    add_threads_arg,
+    check_device,
+    check_model_name,
+    load_model_from_args,
+    set_threads,
+)
 
 log = logging.getLogger("mixformer.demo")
 
@@ -25,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=80, help="video length in frames")
     p.add_argument("--seed", type=int, default=7, help="seed of the generated video")
     add_model_args(p)
+    add_threads_arg(p, "2, or 1 on a busy machine")
     add_plain_arg(p)
     p.set_defaults(func=run)
 
@@ -42,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 2:
         raise ValueError(f"--frames must be at least 2, got {args.frames}")
+    check_model_name(args.model)
+    check_device(args.device)
+    threads = set_threads(args.threads)
     seq = generate_sequence(args.seed, num_frames=args.frames, name=f"demo-{args.seed}")
     model = load_model_from_args(args)
     config = TrackerConfig.for_model(model)
@@ -56,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
             boxes.append(res.box)
             shown = draw_box(frame, seq.boxes[i], color=(255, 255, 255))
             writer.write(draw_box(shown, res.box, label=f"{res.score:.2f}"))
-    finally:
-        writer.close()
+    except BaseException:
+        partial = writer.close(complete=False)
+        if partial:
+            log.warning("stopped after %d frames; partial video in %s", len(boxes), partial)
+        raise
+    writer.close()
     fps = (len(seq.frames) - 1) / max(time.perf_counter() - t0, 1e-9)
     pred = np.asarray(boxes, dtype=np.float64)
     static = np.repeat(seq.boxes[:1], len(seq.boxes), axis=0)
@@ -73,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     for name, value in aucs.items():
         print(f"AUC {name:28s} {value:5.1f}")
     print(
-        f"{len(boxes)} frames at {fps:.1f} FPS; wrote {args.out}/demo.mp4, success.png, boxes.txt"
+        f"{len(boxes)} frames at {fps:.1f} FPS ({threads} thread{'s' if threads > 1 else ''}); "
+        f"wrote {args.out}/demo.mp4, success.png, boxes.txt"
     )
     return 0

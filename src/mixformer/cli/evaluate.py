@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mixformer.cli import CLIError
-from mixformer.cli.track import add_model_args, resolve_weights
+from mixformer.cli.track import (
+    add_got10k_arg,
+    add_model_args,
+    add_threads_arg,
+    auto_threads,
+    check_device,
+    resolve_weights,
+)
 
 if TYPE_CHECKING:
     from mixformer.tracking import TrackerConfig
@@ -86,6 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--results", type=Path, default=None, help="results folder (default results/DATASET/MODEL)"
     )
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    add_threads_arg(p, "1 per worker with --workers > 1, else 2 or 1 on a busy machine")
+    add_got10k_arg(p)
     p.add_argument(
         "--shard",
         default=None,
@@ -161,6 +170,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"unknown model {args.model!r}; choose from {', '.join(list_models())}")
     if args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads must be >= 1, got {args.threads}")
+    threads = args.threads or (1 if args.workers > 1 else auto_threads())
+    check_device(args.device)
     bench = get_benchmark(args.dataset)
     shard = parse_shard(args.shard) if args.shard else (shard_from_env() or (0, 1))
     device = args.device
@@ -169,15 +182,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     weights, sha = _weights_identity(args)
     # Crop sizes belong to the network the workers will build.
     mc = preset_config(args.model, read_checkpoint(weights) if weights else None)
-    config = TrackerConfig.preset(bench.tracker_preset, args.model, mc)
+    config = TrackerConfig.preset(bench.tracker_preset, args.model, mc, args.got10k_trained)
     config = apply_set(config, args.overrides)
     # Read and validate the whole benchmark before tracking anything.
     sequences = load_benchmark(bench.name, args.root, _sequence_names(args.sequences))
-    settings = RunSettings(bench.name, args.model, sha, dataclasses.asdict(config), weights)
+    settings = RunSettings(
+        bench.name, args.model, sha, dataclasses.asdict(config), weights, threads=threads
+    )
     results = args.results or Path("results") / bench.name / args.model
     print(
         f"evaluate {bench.name}: {len(sequences)} sequences, shard {shard[0]}/{shard[1]}, "
-        f"{args.workers} worker(s), results in {results}"
+        f"{args.workers} worker(s) x {threads} thread(s), results in {results}"
     )
     print("tracker settings: " + ", ".join(f"{k}={v}" for k, v in settings.tracker.items()))
     summary = run_benchmark(

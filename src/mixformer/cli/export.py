@@ -32,14 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export, then (unless ``--no-verify``) compare ONNX Runtime with PyTorch on random crops."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as exc:
-        raise CLIError(f"{exc.name} is not installed: pip install onnx onnxruntime") from exc
     import torch
 
-    from mixformer.export.onnx import OnnxRuntimeModel, export_onnx
+    from mixformer.export.onnx import OnnxRuntimeModel, export_onnx, require_onnx
+
+    try:
+        require_onnx()
+    except ImportError as exc:
+        raise CLIError(str(exc)) from exc
 
     if args.opset < 14:
         raise CLIError("--opset must be >= 14 (fused attention)")

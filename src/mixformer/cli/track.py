@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mixformer.cli import CLIError
+
+if TYPE_CHECKING:
+    from mixformer.tracking.render import VideoWriter
 
 log = logging.getLogger("mixformer.track")
 
@@ -47,6 +51,103 @@ def add_plain_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def check_model_name(name: str) -> None:
+    """Raise :class:`CLIError` for a model that is not a registered preset (lists them)."""
+    from mixformer.models import list_models
+
+    if name not in list_models():
+        raise CLIError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
+
+
+def check_device(name: str) -> str:
+    """Validate ``--device`` before anything is built; returns it unchanged.
+
+    Raises:
+        CLIError: not a torch device, or a CUDA/MPS device this PyTorch build or machine lacks.
+    """
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise CLIError(f"--device {name!r} is not a torch device (e.g. cpu, cuda:0)") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (
+                "this PyTorch build has no CUDA support"
+                if torch.version.cuda is None
+                else "no CUDA device is visible"
+            )
+            raise CLIError(f"--device {name}: {why}; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CLIError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise CLIError(f"--device {name}: MPS is not available here; use --device cpu")
+    return name
+
+
+def add_threads_arg(p: argparse.ArgumentParser, default: str) -> None:
+    """``--threads N``: torch (and ONNX Runtime) intra-op threads; ``default`` goes in the help."""
+    p.add_argument(
+        "--threads", type=int, default=None, help=f"intra-op CPU threads (default: {default})"
+    )
+
+
+def auto_threads(cores: int | None = None, load: float | None = None) -> int:
+    """Default intra-op threads for one tracker: 2, or 1 on a busy or single-core machine.
+
+    PyTorch's default (one thread per core) makes every op wait for descheduled OpenMP threads
+    on a busy machine: the demo ran at 4-7 FPS with it on a loaded 2-core machine and at 72 FPS
+    with one thread. So: ``min(2, cores)`` while the 1-minute load average is below half the
+    cores, else 1.
+
+    Args:
+        cores: CPU cores this process may use (default: its affinity mask).
+        load: 1-minute load average (default: ``os.getloadavg()``; 0 where unavailable).
+    """
+    import os
+
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cores = os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            load = 0.0
+    return 1 if cores < 2 or load >= cores / 2 else 2
+
+
+def set_threads(threads: int | None) -> int:
+    """Apply ``--threads`` (None: :func:`auto_threads`) to torch; returns the count.
+
+    Raises:
+        CLIError: ``threads < 1``.
+    """
+    import torch
+
+    if threads is not None and threads < 1:
+        raise CLIError(f"--threads must be >= 1, got {threads}")
+    n = threads or auto_threads()
+    torch.set_num_threads(n)
+    log.debug("%d intra-op thread(s)", n)
+    return n
+
+
+def add_got10k_arg(p: argparse.ArgumentParser) -> None:
+    """``--got10k-trained``: the schedules of the reference's GOT-10k-only network."""
+    p.add_argument(
+        "--got10k-trained",
+        action="store_true",
+        help="the weights were trained on GOT-10k only (e.g. mixformer_online_got.pth.tar): "
+        "use the reference's baseline_got tracker schedules",
+    )
+
+
 def resolve_weights(args: argparse.Namespace) -> Path | None:
     """The weights file the :func:`add_model_args` options name, or None for random weights.
 
@@ -54,10 +155,11 @@ def resolve_weights(args: argparse.Namespace) -> Path | None:
     shipped weights are used if there are any; otherwise a loud warning says they are random.
 
     Raises:
-        CLIError: the named file does not exist.
+        CLIError: unknown ``--model`` (checked first) or the named file does not exist.
     """
     from mixformer.models.factory import default_weights_path
 
+    check_model_name(args.model)
     if args.weights is None:
         shipped = default_weights_path(args.model)
         if shipped is None:
@@ -79,9 +181,14 @@ def resolve_weights(args: argparse.Namespace) -> Path | None:
 
 
 def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - MixFormer, lazy import
-    """Build the model named by :func:`add_model_args` options (see :func:`resolve_weights`)."""
+    """Build the model named by :func:`add_model_args` options (see :func:`resolve_weights`).
+
+    The model name and ``--device`` are checked before any weights are read.
+    """
     from mixformer.models import build_model
 
+    check_model_name(args.model)
+    check_device(args.device)
     return build_model(args.model, weights=resolve_weights(args))
 
 
@@ -90,9 +197,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "track",
         help="track an object in a video or frame folder",
         description="Track the object in BOX through SOURCE. Writes one x,y,w,h line per frame "
-        "and, with --output, an annotated video. Give --box several times to track several "
+        "and, with --out, an annotated video. Give --box several times to track several "
         "objects in one batched network call per frame; the lines are then "
-        "frame,target,x,y,w,h (frame and target counted from 0, target in --box order).",
+        "frame,target,x,y,w,h (frame and target counted from 0, target in --box order). "
+        "Ctrl-C keeps the frames tracked so far: their boxes are written and the video is "
+        "finished as NAME.partial.mp4.",
     )
     p.add_argument("source", help="video file or folder of frames (sorted by number)")
     p.add_argument(
@@ -103,11 +212,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="initial box x,y,w,h in pixels; repeat for several objects",
     )
     add_model_args(p)
-    p.add_argument("--output", type=Path, default=None, help="annotated video to write (.mp4)")
+    p.add_argument(
+        "--out",
+        "--output",
+        dest="output",
+        type=Path,
+        default=None,
+        help="annotated video to write (.mp4)",
+    )
     p.add_argument("--boxes", type=Path, default=None, help="result file (default: stdout)")
     p.add_argument(
         "--preset", default="default", help="tracker settings preset (e.g. lasot, got10k_test)"
     )
+    add_got10k_arg(p)
+    add_threads_arg(p, "2, or 1 on a busy machine")
     add_plain_arg(p)
     p.set_defaults(func=run)
 
@@ -116,7 +234,7 @@ def _stepper(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - lazy ty
     """``step(i, frame) -> [(target, box, score)]`` with a Tracker, or a MultiTracker for K > 1."""
     from mixformer.tracking import MultiTracker, Tracker, TrackerConfig
 
-    config = TrackerConfig.for_model(model, args.preset)
+    config = TrackerConfig.for_model(model, args.preset, args.got10k_trained)
     if len(args.box) == 1:
         single = Tracker(model, config, args.device, fast=not args.plain)
 
@@ -135,50 +253,105 @@ def _stepper(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - lazy ty
     return step
 
 
+def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames iterator)
+    """Check everything the user gave before a model is built or a bar is drawn.
+
+    Returns:
+        ``(source, frames)``: the frame source and an iterator over all its frames.
+    Raises:
+        CLIError / ValueError / KeyError: unknown model or preset, bad device or threads,
+            unreadable source, or a box that does not fit the first frame.
+    """
+    import itertools
+
+    from mixformer.data.frames import FrameSource
+    from mixformer.tracking import TrackerConfig
+    from mixformer.tracking.tracker import check_box
+
+    check_model_name(args.model)
+    check_device(args.device)
+    preset = TrackerConfig.preset(args.preset, args.model, got10k_trained=args.got10k_trained)
+    set_threads(args.threads)
+    source = FrameSource(args.source)
+    frames = iter(source)
+    first = next(frames, None)
+    if first is None:
+        raise CLIError(f"no frames in {args.source}")
+    h, w = first.shape[:2]
+    factor = max(preset.search_factor, preset.template_factor)
+    for k, box in enumerate(args.box):
+        try:
+            check_box(box, h, w, factor)
+        except ValueError as exc:
+            which = f"--box {k + 1}" if len(args.box) > 1 else "--box"
+            raise CLIError(f"{which}: {exc}") from exc
+    return source, itertools.chain([first], frames)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mixformer.data.frames import FrameSource
     from mixformer.tracking.render import PALETTE, VideoWriter, draw_box
     from mixformer.utils import atomic_write_text
 
-    source = FrameSource(args.source)
+    source, frames = _validate(args)
     model = load_model_from_args(args)
     step = _stepper(args, model)
     several = len(args.box) > 1
     writer = VideoWriter(args.output, source.fps) if args.output else None
     lines: list[str] = []
-    frames = 0
+    count = 0
     bar = tqdm(total=source.num_frames, unit="frame", desc="tracking", dynamic_ncols=True)
     try:
-        for i, frame in enumerate(source):
+        for i, frame in enumerate(frames):
+            new = []
             for t, box, score in step(i, frame):
                 prefix = f"{i},{t}," if several else ""
-                lines.append(prefix + ",".join(f"{v:.2f}" for v in box))
+                new.append(prefix + ",".join(f"{v:.2f}" for v in box))
                 if writer:
                     label = f"{t}: {score:.2f}" if several else f"{score:.2f}"
                     frame = draw_box(frame, box, PALETTE[t % len(PALETTE)], label)
             if writer:
                 writer.write(frame)
-            frames += 1
+            lines.extend(new)  # whole frames only
+            count += 1
             bar.update(1)
-    except Exception:
-        if args.boxes and lines:  # keep the frames already tracked
-            atomic_write_text(args.boxes, "\n".join(lines) + "\n")
-            log.error("stopped after %d frames; their boxes are in %s", frames, args.boxes)
-        raise
-    finally:
+    except BaseException as exc:  # Ctrl-C too: keep the frames already tracked
         bar.close()
-        if writer:
-            writer.close()
-    if not lines:
-        raise CLIError(f"no frames in {args.source}")
+        _keep_partial(args, writer, lines, count, exc)
+        raise
+    bar.close()
+    if writer:
+        writer.close()
     text = "\n".join(lines) + "\n"
     if args.boxes:
         atomic_write_text(args.boxes, text)
-        log.info("wrote %d frames x %d targets to %s", frames, len(args.box), args.boxes)
+        log.info("wrote %d frames x %d targets to %s", count, len(args.box), args.boxes)
     else:
         print(text, end="")
     if args.output:
         log.info("wrote annotated video to %s", args.output)
     return 0
+
+
+def _keep_partial(
+    args: argparse.Namespace,
+    writer: VideoWriter | None,
+    lines: list[str],
+    count: int,
+    exc: BaseException,
+) -> None:
+    """After an error or Ctrl-C: write the finished frames' boxes, mark the video partial."""
+    from mixformer.utils import atomic_write_text
+
+    why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped"
+    video = writer.close(complete=False) if writer else None
+    if lines:
+        if args.boxes:
+            atomic_write_text(args.boxes, "\n".join(lines) + "\n")
+        else:
+            print("\n".join(lines), flush=True)
+    where = [f"boxes in {args.boxes}"] if lines and args.boxes else []
+    if video:
+        where.append(f"partial video in {video}")
+    log.warning("%s after %d frames%s", why, count, "; " + ", ".join(where) if where else "")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from mixformer.cli.track import add_model_args, load_model_from_args
+from mixformer.cli import CLIError
+from mixformer.cli.track import add_got10k_arg, add_model_args, load_model_from_args
 
 log = logging.getLogger("mixformer.vot")
 
@@ -20,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     p.add_argument("--preset", default="vot20", help="tracker settings preset (default vot20)")
+    add_got10k_arg(p)
     p.add_argument("--name", default="MixFormer", help="tracker name sent to the toolkit")
     p.set_defaults(func=run_server)
 
@@ -38,11 +40,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_server(args: argparse.Namespace) -> int:
-    from mixformer.integrations.vot import serve
+    from mixformer.integrations.vot import _import_trax, serve
     from mixformer.tracking import MultiTracker, TrackerConfig
 
+    try:  # before the model: the toolkit should not wait for weights to hear this
+        _import_trax()
+    except ImportError as exc:
+        raise CLIError(f"{exc}") from exc
+    TrackerConfig.preset(args.preset)  # unknown presets fail before the model loads
     model = load_model_from_args(args)
-    config = TrackerConfig.for_model(model, args.preset)
+    config = TrackerConfig.for_model(model, args.preset, args.got10k_trained)
     frames = serve(lambda: MultiTracker(model, config, args.device), name=args.name)
     log.info("VOT session ended after %d frames", frames)
     return 0
@@ -51,7 +58,6 @@ def run_server(args: argparse.Namespace) -> int:
 def run_config(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mixformer.cli import CLIError
     from mixformer.integrations.vot import trackers_ini
 
     weights = None

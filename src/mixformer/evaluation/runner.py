@@ -71,6 +71,8 @@ class RunSettings:
         weights_sha256: SHA-256 of the weights file, or ``"random"`` (seeded random weights).
         tracker: :class:`~mixformer.TrackerConfig` fields.
         weights: the weights path as given (informational; not compared).
+        threads: torch intra-op threads per worker (informational; not compared: results do
+            not depend on it). None: ``max(1, cpu_count // workers)``.
     """
 
     dataset: str
@@ -78,13 +80,14 @@ class RunSettings:
     weights_sha256: str
     tracker: dict[str, Any]
     weights: str | None = None
+    threads: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (with a format version)."""
         return {"version": _SETTINGS_VERSION, **dataclasses.asdict(self)}
 
     def differences(self, other: RunSettings) -> list[str]:
-        """Human-readable differences that matter (everything except ``weights``)."""
+        """Human-readable differences that matter (everything except ``weights``, ``threads``)."""
         out = []
         a, b = dataclasses.asdict(self), dataclasses.asdict(other)
         for key in ("dataset", "model", "weights_sha256"):
@@ -400,9 +403,10 @@ def run_benchmark(
         results_dir: output folder (created); checked against ``settings`` first.
         settings: model, weights and tracker settings (``settings.weights`` is what is loaded:
             a path, ``"default"`` or None for seeded random weights).
-        workers: processes (``<= 1``: track in this process). Each uses
-            ``max(1, cpu_count // workers)`` torch threads; with ``device="cuda"`` the workers
-            are spread over the visible GPUs.
+        workers: processes (``<= 1``: track in this process). Each uses ``settings.threads``
+            torch threads (None: ``max(1, cpu_count // workers)``, and a run in this process
+            keeps its threads); with ``device="cuda"`` the workers are spread over the visible
+            GPUs.
         shard: ``(index, count)``: this machine's share of the sequences.
         device: torch device.
         progress: show a tqdm bar over frames (frames per second, ETA, sequences done).
@@ -479,7 +483,7 @@ def _run_locked(
         settings.weights,
         settings.tracker,
         device,
-        max(1, ncpu // n_workers),
+        settings.threads or max(1, ncpu // n_workers),
         parent_pid=os.getpid(),
     )
     t_start = time.perf_counter()
@@ -506,8 +510,8 @@ def _run_locked(
 
     try:
         if n_workers == 1:
-            # In this process: keep its threads, no parent watch.
-            _init_worker(dataclasses.replace(job, threads=0, parent_pid=0))
+            # In this process: no parent watch; its threads unless the settings name some.
+            _init_worker(dataclasses.replace(job, threads=settings.threads or 0, parent_pid=0))
             for item in todo:
                 record(_run_one(*item))
         else:

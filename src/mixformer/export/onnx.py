@@ -44,6 +44,25 @@ PRIOR_INPUT = "corner_prior"
 DEFAULT_OPSET = 17
 
 
+def require_onnx() -> None:
+    """Check that the ``export`` extra (onnx, onnxruntime) is installed.
+
+    Raises:
+        ImportError: one line naming the missing package and how to install it.
+    """
+    import importlib
+
+    for name in ("onnx", "onnxruntime"):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ImportError(
+                f"{name} is not installed; ONNX export and the onnxruntime backend need "
+                "pip install 'mixformer[export]' (onnx, onnxruntime)",
+                name=name,
+            ) from exc
+
+
 class _TemplateEncoder(nn.Module):
     """``(template, online_templates) -> (template_feat, k0, v0, k1, v1, ...)`` for export."""
 

@@ -63,6 +63,7 @@ def build_engine(
         model.
     Raises:
         ValueError: unknown dtype or backend, or a combination that does not exist.
+        ImportError: the onnxruntime backend without the ``export`` extra.
     """
     from mixformer.models.fast import make_fast, resolve_dtype
 
@@ -72,8 +73,9 @@ def build_engine(
     if backend == "onnxruntime":
         if dt != torch.float32:
             raise ValueError("the onnxruntime backend runs fp32 graphs only (use dtype='fp32')")
-        from mixformer.export.onnx import OnnxRuntimeModel
+        from mixformer.export.onnx import OnnxRuntimeModel, require_onnx
 
+        require_onnx()
         return OnnxRuntimeModel.from_model(model)
     if fast is None:
         fast = dt != torch.float32

@@ -30,16 +30,23 @@ def draw_box(
 class VideoWriter:
     """mp4 writer of RGB frames that only shows the final file once it is complete.
 
-    Frames go to a temporary file beside ``path`` that is renamed on :meth:`close`.
+    Frames go to a hidden temporary file beside ``path`` (``.<stem>.partial.mp4``). On
+    :meth:`close` it is renamed to ``path``; ``close(complete=False)`` (an interrupted run)
+    finishes the file and renames it to ``<stem>.partial.mp4`` instead, so a partial video is
+    never taken for a complete one.
     """
 
     def __init__(self, path: str | Path, fps: float = 25.0) -> None:
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
+        suffix = self.path.suffix or ".mp4"
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{suffix}")
+        self.partial_path = self.path.with_name(f"{self.path.stem}.partial{suffix}")
         self.fps = fps
+        self.frames = 0
         self._writer: cv2.VideoWriter | None = None
 
     def write(self, frame_rgb: np.ndarray) -> None:
+        """Append one ``(H, W, 3)`` uint8 RGB frame (the first frame fixes the size)."""
         if self._writer is None:
             h, w = frame_rgb.shape[:2]
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,9 +55,20 @@ class VideoWriter:
             if not self._writer.isOpened():
                 raise ValueError(f"cannot open video writer for {self.path}")
         self._writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+        self.frames += 1
 
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            os.replace(self.tmp, self.path)
-            self._writer = None
+    def close(self, complete: bool = True) -> Path | None:
+        """Finish the file.
+
+        Args:
+            complete: True: rename it to ``path``; False: to :attr:`partial_path`.
+        Returns:
+            The file written, or None when no frame was written.
+        """
+        if self._writer is None:
+            return None
+        self._writer.release()
+        self._writer = None
+        target = self.path if complete else self.partial_path
+        os.replace(self.tmp, target)
+        return target

@@ -64,12 +64,14 @@ def _alpha_box(alpha: np.ndarray) -> np.ndarray:
 
 
 def test_boxes_tight_around_object_after_rotation_and_perspective(corpus: Corpus) -> None:
-    cfg = dataclasses.replace(COMPOSITE_VARIANTS["hard"], rotation=60.0, perspective=0.25,
-                              rect_prob=0.0)
+    cfg = dataclasses.replace(
+        COMPOSITE_VARIANTS["hard"], rotation=60.0, perspective=0.25, rect_prob=0.0
+    )
     checked, rotated = 0, 0
     for seed in range(6):
-        scene = make_composite_scene(corpus, seed, cfg, 24, 160, 200,
-                                     omit=("distractors", "occluders"))
+        scene = make_composite_scene(
+            corpus, seed, cfg, 24, 160, 200, omit=("distractors", "occluders")
+        )
         for i in range(0, 24, 3):
             x, y, w, h = scene.boxes[i]
             if x < 1 or y < 1 or x + w > 199 or y + h > 159:
@@ -94,8 +96,9 @@ def test_frame0_whole_object_and_render_is_deterministic(corpus: Corpus) -> None
 
 
 def test_occlusion_keeps_the_object_box(corpus: Corpus) -> None:
-    cfg = dataclasses.replace(COMPOSITE_VARIANTS["hard"], occluder_prob=1.0,
-                              full_occlusion_prob=1.0)
+    cfg = dataclasses.replace(
+        COMPOSITE_VARIANTS["hard"], occluder_prob=1.0, full_occlusion_prob=1.0
+    )
     hidden = 0
     for seed in range(4):
         scene = make_composite_scene(corpus, seed, cfg, 40, 160, 200)
@@ -114,8 +117,13 @@ def test_occlusion_keeps_the_object_box(corpus: Corpus) -> None:
 
 
 def test_distractors_never_change_the_target(corpus: Corpus) -> None:
-    cfg = dataclasses.replace(COMPOSITE_VARIANTS["hard"], distractor_prob=1.0, occluder_prob=0.0,
-                              noise=0.0, jpeg=(100, 100))
+    cfg = dataclasses.replace(
+        COMPOSITE_VARIANTS["hard"],
+        distractor_prob=1.0,
+        occluder_prob=0.0,
+        noise=0.0,
+        jpeg=(100, 100),
+    )
     for seed in range(3):
         scene = make_composite_scene(corpus, seed, cfg, 30, 160, 200)
         bare = make_composite_scene(corpus, seed, cfg, 30, 160, 200, omit=("distractors",))
@@ -135,8 +143,11 @@ def test_distractors_never_change_the_target(corpus: Corpus) -> None:
 
 def test_sampler_draws_from_composites(tmp_path: Path) -> None:
     root = make_corpus(tmp_path / "c")
-    ds = build_dataset("composite", {"corpus": str(root)},
-                       composite=dict(num_sequences=4, num_frames=30, height=120, width=160))
+    ds = build_dataset(
+        "composite",
+        {"corpus": str(root)},
+        composite=dict(num_sequences=4, num_frames=30, height=120, width=160),
+    )
     assert isinstance(ds, CompositeTrainDataset) and len(ds) == 4
     val = build_dataset("composite_val", {"corpus": str(root)}, composite=dict(num_sequences=2))
     assert val.corpus.split == "val"
@@ -157,8 +168,9 @@ def test_sampler_draws_from_composites(tmp_path: Path) -> None:
 
 def test_benchmark_in_otb_layout_reads_back(tmp_path: Path) -> None:
     root = make_corpus(tmp_path / "c")
-    folders = write_composite_benchmark(root, tmp_path / "b", "hard", "test", 2, 8, seed=1,
-                                        height=96, width=128, progress=False)
+    folders = write_composite_benchmark(
+        root, tmp_path / "b", "hard", "test", 2, 8, seed=1, height=96, width=128, progress=False
+    )
     assert [f.name for f in folders] == ["hard-000", "hard-001"]
     assert (folders[0] / "img" / "0001.jpg").is_file()
     assert (folders[0] / "groundtruth_rect.txt").is_file()
@@ -175,3 +187,23 @@ def test_bad_inputs(tmp_path: Path, corpus: Corpus) -> None:
     root = make_corpus(tmp_path / "c", with_video=False)
     with pytest.raises(ValueError, match="no photo"):
         Corpus(root, "nosuch-split")
+
+
+def test_shipped_weights_track_a_real_photo_sequence(tmp_path: Path) -> None:
+    """The shipped model follows objects cut from real photos clearly better than a static box."""
+    from mixformer.models import build_model
+    from mixformer.models.factory import default_weights_path
+    from mixformer.train.heldout import benchmark_report
+
+    if default_weights_path("mixformer-tiny") is None:
+        pytest.skip("no shipped weights in this checkout")
+    root = make_corpus(tmp_path / "c")
+    write_composite_benchmark(
+        root, tmp_path / "b", "plain", "test", 4, 40, seed=31, height=240, width=320, progress=False
+    )
+    model = build_model("mixformer-tiny", weights="default")
+    r = benchmark_report(model, tmp_path / "b", results=tmp_path / "res", progress=False)
+    assert r.sequences == 4 and r.frames == 160
+    assert sorted(p.name for p in (tmp_path / "res").iterdir())[0] == "plain-000.txt"
+    assert r.auc > r.static_auc + 15, (r.auc, r.static_auc)
+    assert 0.0 <= r.score_auroc <= 1.0 or np.isnan(r.score_auroc)

@@ -52,8 +52,11 @@ def _build_deb(tmp: Path) -> Path:
     debs = tmp / "debs"
     debs.mkdir()
     deb = debs / f"{PKG}_1.2-3_all.deb"
-    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)],
+        check=True,
+        capture_output=True,
+    )
     return debs
 
 
@@ -62,8 +65,9 @@ def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("corpus")
     debs = _build_deb(tmp)
     out = tmp / "corpus"
-    manifest = build_corpus(out, (SOURCE,), deb_dir=debs, max_side=256, video_side=160,
-                            progress=False)
+    manifest = build_corpus(
+        out, (SOURCE,), deb_dir=debs, max_side=256, video_side=160, progress=False
+    )
     return tmp, debs, out, manifest
 
 
@@ -99,8 +103,9 @@ def test_builder_is_deterministic_and_needs_no_network(built, monkeypatch, tmp_p
         return real_run(cmd, *a, **k)
 
     monkeypatch.setattr(corpus_mod.subprocess, "run", no_apt)
-    again = build_corpus(tmp_path / "again", (SOURCE,), deb_dir=debs, max_side=256,
-                         video_side=160, progress=False)
+    again = build_corpus(
+        tmp_path / "again", (SOURCE,), deb_dir=debs, max_side=256, video_side=160, progress=False
+    )
     assert again == manifest
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk == json.loads(json.dumps(manifest))
@@ -121,8 +126,9 @@ def test_split_groups_variants_and_pairs():
 def test_missing_package_without_apt_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus_mod.shutil, "which", lambda name: None)
     with pytest.raises(ValueError, match="no-such-pkg"):
-        build_corpus(tmp_path / "c", (CorpusSource("no-such-pkg", ("*",)),), deb_dir=tmp_path,
-                     progress=False)
+        build_corpus(
+            tmp_path / "c", (CorpusSource("no-such-pkg", ("*",)),), deb_dir=tmp_path, progress=False
+        )
 
 
 def test_malformed_manifest_is_refused(tmp_path):

@@ -161,3 +161,20 @@ def test_cross_check_got10k_ao(case: str, got10k) -> None:
     s = M.got10k_scores(ours)
     assert s["AO"] == pytest.approx(100 * ao)
     assert s["SR50"] == pytest.approx(100 * sr)
+
+
+def test_auroc_ranks_with_ties() -> None:
+    from mixformer.evaluation.metrics import auroc
+
+    assert auroc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1], bool)) == 1.0
+    assert auroc(np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 0, 1, 1], bool)) == 0.0
+    assert auroc(np.full(6, 0.5), np.array([0, 1, 0, 1, 0, 1], bool)) == 0.5
+    # One positive above two of three negatives, tied with the third: (2 + 0.5) / 3.
+    assert (
+        abs(auroc(np.array([0.5, 0.1, 0.2, 0.5]), np.array([1, 0, 0, 0], bool)) - 2.5 / 3) < 1e-12
+    )
+    assert np.isnan(auroc(np.ones(3), np.ones(3, bool)))
+    rng = np.random.default_rng(0)
+    s, y = rng.random(200), rng.random(200) < 0.3
+    pairs = (s[y][:, None] > s[~y][None]).mean()
+    assert abs(auroc(s, y) - pairs) < 1e-12

@@ -56,9 +56,12 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     seqs = read_generic(args.bench)
     for name in args.trackers.split(","):
-        if name != "static" and not hasattr(cv2, {"mil": "TrackerMIL_create",
-                                                  "csrt": "TrackerCSRT_create",
-                                                  "kcf": "TrackerKCF_create"}[name]):
+        if name != "static" and not hasattr(
+            cv2,
+            {"mil": "TrackerMIL_create", "csrt": "TrackerCSRT_create", "kcf": "TrackerKCF_create"}[
+                name
+            ],
+        ):
             log.error("%s: this cv2 has no such tracker (install opencv-contrib)", name)
             return 2
         folder = Path(args.out) / name

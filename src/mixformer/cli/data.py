@@ -27,9 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         + ", ".join(s.package for s in _sources()),
     )
     c.add_argument("--out", type=Path, default=Path("mixformer-corpus"), help="corpus folder")
-    c.add_argument("--debs", type=Path, default=None,
-                   help="folder of .deb files (missing ones are downloaded into it; default "
-                   "OUT/debs)")
+    c.add_argument(
+        "--debs",
+        type=Path,
+        default=None,
+        help="folder of .deb files (missing ones are downloaded into it; default OUT/debs)",
+    )
     c.add_argument("--max-side", type=int, default=640, help="longest side of stored photos")
     c.set_defaults(func=run_corpus)
     b = dsub.add_parser(
@@ -41,8 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--corpus", type=Path, default=Path("mixformer-corpus"), help="corpus folder")
     b.add_argument("--out", type=Path, required=True, help="benchmark folder")
     b.add_argument("--variant", default="plain", choices=("plain", "hard", "train"))
-    b.add_argument("--split", default="test", choices=("train", "val", "test"),
-                   help="corpus split the images come from (test: never used in training)")
+    b.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "val", "test"),
+        help="corpus split the images come from (test: never used in training)",
+    )
     b.add_argument("--sequences", type=int, default=30)
     b.add_argument("--frames", type=int, default=100)
     b.add_argument("--seed", type=int, default=2024)
@@ -73,6 +80,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.sequences < 1 or args.frames < 2:
         raise ValueError("need --sequences >= 1 and --frames >= 2")
-    write_composite_benchmark(args.corpus, args.out, args.variant, args.split, args.sequences,
-                              args.frames, args.seed)
+    write_composite_benchmark(
+        args.corpus, args.out, args.variant, args.split, args.sequences, args.frames, args.seed
+    )
     return 0

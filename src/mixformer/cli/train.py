@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     q = subparsers.add_parser(
         "train-eval",
-        help="score trained weights on held-out synthetic data (AUC vs static box, SPM accuracy)",
+        help="score trained weights on held-out data: synthetic (AUC vs static box, SPM "
+        "accuracy) or benchmark folders (--bench: AUC, static box, score AUROC)",
         description=(
             "Track synthetic sequences generated from SEED (as `mixformer synth --seed SEED` "
             "writes them) and report the success AUC next to a static-box baseline (the first "
@@ -58,6 +59,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--frames", type=int, default=100, help="frames per sequence (100)")
     q.add_argument("--score-samples", type=int, default=200, help="SPM samples (200)")
     q.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    q.add_argument(
+        "--bench",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="instead of synthetic data, track these benchmark folders (generic or OTB layout, "
+        "e.g. from 'mixformer data bench') and report AUC, OP50, precision, the static box and "
+        "the score's AUROC for IoU > 0.5",
+    )
+    q.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="with --bench: write <seq>.txt result files under RESULTS/<bench name>/",
+    )
     add_tracker_set_arg(q)
     q.set_defaults(func=run_eval)
 
@@ -77,6 +94,18 @@ def run_eval(args: argparse.Namespace) -> int:
     model = build_model(name, weights=args.weights)
     preset = model.name or args.model
     tracker = apply_set(TrackerConfig.for_model(model), args.overrides)
+    if args.bench:
+        from mixformer.train.heldout import benchmark_report
+
+        print(f"{'benchmark':24s} {'AUC':>6s} {'OP50':>6s} {'Prec':>6s} {'static':>6s} "
+              f"{'AUROC':>6s} {'on':>5s} {'off':>5s} {'fps':>6s}")
+        for root in args.bench:
+            out = args.results / root.name if args.results else None
+            b = benchmark_report(model, root, tracker, out, progress=not args.no_progress)
+            print(f"{root.name:24s} {b.auc:6.1f} {b.op50:6.1f} {b.precision:6.1f} "
+                  f"{b.static_auc:6.1f} {b.score_auroc:6.3f} {b.on_target_score:5.2f} "
+                  f"{b.off_target_score:5.2f} {b.fps:6.1f}")
+        return 0
     r = heldout_report(
         model,
         preset,

@@ -195,7 +195,9 @@ def _mask(rng: np.random.Generator, h: int, w: int, rect_prob: float) -> np.ndar
     if kind == "rect":
         m[:] = 255
     elif kind == "ellipse":
-        cv2.ellipse(m, (w // 2, h // 2), (max(w // 2 - 1, 1), max(h // 2 - 1, 1)), 0, 0, 360, 255, -1)
+        cv2.ellipse(
+            m, (w // 2, h // 2), (max(w // 2 - 1, 1), max(h // 2 - 1, 1)), 0, 0, 360, 255, -1
+        )
     elif kind == "polygon":
         n = int(rng.integers(5, 11))
         ang = np.sort(rng.uniform(0, 2 * np.pi, n))
@@ -284,8 +286,9 @@ class _Layer:
             return
         M = np.array([[1, 0, -x1], [0, 1, -y1], [0, 0, 1.0]]) @ self.H[i]
         size = (x2 - x1, y2 - y1)
-        p = cv2.warpPerspective(self.patch, M, size, flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
+        p = cv2.warpPerspective(
+            self.patch, M, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         a = cv2.warpPerspective(self.alpha, M, size, flags=cv2.INTER_LINEAR)[..., None]
         roi = frame[y1:y2, x1:x2]
         roi *= 1 - a
@@ -298,8 +301,10 @@ class _Layer:
 def _layer(rng, patch, rect_prob, H, gain, active) -> _Layer:
     h, w = patch.shape[:2]
     m = _mask(rng, h, w, rect_prob)
-    alpha = cv2.GaussianBlur(m.astype(np.float32) / 255, (3, 3), 0.6) if min(h, w) > 8 else (
-        m.astype(np.float32) / 255
+    alpha = (
+        cv2.GaussianBlur(m.astype(np.float32) / 255, (3, 3), 0.6)
+        if min(h, w) > 8
+        else (m.astype(np.float32) / 255)
     )
     alpha = np.where(m > 0, np.maximum(alpha, 0.5), np.minimum(alpha, 0.49)).astype(np.float32)
     return _Layer(patch, alpha, _contour(m), H, gain, active)
@@ -312,7 +317,11 @@ def _path(rng, T, W, H, speed_px, abrupt: int) -> np.ndarray:
     pos[0] = [rng.uniform(0.3, 0.7) * W, rng.uniform(0.3, 0.7) * H]
     v = rng.normal(0, 1, 2)
     v = v / (np.linalg.norm(v) + 1e-9) * speed_px * rng.uniform(0.3, 1.2)
-    jumps = set(rng.choice(np.arange(3, T), size=min(abrupt, max(T - 3, 0)), replace=False).tolist()) if T > 4 else set()
+    jumps = (
+        set(rng.choice(np.arange(3, T), size=min(abrupt, max(T - 3, 0)), replace=False).tolist())
+        if T > 4
+        else set()
+    )
     lo, hi = np.array([0.08 * W, 0.08 * H]), np.array([0.92 * W, 0.92 * H])
     for i in range(1, T):
         v = 0.9 * v + rng.normal(0, 0.35 * speed_px, 2)
@@ -341,8 +350,9 @@ class CompositeScene:
         visible_fraction: ``(T,)`` float64, the fraction of the object's mask that is seen.
     """
 
-    def __init__(self, name, size, background, target, below, above, gain, blur, jpeg, noise,
-                 noise_seed) -> None:
+    def __init__(
+        self, name, size, background, target, below, above, gain, blur, jpeg, noise, noise_seed
+    ) -> None:
         self.name = name
         self._size = size
         self._background = background  # callable i -> (H, W, 3) uint8
@@ -366,8 +376,12 @@ class CompositeScene:
                 (x1, y1), (x2, y2) = pts.min(0) + 0.5, pts.max(0) + 0.5
                 boxes[i] = [x1, y1, x2 - x1, y2 - y1]
                 continue
-            boxes[i] = [x0 + xs.min(), y0 + ys.min(), xs.max() + 1 - xs.min(),
-                        ys.max() + 1 - ys.min()]
+            boxes[i] = [
+                x0 + xs.min(),
+                y0 + ys.min(),
+                xs.max() + 1 - xs.min(),
+                ys.max() + 1 - ys.min(),
+            ]
             # Visible fraction: object pixels inside the image and not under an occluder.
             seen = np.zeros_like(a, dtype=np.uint8)
             seen[max(-y0, 0) : Hf - y0, max(-x0, 0) : Wf - x0] = 1
@@ -434,8 +448,9 @@ def _photo_background(rng, img: np.ndarray, T: int, H: int, W: int, camera: floa
         mats.append(M)
 
     def frame(i: int) -> np.ndarray:
-        return cv2.warpAffine(img, mats[i], (W, H), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REFLECT_101)
+        return cv2.warpAffine(
+            img, mats[i], (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+        )
 
     return frame
 
@@ -451,8 +466,11 @@ def _video_background(rng, corpus: Corpus, T: int, H: int, W: int):
         f = corpus.video_frame(v, min(start + stride * i, n - 1))
         fh, fw = f.shape[:2]
         s = max(H / fh, W / fw)
-        f = cv2.resize(f, (max(W, round(fw * s)), max(H, round(fh * s))),
-                       interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        f = cv2.resize(
+            f,
+            (max(W, round(fw * s)), max(H, round(fh * s))),
+            interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
+        )
         y0, x0 = (f.shape[0] - H) // 2, (f.shape[1] - W) // 2
         f = f[y0 : y0 + H, x0 : x0 + W]
         return f[:, ::-1] if flip else f
@@ -497,8 +515,9 @@ def make_composite_scene(
     if corpus.videos and rng.random() < cfg.video_prob:
         background = _video_background(rng, corpus, T, Hf, Wf)
     else:
-        background = _photo_background(rng, corpus.image(int(rng.integers(n_img))), T, Hf, Wf,
-                                       cfg.camera)
+        background = _photo_background(
+            rng, corpus.image(int(rng.integers(n_img))), T, Hf, Wf, cfg.camera
+        )
 
     # The object: a cut from a photo, about `side` px in the source, `base` px in the frame.
     src = corpus.image(int(rng.integers(n_img)))
@@ -513,11 +532,21 @@ def make_composite_scene(
     abrupt = int(rng.integers(1, 4)) if rng.random() < cfg.abrupt_prob else 0
     centre = _path(rng, T, Wf, Hf, cfg.speed * base, abrupt)
     tgain = 1.0 + _smooth(rng, T, cfg.illumination * 0.5)
-    Hs = np.stack([
-        _homography(centre[i, 0], centre[i, 1], scale[i] * np.sqrt(aspect[i]),
-                    scale[i] / np.sqrt(aspect[i]), rot[i], persp[i], pw, ph)
-        for i in range(T)
-    ])
+    Hs = np.stack(
+        [
+            _homography(
+                centre[i, 0],
+                centre[i, 1],
+                scale[i] * np.sqrt(aspect[i]),
+                scale[i] / np.sqrt(aspect[i]),
+                rot[i],
+                persp[i],
+                pw,
+                ph,
+            )
+            for i in range(T)
+        ]
+    )
     target = _layer(rng, patch, cfg.rect_prob, Hs, tgain, np.ones(T, bool))
     # Frame 0 must show the whole object: shift every frame so frame 0 is inside with a margin.
     pts0 = _apply(Hs[0], target.contour)
@@ -541,12 +570,21 @@ def make_composite_scene(
             miss = rng.uniform(0.4, 1.2) * base * np.array([-off[1], off[0]])
             rel = sweep[:, None] * off * 2.5 * base + miss
             d_rot = rot + rng.uniform(-20, 20)
-            Hd = np.stack([
-                _homography(centre[i, 0] + rel[i, 0], centre[i, 1] + rel[i, 1],
-                            s * scale[i] * np.sqrt(aspect[i]), s * scale[i] / np.sqrt(aspect[i]),
-                            d_rot[i], persp[i], pw, ph)
-                for i in range(T)
-            ])
+            Hd = np.stack(
+                [
+                    _homography(
+                        centre[i, 0] + rel[i, 0],
+                        centre[i, 1] + rel[i, 1],
+                        s * scale[i] * np.sqrt(aspect[i]),
+                        s * scale[i] / np.sqrt(aspect[i]),
+                        d_rot[i],
+                        persp[i],
+                        pw,
+                        ph,
+                    )
+                    for i in range(T)
+                ]
+            )
             dgain = tgain * rng.uniform(0.8, 1.2)
             below.append(_Layer(d_patch, target.alpha, target.contour, Hd, dgain, np.ones(T, bool)))
 
@@ -557,8 +595,12 @@ def make_composite_scene(
         for k in range(n_occ):
             full = k == 0 and rng.random() < cfg.full_occlusion_prob
             side = base * (rng.uniform(1.7, 2.5) if full else rng.uniform(0.5, 1.1))
-            o_patch = _cut(rng, corpus.image(int(rng.integers(n_img))), int(max(side, 16)),
-                           float(np.exp(rng.uniform(-0.4, 0.4))))
+            o_patch = _cut(
+                rng,
+                corpus.image(int(rng.integers(n_img))),
+                int(max(side, 16)),
+                float(np.exp(rng.uniform(-0.4, 0.4))),
+            )
             oh, ow = o_patch.shape[:2]
             t0 = rng.uniform(0.25, 0.8) * T
             dur = T * rng.uniform(0.08, 0.25)
@@ -570,12 +612,21 @@ def make_composite_scene(
             active = np.abs(np.arange(T) - t0) < 1.5 * dur
             active[0] = False
             o_rot = rng.uniform(-30, 30)
-            Ho = np.stack([
-                _homography(centre[i, 0] + rel[i, 0], centre[i, 1] + rel[i, 1],
-                            side / np.sqrt(oh * ow) * 1.0, side / np.sqrt(oh * ow), o_rot,
-                            np.zeros(8), ow, oh)
-                for i in range(T)
-            ])
+            Ho = np.stack(
+                [
+                    _homography(
+                        centre[i, 0] + rel[i, 0],
+                        centre[i, 1] + rel[i, 1],
+                        side / np.sqrt(oh * ow) * 1.0,
+                        side / np.sqrt(oh * ow),
+                        o_rot,
+                        np.zeros(8),
+                        ow,
+                        oh,
+                    )
+                    for i in range(T)
+                ]
+            )
             layer = _layer(rng, o_patch, 0.5 if full else 0.3, Ho, np.ones(T), active)
             if full:  # a full occluder is solid: an ellipse or rectangle covering the object
                 layer.alpha = np.ones_like(layer.alpha)
@@ -601,7 +652,16 @@ def make_composite_scene(
     below = [] if "distractors" in omit else below
     above = [] if "occluders" in omit else above
     return CompositeScene(
-        name, (Hf, Wf), background, target, below, above, gain, blur, jpeg, noise,
+        name,
+        (Hf, Wf),
+        background,
+        target,
+        below,
+        above,
+        gain,
+        blur,
+        jpeg,
+        noise,
         int(rng.integers(2**31)),
     )
 
@@ -638,17 +698,23 @@ def write_composite_benchmark(
     folders = []
     for k in tqdm(range(num_sequences), desc=f"bench {variant}", unit="seq", disable=not progress):
         name = f"{variant}-{k:03d}"
-        scene = make_composite_scene(corpus, np.random.default_rng([seed, k]), variant,
-                                     num_frames, height, width, name)
+        scene = make_composite_scene(
+            corpus, np.random.default_rng([seed, k]), variant, num_frames, height, width, name
+        )
         folder = out / name
         (folder / "img").mkdir(parents=True, exist_ok=True)
         for i in range(len(scene)):
             path = folder / "img" / f"{i + 1:04d}.jpg"
-            if not cv2.imwrite(str(path), cv2.cvtColor(scene.render(i), cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_JPEG_QUALITY, 95]):
+            if not cv2.imwrite(
+                str(path),
+                cv2.cvtColor(scene.render(i), cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 95],
+            ):
                 raise OSError(f"cannot write {path}")
-        atomic_write_text(folder / "groundtruth_rect.txt",
-                          format_boxes(np.round(scene.boxes, 2), ",", integer=False))
+        atomic_write_text(
+            folder / "groundtruth_rect.txt",
+            format_boxes(np.round(scene.boxes, 2), ",", integer=False),
+        )
         folders.append(folder)
     atomic_write_text(out / "list.txt", "".join(f.name + "\n" for f in folders))
     log.info("wrote %d %s sequences to %s", len(folders), variant, out)

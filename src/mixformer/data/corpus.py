@@ -78,10 +78,31 @@ DEFAULT_SOURCES: tuple[CorpusSource, ...] = (
         tuple(
             _OPENCV_DATA + p
             for p in (
-                "*Logo*", "*logo*", "*text*", "*Text*", "digits*", "*chessboard*", "left0*",
-                "left1*", "right0*", "right1*", "mask*", "gradient*", "notes*", "ml.png",
-                "alphabet*", "*GT.png", "detect_blob*", "ellipses*", "pic*.png", "sudoku*",
-                "box*.png", "graf*", "licenseplate*", "Megamind_bugy*", "Blender_*",
+                "*Logo*",
+                "*logo*",
+                "*text*",
+                "*Text*",
+                "digits*",
+                "*chessboard*",
+                "left0*",
+                "left1*",
+                "right0*",
+                "right1*",
+                "mask*",
+                "gradient*",
+                "notes*",
+                "ml.png",
+                "alphabet*",
+                "*GT.png",
+                "detect_blob*",
+                "ellipses*",
+                "pic*.png",
+                "sudoku*",
+                "box*.png",
+                "graf*",
+                "licenseplate*",
+                "Megamind_bugy*",
+                "Blender_*",
             )
         ),
     ),
@@ -125,7 +146,7 @@ def split_of(package: str, source: str) -> str:
 
 
 def _fetch(package: str, deb_dir: Path) -> Path:
-    """The ``.deb`` of ``package`` in ``deb_dir``, downloaded with ``apt-get download`` if absent."""
+    """The ``.deb`` of ``package`` in ``deb_dir``, fetched with ``apt-get download`` if absent."""
     found = sorted(deb_dir.glob(f"{package}_*.deb"))
     if found:
         return found[-1]
@@ -261,7 +282,9 @@ def build_corpus(
             text = cp.read_text(errors="replace") if cp.is_file() else "(no copyright file)\n"
             atomic_write_text(out / copyright_rel, text)
             files = sorted(
-                p for p in root.rglob("*") if p.is_file() and _matches(str(p.relative_to(root)), src)
+                p
+                for p in root.rglob("*")
+                if p.is_file() and _matches(str(p.relative_to(root)), src)
             )
             best: dict[str, tuple[int, Path]] = {}  # group -> (pixels, path): largest variant
             videos = []
@@ -285,21 +308,38 @@ def build_corpus(
                 dest = f"images/{_safe_name(src.package)}/{name}.jpg"
                 _atomic_imwrite(out / dest, img)
                 entries.append(
-                    dict(path=dest, kind="image", package=src.package, version=version,
-                         source=rel, copyright=copyright_rel, split=split_of(src.package, rel),
-                         size=list(img.shape[:2]))
+                    dict(
+                        path=dest,
+                        kind="image",
+                        package=src.package,
+                        version=version,
+                        source=rel,
+                        copyright=copyright_rel,
+                        split=split_of(src.package, rel),
+                        size=list(img.shape[:2]),
+                    )
                 )
             for p in videos:
                 rel = str(p.relative_to(root))
                 dest = f"videos/{_safe_name(src.package)}-{_safe_name(p.stem)}"
                 n, size = _video_frames(p, out / dest, video_side, max_video_frames)
                 if n < 2:
-                    log.warning("%s: %s has fewer than 2 readable frames, skipped", src.package, rel)
+                    log.warning(
+                        "%s: %s has fewer than 2 readable frames, skipped", src.package, rel
+                    )
                     continue
                 entries.append(
-                    dict(path=dest, kind="video", package=src.package, version=version,
-                         source=rel, copyright=copyright_rel, split=split_of(src.package, rel),
-                         size=size, frames=n)
+                    dict(
+                        path=dest,
+                        kind="video",
+                        package=src.package,
+                        version=version,
+                        source=rel,
+                        copyright=copyright_rel,
+                        split=split_of(src.package, rel),
+                        size=size,
+                        frames=n,
+                    )
                 )
     if not entries:
         raise ValueError("no usable images or videos found in the given packages")

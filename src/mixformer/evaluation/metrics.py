@@ -419,3 +419,31 @@ def got10k_scores(sequence_ious: list[np.ndarray]) -> dict[str, float]:
         "SR75": 100.0 * float((ious > 0.75).mean()),
         "frames": float(ious.size),
     }
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` separating ``labels`` True from False.
+
+    The Mann-Whitney statistic with ties counted one half: 1.0 when every positive scores
+    above every negative, 0.5 for an uninformative score. NaN when either class is empty.
+
+    Args:
+        scores: ``(N,)`` float scores (higher = more likely positive).
+        labels: ``(N,)`` bool.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=bool).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"scores {s.shape} and labels {y.shape} differ in length")
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    sorted_s = s[order]
+    # Average ranks over ties.
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]
+    ends = np.r_[starts[1:], len(s)]
+    for a, b in zip(starts, ends):
+        ranks[order[a:b]] = (a + b + 1) / 2.0
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))

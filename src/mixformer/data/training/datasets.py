@@ -217,8 +217,14 @@ class CompositeTrainDataset(TrainDataset):
         seq = self._cache.get(index)
         if seq is None:
             rng = np.random.default_rng([self.seed, index])
-            seq = make_composite_scene(self.corpus, rng, self.variant, self.num_frames,
-                                       *self.size, name=f"comp-{index:05d}")
+            seq = make_composite_scene(
+                self.corpus,
+                rng,
+                self.variant,
+                self.num_frames,
+                *self.size,
+                name=f"comp-{index:05d}",
+            )
             self._cache[index] = seq
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -478,8 +484,9 @@ def build_dataset(
         return SyntheticTrainDataset(**(synthetic or {}))
     if name in ("composite", "composite_val"):
         split = "val" if name == "composite_val" else "train"
-        return CompositeTrainDataset(_require_root(roots.get("corpus"), "corpus"), split,
-                                     name=name, **(composite or {}))
+        return CompositeTrainDataset(
+            _require_root(roots.get("corpus"), "corpus"), split, name=name, **(composite or {})
+        )
     if name == "lasot":
         return LasotTrain(_root(roots, name, "lasot"))
     if name.startswith("got10k_"):

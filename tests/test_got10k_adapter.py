@@ -92,3 +92,11 @@ def test_pil_images_and_bad_decoder(tmp_path, model):
     assert box.shape == (4,) and box.dtype == np.float64
     with pytest.raises(ValueError, match="decoder"):
         got10k_tracker(model, CONFIG, decoder="bmp")
+
+
+def test_got10k_trained_networks_get_the_baseline_got_schedule():
+    model = build_model("mixformer-tiny", **MICRO)
+    default = got10k_tracker(model, benchmark="got10k_test").tracker.config
+    got = got10k_tracker(model, benchmark="got10k_test", got10k_trained=True).tracker.config
+    assert (default.update_interval, default.online_size) == (10, 2)
+    assert (got.update_interval, got.online_size) == (25, 3)

@@ -103,6 +103,7 @@ def got10k_tracker(
     config: TrackerConfig | None = None,
     *,
     benchmark: str | None = None,
+    got10k_trained: bool = False,
     name: str = "MixFormer",
     device: str | torch.device = "cpu",
     decoder: Literal["opencv", "pil"] = "opencv",
@@ -115,6 +116,9 @@ def got10k_tracker(
         config: tracker settings; default: ``TrackerConfig.preset(benchmark, model.name)`` when
             ``benchmark`` is given (e.g. ``"got10k_test"``, ``"otb"``), else the defaults.
         benchmark: preset name used when ``config`` is None.
+        got10k_trained: with ``benchmark``: the network was trained on GOT-10k only (the
+            reference's ``mixformer_online_got.pth.tar``), so its ``baseline_got`` schedules
+            are used (see :meth:`TrackerConfig.preset`).
         name: tracker name (the toolkit's result and report folder).
         device: torch device.
         decoder: how ``track`` reads frames: ``"opencv"`` (reference decoding) or ``"pil"``
@@ -130,6 +134,6 @@ def got10k_tracker(
         raise ValueError(f"decoder must be 'opencv' or 'pil', got {decoder!r}")
     cls = _adapter_class()
     if config is None and benchmark is not None:
-        config = TrackerConfig.for_model(model, benchmark)
+        config = TrackerConfig.for_model(model, benchmark, got10k_trained)
     tracker = Tracker(model, config, device=device, **tracker_kwargs)
     return cls(tracker, name, decoder)

@@ -17,7 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from mixformer.cli import main
+from mixformer.cli import build_parser, main
+
+# Import every command module now: one imported while a test patches
+# mixformer.cli.track.load_model_from_args would keep the patched function for good.
+build_parser()
 
 
 @pytest.fixture(scope="module")

@@ -305,12 +305,14 @@ class Trainer:
         """Load the newest checkpoint that reads and verifies; warn about each one skipped."""
         limit = size_limit(self.model)
         bad: list[str] = []
-        for _, path in reversed(existing):
+        newest_first = list(reversed(existing))
+        for k, (_, path) in enumerate(newest_first):
             try:
                 ckpt = load_checkpoint(path, max_bytes=limit)
             except CheckpointError as exc:
                 bad.append(str(exc))
-                log.warning("%s; falling back to the previous checkpoint", exc)
+                if k + 1 < len(newest_first):  # the last one's failure is the error below
+                    log.warning("%s; falling back to the previous checkpoint", exc)
                 continue
             self._load(path, ckpt)
             if self.info.is_main:

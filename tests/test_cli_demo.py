@@ -34,3 +34,18 @@ def test_demo_rejects_too_short(tmp_path):
         timeout=300,
     )
     assert r.returncode == 2 and "--frames" in r.stderr
+
+
+def test_demo_synthetic_scene(tmp_path):
+    from mixformer.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--frames", "3", "--scene", "synthetic"]) == 0
+    assert len((out / "boxes.txt").read_text().splitlines()) == 3
+
+
+def test_demo_photos_are_package_data():
+    from mixformer.data.composite import Corpus, demo_photos
+
+    corpus = Corpus(demo_photos(), "all")
+    assert len(corpus.images) == 2 and corpus.image(0).shape[2] == 3

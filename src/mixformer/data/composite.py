@@ -41,6 +41,7 @@ __all__ = [
     "CompositeConfig",
     "CompositeScene",
     "Corpus",
+    "demo_photos",
     "make_composite_scene",
     "write_composite_benchmark",
 ]
@@ -135,6 +136,14 @@ COMPOSITE_VARIANTS: dict[str, CompositeConfig] = {
         noise=8.0,
     ),
 }
+
+
+def demo_photos() -> Path:
+    """The folder of the two real photos shipped with the package (a corpus with a manifest;
+    every entry in split ``val``), from which ``mixformer demo`` composites its video."""
+    from importlib import resources
+
+    return Path(str(resources.files("mixformer") / "data" / "photos"))
 
 
 class Corpus:

@@ -207,3 +207,53 @@ def test_shipped_weights_track_a_real_photo_sequence(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "res").iterdir())[0] == "plain-000.txt"
     assert r.auc > r.static_auc + 15, (r.auc, r.static_auc)
     assert 0.0 <= r.score_auroc <= 1.0 or np.isnan(r.score_auroc)
+
+
+class _TwoSquares:
+    """A stub video: a blue target square and a red look-alike distractor square."""
+
+    name = "squares"
+    is_video = True
+
+    def __init__(self, with_distractor: bool) -> None:
+        self.with_distractor = with_distractor
+
+    def __len__(self) -> int:
+        return 1
+
+    def annotation(self, index):
+        boxes = np.tile([[40.0, 40.0, 20.0, 20.0]], (30, 1))
+        return boxes, np.ones(30, bool)
+
+    def distractor_boxes(self, index, frame):
+        return np.array([[140.0, 100.0, 20.0, 20.0]]) if self.with_distractor else np.zeros((0, 4))
+
+    def frames(self, index, ids):
+        img = np.full((200, 240, 3), 128, np.uint8)
+        img[40:60, 40:60] = (0, 0, 255)
+        img[100:120, 140:160] = (255, 0, 0)
+        return [img.copy() for _ in ids]
+
+
+@pytest.mark.parametrize("with_distractor", [True, False])
+def test_hard_negatives_sit_on_a_distractor_or_background(with_distractor: bool) -> None:
+    still = dataclasses.replace(SMALL, search_center_jitter=0.0, search_scale_jitter=0.0)
+    sampler = TrackingSampler(
+        [_TwoSquares(with_distractor)],
+        [1.0],
+        Processing(still, train=False),
+        "trident_pro",
+        pos_prob=0.0,
+        hard_negative_prob=1.0,
+    )
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    for k in range(4):
+        s = sampler.sample(SampleRNG.from_key(3, k))
+        assert float(s["label"]) == 0.0
+        crop = s["search_images"][0] * std + mean  # (3, 160, 160) in [0, 1]
+        centre = crop[:, 75:85, 75:85].mean(dim=(1, 2))
+        if with_distractor:  # the search crop is centred on the red distractor
+            assert centre[0] > 0.9 and centre[2] < 0.1
+        else:  # background of the target's size, never the blue target
+            assert centre[2] < 0.9

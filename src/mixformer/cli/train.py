@@ -97,14 +97,18 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.bench:
         from mixformer.train.heldout import benchmark_report
 
-        print(f"{'benchmark':24s} {'AUC':>6s} {'OP50':>6s} {'Prec':>6s} {'static':>6s} "
-              f"{'AUROC':>6s} {'on':>5s} {'off':>5s} {'fps':>6s}")
+        print(
+            f"{'benchmark':24s} {'AUC':>6s} {'OP50':>6s} {'Prec':>6s} {'static':>6s} "
+            f"{'AUROC':>6s} {'on':>5s} {'off':>5s} {'fps':>6s}"
+        )
         for root in args.bench:
             out = args.results / root.name if args.results else None
             b = benchmark_report(model, root, tracker, out, progress=not args.no_progress)
-            print(f"{root.name:24s} {b.auc:6.1f} {b.op50:6.1f} {b.precision:6.1f} "
-                  f"{b.static_auc:6.1f} {b.score_auroc:6.3f} {b.on_target_score:5.2f} "
-                  f"{b.off_target_score:5.2f} {b.fps:6.1f}")
+            print(
+                f"{root.name:24s} {b.auc:6.1f} {b.op50:6.1f} {b.precision:6.1f} "
+                f"{b.static_auc:6.1f} {b.score_auroc:6.3f} {b.on_target_score:5.2f} "
+                f"{b.off_target_score:5.2f} {b.fps:6.1f}"
+            )
         return 0
     r = heldout_report(
         model,

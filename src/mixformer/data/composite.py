@@ -407,6 +407,17 @@ class CompositeScene:
     def __len__(self) -> int:
         return len(self.boxes)
 
+    def distractor_boxes(self, i: int) -> np.ndarray:
+        """``(K, 4)`` float64 xywh boxes of the look-alike distractors drawn in frame ``i``
+        (extent of their outlines; they may leave the image)."""
+        out = []
+        for layer in self._below:
+            if layer.active[i]:
+                pts = _apply(layer.H[i], layer.contour) + 0.5
+                (x1, y1), (x2, y2) = pts.min(0), pts.max(0)
+                out.append([x1, y1, x2 - x1, y2 - y1])
+        return np.asarray(out, dtype=np.float64).reshape(-1, 4)
+
     def render(self, i: int, with_alpha: bool = False):
         """Frame ``i`` as ``(H, W, 3)`` uint8 RGB (the same pixels every call).
 

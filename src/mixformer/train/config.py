@@ -72,6 +72,8 @@ class TrainConfig:
             (``mixformer.data.composite.COMPOSITE_VARIANTS``: ``train``, ``plain``, ``hard``).
         sampler: ``causal`` (stage 1) or ``trident_pro`` (stage 2).
         max_gap: frame gap for sampling; pos_prob: positive-sample probability (stage 2).
+        hard_negative_prob: stage 2 (ours; 0 = the reference): fraction of negatives whose
+            search box sits on a distractor or on background of the same frame.
         template_factor / template_size / search_factor / search_size: crop geometry.
         search_center_jitter / search_scale_jitter: search-box jitter (templates: none).
         grayscale_prob / brightness_jitter: augmentations.
@@ -110,6 +112,7 @@ class TrainConfig:
     sampler: str = "causal"
     max_gap: int = 200
     pos_prob: float = 0.5
+    hard_negative_prob: float = 0.0
     template_factor: float = 2.0
     template_size: int = 128
     search_factor: float = 5.0
@@ -419,6 +422,7 @@ def _s2_tiny_real() -> TrainConfig:
         samples_per_epoch=9600,
         lr=4e-4,
         backbone_lr_mult=1.0,
+        hard_negative_prob=0.5,
         **{**_TINY_REAL, "val_every": 1, "val_samples": 32},
     )
 

@@ -154,7 +154,13 @@ def build_samples(cfg: TrainConfig, train: bool = True) -> TrainingSamples:
     datasets = [build_dataset(n, cfg.data_roots, synth, comp) for n in names]
     ratio = cfg.ratio if train else [1.0] * len(datasets)
     sampler = TrackingSampler(
-        datasets, ratio, _processing(cfg, train), cfg.sampler, cfg.max_gap, cfg.pos_prob
+        datasets,
+        ratio,
+        _processing(cfg, train),
+        cfg.sampler,
+        cfg.max_gap,
+        cfg.pos_prob,
+        hard_negative_prob=cfg.hard_negative_prob,
     )
     n = cfg.samples_per_epoch if train else cfg.val_samples
     return TrainingSamples(sampler, n, cfg.seed if train else cfg.seed + 1)

@@ -90,6 +90,11 @@ class TrainDataset(ABC):
     def annotation(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(boxes (T, 4) float64 xywh, visible (T,) bool)`` of sequence ``index``."""
 
+    def distractor_boxes(self, index: int, frame: int) -> np.ndarray:
+        """``(K, 4)`` float64 xywh boxes of look-alike distractors in one frame (hard negatives
+        for the score module); datasets that do not know any return ``(0, 4)``."""
+        return np.zeros((0, 4))
+
     @abstractmethod
     def frames(self, index: int, ids: list[int]) -> list[np.ndarray]:
         """Decoded ``(H, W, 3)`` uint8 RGB frames ``ids`` of sequence ``index``.
@@ -239,6 +244,9 @@ class CompositeTrainDataset(TrainDataset):
     def frames(self, index: int, ids: list[int]) -> list[np.ndarray]:
         seq = self.sequence(index)
         return [seq.render(i) for i in ids]
+
+    def distractor_boxes(self, index: int, frame: int) -> np.ndarray:
+        return self.sequence(index).distractor_boxes(frame)
 
 
 class _FolderSequences(TrainDataset):

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from mixformer.data.training.datasets import CorruptImageError, TrainDataset
 from mixformer.data.training.processing import InvalidSample, Processing
+from mixformer.evaluation.metrics import iou
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,11 @@ class TrackingSampler:
         max_gap: frame gap for sampling (200 in the reference).
         pos_prob: probability of a positive sample in ``trident_pro`` mode.
         max_tries: attempts per sample before giving up with an error.
+        hard_negative_prob: ``trident_pro``: probability that a negative is a *hard* one from
+            the same sequence (ours, 0 = the reference's negatives): the search box sits on a
+            look-alike distractor of that frame when the dataset knows one
+            (:meth:`TrainDataset.distractor_boxes`), else on background of the target's size
+            next to the target. This is what the tracker meets when it has lost the target.
     """
 
     def __init__(
@@ -69,6 +75,7 @@ class TrackingSampler:
         max_gap: int = 200,
         pos_prob: float = 0.5,
         max_tries: int = 200,
+        hard_negative_prob: float = 0.0,
     ) -> None:
         if not datasets:
             raise ValueError("no training datasets")
@@ -81,6 +88,7 @@ class TrackingSampler:
         self.max_gap = max_gap
         self.pos_prob = pos_prob
         self.max_tries = max_tries
+        self.hard_negative_prob = hard_negative_prob
         self.corrupt_images = 0
         self._warned = False
 
@@ -173,7 +181,11 @@ class TrackingSampler:
         else:
             label = 0.0
             hidden = np.flatnonzero(~visible) if ds.is_video else np.zeros(0, dtype=np.int64)
-            if len(hidden):
+            hard = self.hard_negative_prob > 0 and rng.py.random() < self.hard_negative_prob
+            if hard:
+                s_frame = ds.frames(index, [s])[0]
+                s_box = self._hard_negative_box(rng, ds, index, s, boxes[s], s_frame.shape[:2])
+            elif len(hidden):
                 i = int(rng.py.choices(hidden.tolist(), k=1)[0])
                 s_frame = ds.frames(index, [i])[0]
                 h, w = t_frames[0].shape[:2]
@@ -187,6 +199,42 @@ class TrackingSampler:
         out = self.processing(t_frames, t_boxes, [s_frame], [s_box], rng)
         out["label"] = torch.tensor([label], dtype=torch.float32)
         return out
+
+    @staticmethod
+    def _hard_negative_box(
+        rng: SampleRNG,
+        ds: TrainDataset,
+        index: int,
+        frame: int,
+        target: np.ndarray,
+        size: tuple[int, int],
+    ) -> np.ndarray:
+        """A box in ``frame`` that is not the target: a distractor inside the image, else a
+        target-sized patch of background beside the target (IoU with the target < 0.1)."""
+        H, W = size
+        x, y, w, h = (float(v) for v in target)
+        cands = [
+            b
+            for b in ds.distractor_boxes(index, frame)
+            if b[2] > 2
+            and b[3] > 2
+            and b[0] > 0
+            and b[1] > 0
+            and b[0] + b[2] < W
+            and b[1] + b[3] < H
+            and iou(b[None], target[None])[0] < 0.3
+        ]
+        if cands:
+            return np.asarray(cands[rng.py.randrange(len(cands))], dtype=np.float64)
+        for _ in range(20):
+            ang = rng.py.uniform(0, 2 * np.pi)
+            dist = rng.py.uniform(1.0, 2.5) * max(w, h)
+            bx = float(np.clip(x + np.cos(ang) * dist, 0, max(W - w, 0)))
+            by = float(np.clip(y + np.sin(ang) * dist, 0, max(H - h, 0)))
+            box = np.array([bx, by, w, h], dtype=np.float64)
+            if iou(box[None], target[None])[0] < 0.1:
+                return box
+        raise InvalidSample("no background box away from the target")
 
     def sample(self, rng: SampleRNG) -> dict[str, torch.Tensor]:
         """One processed sample (see :class:`~mixformer.data.training.processing.Processing`).

@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mixformer.data.composite import CompositeScene, Corpus, make_composite_scene
 from mixformer.data.frames import jpeg_truncated
 from mixformer.data.io import read_boxes, read_flags
 from mixformer.data.synthetic import SyntheticScene, make_scene
@@ -134,7 +135,7 @@ class SyntheticTrainDataset(TrainDataset):
         name: str = "synthetic",
     ) -> None:
         if num_sequences < 1:
-            raise ValueError(f"synthetic: num_sequences must be >= 1, got {num_sequences}")
+            raise ValueError(f"{name}: num_sequences must be >= 1, got {num_sequences}")
         self.name = name
         self.num_sequences = num_sequences
         self.num_frames = num_frames
@@ -150,14 +151,16 @@ class SyntheticTrainDataset(TrainDataset):
         """The scene of sequence ``index`` (cached; frames are rendered when read)."""
         seq = self._cache.get(index)
         if seq is None:
-            rng = np.random.default_rng([self.seed, index])
-            seq = make_scene(rng, self.num_frames, *self.size, name=f"synth-{index:05d}")
+            seq = self._make_scene(np.random.default_rng([self.seed, index]), index)
             self._cache[index] = seq
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(index)
         return seq
+
+    def _make_scene(self, rng: np.random.Generator, index: int) -> SyntheticScene:
+        return make_scene(rng, self.num_frames, *self.size, name=f"synth-{index:05d}")
 
     def annotation(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         seq = self.sequence(index)
@@ -168,7 +171,7 @@ class SyntheticTrainDataset(TrainDataset):
         return [seq.render(i) for i in ids]
 
 
-class CompositeTrainDataset(TrainDataset):
+class CompositeTrainDataset(SyntheticTrainDataset):
     """Sequences of :func:`mixformer.data.composite.make_composite_scene` drawn on demand from
     one split of a real-image corpus (``mixformer data corpus``).
 
@@ -198,52 +201,14 @@ class CompositeTrainDataset(TrainDataset):
         cache: int = 8,
         name: str = "composite",
     ) -> None:
-        from mixformer.data.composite import Corpus
-
-        if num_sequences < 1:
-            raise ValueError(f"{name}: num_sequences must be >= 1, got {num_sequences}")
-        self.name = name
+        super().__init__(num_sequences, num_frames, height, width, seed, cache, name)
         self.corpus = Corpus(root, split)
-        self.num_sequences = num_sequences
-        self.num_frames = num_frames
-        self.size = (height, width)
-        self.seed = seed
         self.variant = variant
-        self._cache: OrderedDict[int, object] = OrderedDict()
-        self._cache_size = cache
 
-    def __len__(self) -> int:
-        return self.num_sequences
-
-    def sequence(self, index: int):
-        """The :class:`~mixformer.data.composite.CompositeScene` of sequence ``index``."""
-        from mixformer.data.composite import make_composite_scene
-
-        seq = self._cache.get(index)
-        if seq is None:
-            rng = np.random.default_rng([self.seed, index])
-            seq = make_composite_scene(
-                self.corpus,
-                rng,
-                self.variant,
-                self.num_frames,
-                *self.size,
-                name=f"comp-{index:05d}",
-            )
-            self._cache[index] = seq
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(index)
-        return seq
-
-    def annotation(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        seq = self.sequence(index)
-        return seq.boxes, seq.visible
-
-    def frames(self, index: int, ids: list[int]) -> list[np.ndarray]:
-        seq = self.sequence(index)
-        return [seq.render(i) for i in ids]
+    def _make_scene(self, rng: np.random.Generator, index: int) -> CompositeScene:
+        return make_composite_scene(
+            self.corpus, rng, self.variant, self.num_frames, *self.size, name=f"comp-{index:05d}"
+        )
 
     def distractor_boxes(self, index: int, frame: int) -> np.ndarray:
         return self.sequence(index).distractor_boxes(frame)

@@ -287,18 +287,7 @@ def build_corpus(
                 if p.is_file() and _matches(str(p.relative_to(root)), src)
             )
 
-            def entry(path: str, kind: str, rel: str, **extra: object) -> dict:
-                return dict(
-                    path=path,
-                    kind=kind,
-                    package=src.package,
-                    version=version,
-                    source=rel,
-                    copyright=copyright_rel,
-                    split=split_of(src.package, rel),
-                    **extra,
-                )
-
+            base = dict(package=src.package, version=version, copyright=copyright_rel)
             best: dict[str, tuple[int, Path]] = {}  # group -> (pixels, path): largest variant
             videos = []
             for p in files:
@@ -320,7 +309,16 @@ def build_corpus(
                 name = _safe_name(str(Path(rel).with_suffix("")).replace("usr/share/", ""))
                 dest = f"images/{_safe_name(src.package)}/{name}.jpg"
                 _atomic_imwrite(out / dest, img)
-                entries.append(entry(dest, "image", rel, size=list(img.shape[:2])))
+                entries.append(
+                    base
+                    | dict(
+                        path=dest,
+                        kind="image",
+                        source=rel,
+                        split=split_of(src.package, rel),
+                        size=list(img.shape[:2]),
+                    )
+                )
             for p in videos:
                 rel = str(p.relative_to(root))
                 dest = f"videos/{_safe_name(src.package)}-{_safe_name(p.stem)}"
@@ -330,7 +328,17 @@ def build_corpus(
                         "%s: %s has fewer than 2 readable frames, skipped", src.package, rel
                     )
                     continue
-                entries.append(entry(dest, "video", rel, size=size, frames=n))
+                entries.append(
+                    base
+                    | dict(
+                        path=dest,
+                        kind="video",
+                        source=rel,
+                        split=split_of(src.package, rel),
+                        size=size,
+                        frames=n,
+                    )
+                )
     if not entries:
         raise ValueError("no usable images or videos found in the given packages")
     manifest = {"entries": entries, "packages": packages}

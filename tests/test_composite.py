@@ -197,15 +197,17 @@ def test_shipped_weights_track_a_real_photo_sequence(tmp_path: Path) -> None:
 
     if default_weights_path("mixformer-tiny") is None:
         pytest.skip("no shipped weights in this checkout")
-    root = make_corpus(tmp_path / "c")
+    torch.set_num_threads(1)
+    root = make_corpus(tmp_path / "c", with_video=False)  # the two real photos only
     write_composite_benchmark(
-        root, tmp_path / "b", "plain", "test", 4, 40, seed=31, height=240, width=320, progress=False
+        root, tmp_path / "b", "plain", "test", 8, 40, seed=31, height=240, width=320, progress=False
     )
     model = build_model("mixformer-tiny", weights="default")
     r = benchmark_report(model, tmp_path / "b", results=tmp_path / "res", progress=False)
-    assert r.sequences == 4 and r.frames == 160
+    assert r.sequences == 8 and r.frames == 320
     assert sorted(p.name for p in (tmp_path / "res").iterdir())[0] == "plain-000.txt"
-    assert r.auc > r.static_auc + 15, (r.auc, r.static_auc)
+    # The synthetic-only weights shipped before scored 24.6 against 34.7 here.
+    assert r.auc > r.static_auc + 10, (r.auc, r.static_auc)
     assert 0.0 <= r.score_auroc <= 1.0 or np.isnan(r.score_auroc)
 
 

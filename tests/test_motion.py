@@ -82,3 +82,20 @@ def test_tracker_follows_the_anchor():
     steps_on = np.abs(np.diff(np.log(sizes), axis=0)).mean()
     sizes_off = np.vstack([np.array(box)[None, 2:], off[:, 2:]])
     assert steps_on < np.abs(np.diff(np.log(sizes_off), axis=0)).mean()
+
+
+def test_max_scale_change_bounds_each_side_per_frame() -> None:
+    from mixformer.tracking.motion import MotionState
+
+    cfg = TrackerConfig(max_scale_change=1.05)
+    prev = (100.0, 100.0, 20.0, 40.0)
+    grown = MotionState().observe(prev, (50.0, 50.0, 200.0, 20.0), cfg, (480, 640))
+    assert abs(grown[2] - 21.0) < 1e-9 and abs(grown[3] - 40.0 / 1.05) < 1e-9
+    cx, cy = grown[0] + grown[2] / 2, grown[1] + grown[3] / 2
+    assert abs(cx - 150.0) < 1e-9 and abs(cy - 60.0) < 1e-9  # the network's centre is kept
+    same = MotionState().observe(prev, (101.0, 99.0, 20.5, 39.5), cfg, (480, 640))
+    assert same == (101.0, 99.0, 20.5, 39.5) or np.allclose(same, (101.0, 99.0, 20.5, 39.5))
+    off = MotionState().observe(prev, (50.0, 50.0, 200.0, 20.0), TrackerConfig(), (480, 640))
+    assert tuple(off) == (50.0, 50.0, 200.0, 20.0)
+    with pytest.raises(ValueError, match="max_scale_change"):
+        TrackerConfig(max_scale_change=0.9)

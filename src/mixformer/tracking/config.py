@@ -71,11 +71,19 @@ _COMMANDS: dict[str, dict[str, tuple[float, float]]] = {
     },
 }
 
-# Our additions (not in the reference; see mixformer.tracking.motion) per model preset, chosen
-# on the synthetic validation seeds 777 and 779 (never on the held-out seed 12345 the README
-# reports). Every other preset tracks exactly as the reference does.
+# Our additions (not in the reference; see mixformer.tracking.motion) per model preset. The
+# shipped mixformer-tiny: motion_prior / velocity / size_update chosen on the synthetic
+# validation seeds 777 and 779; max_scale_change and search_factor (which replaces the
+# benchmark's) on the real-photo validation benchmarks (corpus split "val"), never on the
+# held-out test split the README reports. Every other preset tracks exactly as the reference.
 _MOTION_SETTINGS: dict[str, dict[str, float]] = {
-    "mixformer-tiny": {"motion_prior": 0.1, "velocity": 0.3, "size_update": 0.5},
+    "mixformer-tiny": {
+        "motion_prior": 0.1,
+        "velocity": 0.3,
+        "size_update": 0.5,
+        "max_scale_change": 1.05,
+        "search_factor": 4.5,
+    },
 }
 
 # Which reference yaml each model preset corresponds to.
@@ -128,6 +136,10 @@ class TrackerConfig:
             that velocity. 0 (default, the reference) centres it on the previous box.
         size_update: fraction of the network's width/height change the box takes each frame
             (its centre is the network's). 1 (default, the reference) takes the whole change.
+        max_scale_change: bound on the box's per-frame width and height ratio (e.g. 1.1: each
+            side changes by at most 10 % per frame, after ``size_update``), which stops a lost
+            box from blowing up to the whole image or collapsing to a line. 0 (default, the
+            reference) is no bound.
     """
 
     template_factor: float = 2.0
@@ -141,6 +153,7 @@ class TrackerConfig:
     motion_prior: float = 0.0
     velocity: float = 0.0
     size_update: float = 1.0
+    max_scale_change: float = 0.0
 
     def __post_init__(self) -> None:
         if self.update_interval < 1:
@@ -155,6 +168,8 @@ class TrackerConfig:
             raise ValueError(f"velocity must be in [0, 1] (0: off), got {self.velocity}")
         if not 0.0 < self.size_update <= 1.0:
             raise ValueError(f"size_update must be in (0, 1] (1: off), got {self.size_update}")
+        if self.max_scale_change != 0 and self.max_scale_change <= 1:
+            raise ValueError(f"max_scale_change must be > 1 (0: off), got {self.max_scale_change}")
 
     def replace(self, **changes: Any) -> TrackerConfig:
         """Copy with ``changes``; unknown names raise ``KeyError`` naming the closest field."""
@@ -219,9 +234,11 @@ class TrackerConfig:
             sizes = dict(
                 template_size=model_config.template_size, search_size=model_config.search_size
             )
+        ours = dict(_MOTION_SETTINGS.get(model, {}))
+        factor = ours.pop("search_factor", factor)
         return cls(
             **sizes,
-            **_MOTION_SETTINGS.get(model, {}),
+            **ours,
             search_factor=factor,
             update_interval=interval,
             online_size=online,

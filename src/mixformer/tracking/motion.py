@@ -9,7 +9,8 @@ the released models track exactly as the reference does:
   (an exponential moving average of the frame-to-frame centre displacement), so a target that
   keeps moving stays near the crop centre, also while it is briefly hidden;
 - ``size_update``: the new box keeps the network's centre but takes only this fraction of its
-  width/height change, which damps frame-to-frame size jitter.
+  width/height change, which damps frame-to-frame size jitter;
+- ``max_scale_change``: each side changes by at most this ratio per frame.
 
 :class:`MotionState` holds the per-target state; :class:`~mixformer.Tracker` and
 :class:`~mixformer.MultiTracker` both use it.
@@ -64,18 +65,22 @@ class MotionState:
         Args:
             prev: the previous ``(x, y, w, h)`` pixel box.
             measured: the decoded, clipped network box for this frame.
-            config: tracker settings (``size_update``, ``velocity``).
+            config: tracker settings (``size_update``, ``max_scale_change``, ``velocity``).
             size: image ``(height, width)``.
         Returns:
-            ``measured`` with its size change scaled by ``size_update`` (``measured`` itself
-            when ``size_update`` is 1).
+            ``measured`` with its size change scaled by ``size_update`` and bounded by
+            ``max_scale_change`` (``measured`` itself when both are off).
         """
         box = measured
-        if config.size_update < 1:
+        if config.size_update < 1 or config.max_scale_change > 0:
             x, y, w, h = measured
             cx, cy = x + w / 2, y + h / 2
             w = prev[2] + config.size_update * (w - prev[2])
             h = prev[3] + config.size_update * (h - prev[3])
+            if config.max_scale_change > 0:
+                r = config.max_scale_change
+                w = min(max(w, prev[2] / r), prev[2] * r)
+                h = min(max(h, prev[3] / r), prev[3] * r)
             box = clip_box((cx - w / 2, cy - h / 2, w, h), size[0], size[1])
         if config.velocity > 0:
             dx = box[0] + box[2] / 2 - (prev[0] + prev[2] / 2)

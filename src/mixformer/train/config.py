@@ -347,35 +347,34 @@ _TINY = dict(
 )
 
 
+# What stage 1 and stage 2 of every tiny recipe share.
+_TINY_STAGE1 = dict(stage=1, batch_size=16, samples_per_epoch=2400, backbone_lr_mult=1.0)
+_TINY_STAGE2 = dict(
+    stage=2,
+    sampler="trident_pro",
+    epochs=1,
+    lr_drop_epoch=1,
+    batch_size=16,
+    lr=4e-4,
+    backbone_lr_mult=1.0,
+    val_every=1,
+    val_samples=32,
+)
+
+
 @_preset("tiny-synthetic-stage1")
 def _s1_tiny() -> TrainConfig:
     """CPU scale: ``mixformer-tiny`` from random init on on-the-fly synthetic sequences."""
-    return TrainConfig(
-        stage=1,
-        epochs=28,
-        lr_drop_epoch=22,
-        batch_size=16,
-        samples_per_epoch=2400,
-        lr=5e-4,
-        backbone_lr_mult=1.0,
-        **_TINY,
-    )
+    return TrainConfig(**{**_TINY, **_TINY_STAGE1, "epochs": 28, "lr_drop_epoch": 22, "lr": 5e-4})
 
 
 @_preset("tiny-synthetic-stage2")
 def _s2_tiny() -> TrainConfig:
     """CPU scale stage 2: train the score module of ``mixformer-tiny`` on synthetic data."""
     return TrainConfig(
-        stage=2,
-        sampler="trident_pro",
+        **{**_TINY, **_TINY_STAGE2},
         stage1_checkpoint="runs/tiny-synthetic-stage1/model_final.pth",
-        epochs=1,
-        lr_drop_epoch=1,
-        batch_size=16,
         samples_per_epoch=12800,
-        lr=4e-4,
-        backbone_lr_mult=1.0,
-        **{**_TINY, "val_every": 1, "val_samples": 32},
     )
 
 
@@ -397,15 +396,8 @@ _TINY_REAL = {
 def _s1_tiny_real() -> TrainConfig:
     """CPU scale: fine-tune ``mixformer-tiny``'s backbone and box head on real-image composites."""
     return TrainConfig(
-        stage=1,
+        **{**_TINY_REAL, **_TINY_STAGE1, "epochs": 36, "lr_drop_epoch": 30, "lr": 3e-4},
         init_checkpoint="runs/tiny-synthetic-stage1/model_final.pth",
-        epochs=36,
-        lr_drop_epoch=30,
-        batch_size=16,
-        samples_per_epoch=2400,
-        lr=3e-4,
-        backbone_lr_mult=1.0,
-        **_TINY_REAL,
     )
 
 
@@ -413,17 +405,10 @@ def _s1_tiny_real() -> TrainConfig:
 def _s2_tiny_real() -> TrainConfig:
     """CPU scale stage 2: the score module of ``mixformer-tiny`` on real-image composites."""
     return TrainConfig(
-        stage=2,
-        sampler="trident_pro",
+        **{**_TINY_REAL, **_TINY_STAGE2},
         stage1_checkpoint="runs/tiny-real-stage1/model_final.pth",
-        epochs=1,
-        lr_drop_epoch=1,
-        batch_size=16,
         samples_per_epoch=9600,
-        lr=4e-4,
-        backbone_lr_mult=1.0,
         hard_negative_prob=0.5,
-        **{**_TINY_REAL, "val_every": 1, "val_samples": 32},
     )
 
 

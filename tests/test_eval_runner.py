@@ -89,8 +89,8 @@ def test_settings_mismatch_refused(full_run: Path, data: Path, tmp_path: Path) -
     res = tmp_path / "res"
     shutil.copytree(full_run, res)
     seqs = load_benchmark("generic", data)
-    with pytest.raises(ValueError, match=r"search_factor: 5\.0 \(recorded\) vs 4\.5"):
-        run_benchmark(seqs, BENCH, res, _settings(search_factor=4.5), progress=False)
+    with pytest.raises(ValueError, match=r"search_factor: 4\.5 \(recorded\) vs 4\.0"):
+        run_benchmark(seqs, BENCH, res, _settings(search_factor=4.0), progress=False)
     (res / "settings.json").unlink()
     with pytest.raises(ValueError, match="no settings.json"):
         run_benchmark(seqs, BENCH, res, _settings(), progress=False)

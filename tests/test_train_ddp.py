@@ -62,12 +62,14 @@ def test_two_gloo_processes_match_one_process_with_combined_batch(tmp_path: Path
         assert float(rows_two[0][key]) == pytest.approx(float(rows_one[0][key]), rel=1e-4), key
     assert float(rows_two[0]["samples"]) == 4.0  # counted over both ranks
     # Same weights. AdamW turns float-rounding noise in a gradient that is exactly zero in
-    # theory (e.g. the bias before the soft-argmax) into a +-lr step, so allow that on the few
-    # such entries and require close agreement everywhere else.
+    # theory (e.g. the bias before the soft-argmax) into a step of up to lr in either direction,
+    # so two runs may differ by up to 2 * lr per optimizer step on the few such entries; require
+    # close agreement everywhere else.
     lr = float(rows_one[0]["lr"])
+    steps = OVERRIDES["samples_per_epoch"] // 2 * OVERRIDES["epochs"]  # global batch 2
     for k in one:
         diff = (one[k].float() - two[k].float()).abs()
-        assert diff.max() <= 2.5 * lr, k
+        assert diff.max() <= 2 * steps * lr * 1.01, k
         if one[k].numel() >= 16:
             assert (diff > 1e-5).float().mean() < 0.01, k
     # The runs did train: the weights moved from their initial values.

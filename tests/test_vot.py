@@ -190,8 +190,9 @@ def test_vot_evaluate_and_analysis_end_to_end(tmp_path):
     assert accuracy == pytest.approx(toolkit_overlaps.sum() / num_frames, abs=1e-3)
     # ... and its per-frame overlaps agree with our continuous IoU up to the rasterisation.
     np.testing.assert_allclose(toolkit_overlaps, iou(ours[1:], gt[1:], bounds=(w, h)), atol=0.06)
-    if trained is not None:
-        assert accuracy > 0.2
+    if trained is not None:  # the shipped model follows the target better than a static box
+        static = iou(np.repeat(gt[:1], num_frames - 1, axis=0), gt[1:], bounds=(w, h))
+        assert accuracy > static.sum() / num_frames + 0.05, (accuracy, static.sum() / num_frames)
 
 
 class _FakeImage:

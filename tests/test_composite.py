@@ -259,3 +259,17 @@ def test_hard_negatives_sit_on_a_distractor_or_background(with_distractor: bool)
             assert centre[0] > 0.9 and centre[2] < 0.1
         else:  # background of the target's size, never the blue target
             assert centre[2] < 0.9
+
+
+def test_cli_data_bench_and_bad_corpus(tmp_path: Path, capsys) -> None:
+    from mixformer.cli import main
+
+    root = make_corpus(tmp_path / "c")
+    out = tmp_path / "b"
+    argv = ["data", "bench", "--corpus", str(root), "--out", str(out), "--variant", "hard"]
+    assert main([*argv, "--sequences", "1", "--frames", "3"]) == 0
+    assert (out / "hard-000" / "groundtruth_rect.txt").read_text().count("\n") == 3
+    capsys.readouterr()
+    assert main(["data", "bench", "--corpus", str(tmp_path / "none"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no manifest.json" in err[0]

@@ -253,7 +253,7 @@ def shard_sequences(sequences: list[Sequence], index: int, count: int) -> list[S
     return sequences[index::count]
 
 
-def track_sequence(tracker: Any, seq: Sequence) -> tuple[np.ndarray, np.ndarray]:
+def track_sequence(tracker: Any, seq: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Track ``seq`` from its first ground-truth box.
 
     Args:
@@ -261,18 +261,21 @@ def track_sequence(tracker: Any, seq: Sequence) -> tuple[np.ndarray, np.ndarray]
         seq: the sequence.
 
     Returns:
-        ``boxes`` ``(T, 4)`` float64 ``(x, y, w, h)`` pixels (row 0 = the initial box) and
-        ``times`` ``(T,)`` float64 seconds spent in ``init`` / ``update`` per frame.
+        ``boxes`` ``(T, 4)`` float64 ``(x, y, w, h)`` pixels (row 0 = the initial box),
+        ``times`` ``(T,)`` float64 seconds spent in ``init`` / ``update`` per frame and
+        ``scores`` ``(T,)`` float64 tracker scores (row 0: the initialisation's).
     """
     boxes = np.zeros((len(seq), 4), dtype=np.float64)
     times = np.zeros(len(seq), dtype=np.float64)
+    scores = np.zeros(len(seq), dtype=np.float64)
     for i, path in enumerate(seq.frames):
         image = read_image(path)
         t0 = time.perf_counter()
         res = tracker.init(image, seq.init_box) if i == 0 else tracker.update(image)
         times[i] = time.perf_counter() - t0
         boxes[i] = res.box
-    return boxes, times
+        scores[i] = res.score
+    return boxes, times, scores
 
 
 def write_result(box_path: Path, time_path: Path, boxes: np.ndarray, times: np.ndarray) -> None:
@@ -353,7 +356,7 @@ def _run_one(seq: Sequence, box_path: Path, time_path: Path, err_path: Path) -> 
     t0 = time.perf_counter()
     try:
         tracker = Tracker(_WORKER["model"], TrackerConfig(**job.tracker), _WORKER["device"])
-        boxes, times = track_sequence(tracker, seq)
+        boxes, times, _ = track_sequence(tracker, seq)
         write_result(box_path, time_path, boxes, times)
     except Exception as exc:
         text = f"sequence {seq.name}: {type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"

@@ -20,8 +20,6 @@ import torch
 from tqdm import tqdm
 
 from mixformer.data.benchmarks import read_generic
-from mixformer.data.frames import read_image
-from mixformer.data.io import format_boxes
 from mixformer.data.synthetic import generate_sequence
 from mixformer.data.training import (
     Processing,
@@ -31,6 +29,7 @@ from mixformer.data.training import (
     TrackingSampler,
 )
 from mixformer.evaluation.metrics import auroc, evaluate_sequence, iou, summarize
+from mixformer.evaluation.runner import track_sequence, write_result
 from mixformer.models import MixFormer
 from mixformer.tracking import Tracker, TrackerConfig
 
@@ -185,17 +184,13 @@ def benchmark_report(
         model: the network (eval mode).
         root: the benchmark folder (``list.txt`` + ``<seq>/img/*`` + ground truth).
         tracker: tracker settings (default: the model's own ``default`` preset settings).
-        results: if given, ``<seq>.txt`` result files (tab-separated integer boxes, as
-            ``mixformer evaluate`` writes) go there, for ``mixformer report``.
+        results: if given, ``<seq>.txt`` / ``<seq>_time.txt`` result files (as ``mixformer
+            evaluate`` writes them) go there, for ``mixformer report``.
         progress: show a progress bar.
 
     The score AUROC treats frames ``1..T-1`` with IoU > 0.5 as positives; a score that
     tells when the target is lost is near 1, an uninformative one 0.5.
     """
-    import time
-
-    from mixformer.utils import atomic_write_text
-
     model.eval()
     if tracker is None:
         tracker = TrackerConfig.for_model(model)
@@ -203,24 +198,17 @@ def benchmark_report(
     tracked, static, all_scores, all_hits = [], [], [], []
     frames, seconds = 0, 0.0
     for seq in tqdm(seqs, desc="tracking", unit="seq", disable=not progress):
-        t = Tracker(model, tracker)
-        boxes, scores = [], []
-        for i, path in enumerate(seq.frames):
-            img = read_image(path)
-            t0 = time.perf_counter()
-            res = t.init(img, seq.ground_truth[0]) if i == 0 else t.update(img)
-            seconds += time.perf_counter() - t0
-            boxes.append(res.box)
-            scores.append(res.score)
+        pred, times, scores = track_sequence(Tracker(model, tracker), seq)
         frames += len(seq.frames)
-        pred = np.asarray(boxes, dtype=np.float64)
+        seconds += float(times.sum())
         tracked.append(evaluate_sequence(pred, seq.ground_truth, seq.visible, name=seq.name))
         still = np.repeat(seq.ground_truth[:1], len(seq.frames), axis=0)
         static.append(evaluate_sequence(still, seq.ground_truth, seq.visible, name=seq.name))
-        all_scores.append(np.asarray(scores[1:], dtype=np.float64))
+        all_scores.append(scores[1:])
         all_hits.append(iou(pred[1:], seq.ground_truth[1:]) > 0.5)
         if results is not None:
-            atomic_write_text(Path(results) / f"{seq.name}.txt", format_boxes(pred, "\t", True))
+            out = Path(results)
+            write_result(out / f"{seq.name}.txt", out / f"{seq.name}_time.txt", pred, times)
     ours, still = summarize(tracked), summarize(static)
     sc, hits = np.concatenate(all_scores), np.concatenate(all_hits)
     return BenchmarkReport(

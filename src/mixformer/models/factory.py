@@ -7,8 +7,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mixformer.models.config import ModelConfig, get_config, list_models
 from mixformer.models.mixformer import MixFormer
 from mixformer.models.weights import (
@@ -64,8 +62,10 @@ def build_model(
         name: a preset from :func:`list_models`, a :class:`ModelConfig`, or None to take the
             config recorded in ``weights`` (a checkpoint written by this project).
         weights: None (random init), ``"default"`` (weights shipped with the package), or a file:
-            a reference release (``net`` entry; stage-1 files load with a warning about the missing
-            score module), a checkpoint of this project, or an ImageNet CvT backbone.
+            a reference release of the preset's family (``net`` entry, loaded strictly; stage-1
+            files load with a warning about the missing score module), a checkpoint of this
+            project, or a pretrained backbone file of the family (ImageNet CvT, MAE ViT,
+            ConvMAE; the rest keeps its initialisation).
         **overrides: :class:`ModelConfig` fields to change (e.g. ``score_head=False``).
     Returns:
         The network (``eval()`` mode, float32, CPU).
@@ -97,12 +97,32 @@ def load_weights(model: MixFormer, ckpt: Checkpoint | str | Path) -> MixFormer:
     """Load a checkpoint into ``model`` in place (see :func:`build_model` for the file kinds).
 
     A file is refused before its tensors are read when it holds far more bytes than ``model``
-    could use (:func:`mixformer.models.weights.size_limit`).
+    could use (:func:`mixformer.models.weights.size_limit`). A file of another family is refused
+    naming its family and the presets its shapes fit.
     """
     if not isinstance(ckpt, Checkpoint):
         ckpt = read_checkpoint(ckpt, max_bytes=size_limit(model))
-    if ckpt.kind == "cvt":
-        _load_cvt(model, ckpt.state_dict)
+    family = model.config.family
+    if ckpt.family is not None and ckpt.family != family:
+        prefix = "backbone." if ckpt.kind == "network" else ""
+        fits = matching_presets(ckpt.state_dict, prefix)
+        where = f" (its shapes fit {', '.join(repr(f) for f in fits)})" if fits else ""
+        what = "network" if ckpt.kind == "network" else "pretrained backbone"
+        raise CheckpointError(
+            f"this is a {ckpt.family} {what} file{where}; model "
+            f"{model.name or 'of this config'!r} is a {family} network"
+        )
+    if ckpt.kind == "backbone":
+        try:
+            ignored = model.backbone.load_pretrained(ckpt.state_dict)
+        except CheckpointError as exc:
+            fits = matching_presets(ckpt.state_dict, prefix="")
+            hint = f"; its shapes fit {', '.join(repr(f) for f in fits)}" if fits else ""
+            raise CheckpointError(f"{exc}{hint}") from exc
+        if ignored:
+            log.info(
+                "%s backbone file: ignoring %d keys (e.g. %s)", family, len(ignored), ignored[:3]
+            )
         return model
     sd = dict(ckpt.state_dict)
     own = model.state_dict()
@@ -120,7 +140,7 @@ def load_weights(model: MixFormer, ckpt: Checkpoint | str | Path) -> MixFormer:
     missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in sd if k not in own]
     if unexpected or [k for k in missing if not k.startswith("score_branch.")]:
-        fits = matching_presets(sd) if "backbone.stage0.patch_embed.proj.weight" in sd else []
+        fits = matching_presets(sd) if ckpt.family is not None else []
         hint = f"; its shapes fit {', '.join(repr(f) for f in fits)}" if fits else ""
         raise CheckpointError(
             f"checkpoint keys do not match the model{hint}: missing {missing[:5]}"
@@ -137,21 +157,3 @@ def load_weights(model: MixFormer, ckpt: Checkpoint | str | Path) -> MixFormer:
         )
     model.load_state_dict(sd, strict=False)
     return model
-
-
-def _load_cvt(model: MixFormer, sd: dict[str, torch.Tensor]) -> None:
-    """ImageNet CvT backbone (SPEC 3.10): extra blocks and the cls token are ignored."""
-    own = model.backbone.state_dict()
-    sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
-    bad = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
-    if bad:
-        fits = matching_presets(sd, prefix="")
-        hint = f"; its widths fit {', '.join(repr(f) for f in fits)}" if fits else ""
-        raise CheckpointError(f"CvT checkpoint does not fit this backbone{hint}: {bad[0]}")
-    ignored = [k for k in sd if k not in own]
-    missing = [k for k in own if k not in sd]
-    if missing:
-        raise CheckpointError(f"CvT checkpoint lacks backbone keys: {missing[:5]}")
-    if ignored:
-        log.info("CvT checkpoint: ignoring %d keys (e.g. %s)", len(ignored), ignored[:3])
-    model.backbone.load_state_dict({k: v for k, v in sd.items() if k in own})

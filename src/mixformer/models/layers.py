@@ -1,4 +1,9 @@
-"""Primitive layers shared by the backbone and the heads (SPEC 1.3)."""
+"""Primitive layers shared by the backbones and the heads (SPEC 1.3, SPEC-MIXVIT 1.2).
+
+Layers that have a faster deployment form own it as a ``fuse()`` method that rewrites the layer
+in place (RepVGG-style re-parameterisation): :func:`mixformer.models.fuse.fuse_model` applies it
+to a copy of a network. A fused layer computes the same function up to float rounding.
+"""
 
 from __future__ import annotations
 
@@ -70,11 +75,61 @@ class LayerNorm(nn.LayerNorm):
         ).to(x.dtype)
 
 
+QUICK_GELU_ALPHA = 1.702
+
+
 class QuickGELU(nn.Module):
-    """``x * sigmoid(1.702 x)``: the activation of the transformer MLPs (not erf-GELU)."""
+    """``x * sigmoid(1.702 x)``: the activation of the CvT MLPs (not erf-GELU)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        return x * torch.sigmoid(QUICK_GELU_ALPHA * x)
+
+
+def activation(name: str) -> nn.Module:
+    """``"quick_gelu"`` (CvT), ``"gelu"`` (exact erf GELU: ViT, ConvMAE) or ``"silu"``."""
+    if name == "quick_gelu":
+        return QuickGELU()
+    if name == "gelu":
+        return nn.GELU()
+    if name == "silu":
+        return nn.SiLU()
+    raise ValueError(f"unknown activation {name!r}; use quick_gelu, gelu or silu")
+
+
+@torch.no_grad()
+def fold_conv_bn(conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> None:
+    """Fold ``bn`` (applied after ``conv``) into ``conv``'s weight and bias, in place."""
+    scale, shift = bn.scale_shift()
+    conv.weight.mul_(scale.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    conv.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+
+def channels_last_(conv: nn.Conv2d) -> nn.Conv2d:
+    """Store a conv's weight channels-last (no per-call reordering for channels-last inputs)."""
+    conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+    return conv
+
+
+class ConvBNAct(nn.Sequential):
+    """``Conv2d -> BatchNorm (frozen or trainable) -> ReLU``; state-dict keys ``0.*``, ``1.*``.
+
+    Args:
+        c_in / c_out: channels; kernel: square kernel side (padding ``kernel // 2``).
+        bn: ``"frozen"`` (FrozenBatchNorm2d, online models) or ``"batch"`` (BatchNorm2d, stage 1).
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3, bn: str = "frozen") -> None:
+        norm = FrozenBatchNorm2d(c_out) if bn == "frozen" else nn.BatchNorm2d(c_out)
+        conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2)
+        super().__init__(conv, norm, nn.ReLU(inplace=True))
+
+    def fuse(self) -> None:
+        """Fold a frozen BN into the conv (its slot becomes ``Identity``); weights channels-last."""
+        if isinstance(self[1], FrozenBatchNorm2d):
+            fold_conv_bn(self[0], self[1])
+            self[1] = nn.Identity()
+        channels_last_(self[0])
 
 
 class DropPath(nn.Module):
@@ -101,13 +156,27 @@ class DropPath(nn.Module):
 
 
 class Mlp(nn.Module):
-    """``fc2(QuickGELU(fc1(x)))`` over the last dimension: ``(..., D) -> (..., D)``."""
+    """``fc2(act(fc1(x)))`` over the last dimension: ``(..., D) -> (..., D)``.
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    Args:
+        dim / hidden: widths. act: see :func:`activation` (CvT ``quick_gelu``, ViT ``gelu``).
+    """
+
+    def __init__(self, dim: int, hidden: int, act: str = "quick_gelu") -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = QuickGELU()
+        self.act = activation(act)
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """QuickGELU: ``y * sigmoid(1.702 y) = silu(1.702 y) / 1.702``, so 1.702 goes into fc1,
+        1 / 1.702 into fc2 and one SiLU pass remains. Exact erf GELU has no such folding."""
+        if isinstance(self.act, QuickGELU):
+            self.fc1.weight.mul_(QUICK_GELU_ALPHA)
+            self.fc1.bias.mul_(QUICK_GELU_ALPHA)
+            self.fc2.weight.div_(QUICK_GELU_ALPHA)
+            self.act = nn.SiLU(inplace=True)

@@ -2,10 +2,12 @@
 
 Supported files:
 
-* a release file of the reference (``*.pth.tar``: a dict whose ``net`` entry is the state_dict;
-  stage-1 files lack ``score_branch.*``);
+* a release file of the reference, any family (``*.pth.tar``: a dict whose ``net`` entry is the
+  state_dict; stage-1 files lack ``score_branch.*``);
 * a checkpoint written by this project (``net`` plus ``model_config`` and ``preset``);
-* an ImageNet CvT classification checkpoint (a raw state_dict with ``stage{i}.*`` keys, SPEC 3.10);
+* a pretrained backbone file, recognised by the registered families
+  (:meth:`mixformer.models.backbones.Backbone.is_pretrained_file`): ImageNet CvT (raw
+  ``stage{i}.*`` keys, SPEC 3.10), MAE ViT-B/L and ConvMAE-B/L (``model`` entry, SPEC-MIXVIT 6.3);
 * a bare state_dict of the full network.
 
 Nothing is ever unpickled with arbitrary code execution: files are read with
@@ -21,6 +23,7 @@ verified after loading; a mismatch names the corrupt file.
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 import re
@@ -32,13 +35,11 @@ from typing import Any
 import torch
 
 from mixformer.models.config import ModelConfig, get_config, list_models
+from mixformer.models.errors import CheckpointError
+from mixformer.models.registry import BACKBONES
 from mixformer.utils import CHECKSUM_KEY, state_checksum
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointError(ValueError):
-    """A weights file cannot be read or does not fit the requested model."""
 
 
 class _Inert:
@@ -239,11 +240,15 @@ class Checkpoint:
     """What a weights file holds, normalised.
 
     Attributes:
-        kind: ``"network"`` (full MixFormer state_dict) or ``"cvt"`` (ImageNet backbone only).
-        state_dict: tensors, keys as in SPEC 1.13 (``cvt``: without the ``backbone.`` prefix).
+        kind: ``"network"`` (a full MixFormer state_dict of any family) or ``"backbone"`` (a
+            pretrained backbone file: ImageNet CvT, MAE ViT, ConvMAE).
+        state_dict: tensors (``network``: keys as in SPEC 1.13 / SPEC-MIXVIT 6.3; ``backbone``:
+            the file's own keys, without a ``backbone.`` prefix).
         config: model config recorded by this project's checkpoints, else None.
         preset: preset name recorded by this project's checkpoints, else None.
         meta: other entries of the file (epoch, ...), tensors excluded.
+        family: the backbone family the keys belong to (``"cvt"``, ``"vit"``, ``"convmae"``),
+            None when no registered family recognises them.
     """
 
     kind: str
@@ -251,6 +256,7 @@ class Checkpoint:
     config: ModelConfig | None = None
     preset: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    family: str | None = None
 
 
 def read_checkpoint(path: str | Path, max_bytes: int | None = None) -> Checkpoint:
@@ -263,25 +269,31 @@ def read_checkpoint(path: str | Path, max_bytes: int | None = None) -> Checkpoin
     obj = load_file(path, max_bytes)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(obj).__name__}")
-    sd = obj.get("net", obj.get("state_dict", obj))
+    sd = obj.get("net", obj.get("state_dict", obj.get("model", obj)))
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path}: no state_dict of tensors found (looked at 'net')")
+        raise CheckpointError(f"{path}: no state_dict of tensors found (looked at 'net', 'model')")
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
-    meta = {k: v for k, v in obj.items() if k not in ("net", "state_dict") and not _has_tensor(v)}
+    meta = {
+        k: v
+        for k, v in obj.items()
+        if k not in ("net", "state_dict", "model") and not _has_tensor(v)
+    }
     config = None
     if isinstance(obj.get("model_config"), dict):
-        config = ModelConfig.from_dict(obj["model_config"])
+        try:
+            config = ModelConfig.from_dict(obj["model_config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: unreadable model_config: {exc}") from exc
     preset = obj.get("preset") if isinstance(obj.get("preset"), str) else None
     if any(k.startswith("backbone.") for k in sd):
-        kind = "network"
-    elif any(k.startswith("stage0.") for k in sd):
-        kind = "cvt"
-    else:
-        raise CheckpointError(
-            f"{path}: keys look like neither a MixFormer network nor a CvT backbone "
-            f"(first keys: {list(sd)[:3]})"
-        )
-    return Checkpoint(kind, sd, config, preset, meta)
+        return Checkpoint("network", sd, config, preset, meta, network_family(sd))
+    for name, cls in BACKBONES.items():
+        if cls.is_pretrained_file(sd):
+            return Checkpoint("backbone", sd, config, preset, meta, name)
+    raise CheckpointError(
+        f"{path}: keys look like neither a MixFormer network nor a pretrained backbone of a "
+        f"known family ({', '.join(BACKBONES)}) (first keys: {list(sd)[:3]})"
+    )
 
 
 def _has_tensor(v: Any) -> bool:
@@ -294,35 +306,54 @@ def _has_tensor(v: Any) -> bool:
     return False
 
 
-def infer_architecture(sd: dict[str, torch.Tensor], prefix: str = "backbone.") -> dict[str, Any]:
-    """Widths, depths and head width implied by a state_dict's shapes (heads cannot be seen)."""
-    dims, depths = [], []
-    for i in range(3):
-        w = sd.get(f"{prefix}stage{i}.patch_embed.proj.weight")
-        if w is None:
-            raise CheckpointError(f"missing key {prefix}stage{i}.patch_embed.proj.weight")
-        dims.append(int(w.shape[0]))
-        pat = re.compile(rf"^{re.escape(prefix)}stage{i}\.blocks\.(\d+)\.")
-        idx = {int(m.group(1)) for k in sd if (m := pat.match(k))}
-        depths.append(max(idx) + 1 if idx else 0)
-    arch: dict[str, Any] = {"dim_embed": tuple(dims), "depth": tuple(depths)}
-    head = sd.get("box_head.conv1_tl.0.weight")
-    if head is not None:
-        arch["head_dim"] = int(head.shape[0])
-    return arch
+def network_family(sd: dict[str, torch.Tensor]) -> str | None:
+    """The backbone family of a full-network state_dict, from its backbone keys."""
+    keys = {k.removeprefix("backbone.") for k in sd if k.startswith("backbone.")}
+    return next(
+        (name for name, cls in BACKBONES.items() if cls.is_pretrained_file(dict.fromkeys(keys))),
+        None,
+    )
+
+
+@functools.cache
+def preset_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """State-dict key -> shape of preset ``name``'s online network, built on the meta device
+    (no memory, no initialisation cost)."""
+    from mixformer.models.mixformer import MixFormer
+
+    with torch.device("meta"):
+        model = MixFormer(get_config(name), name)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _optional(key: str) -> bool:
+    return key.startswith("score_branch.") or key.endswith("num_batches_tracked")
 
 
 def matching_presets(sd: dict[str, torch.Tensor], prefix: str = "backbone.") -> list[str]:
-    """Presets whose shapes fit ``sd`` (for CvT files only the stage widths are compared)."""
-    arch = infer_architecture(sd, prefix)
+    """Presets whose shapes fit ``sd``.
+
+    ``prefix="backbone."``: ``sd`` is a full network (a stage-1 file without the score module
+    fits too); ``prefix=""``: ``sd`` is a pretrained backbone file, which fits a preset when every
+    key it shares with the preset's backbone has the same shape and it shares the block weights.
+    """
     out = []
     for name in list_models():
-        cfg = get_config(name)
-        if cfg.dim_embed != arch["dim_embed"]:
-            continue
-        if prefix and (cfg.depth != arch["depth"] or cfg.head_dim != arch.get("head_dim")):
-            continue
-        out.append(name)
+        shapes = preset_shapes(name)
+        if prefix:
+            own = {k: v for k, v in shapes.items() if not _optional(k)}
+            given = {k: tuple(v.shape) for k, v in sd.items() if not _optional(k)}
+            if own == given:
+                out.append(name)
+        else:
+            own = {k.removeprefix("backbone."): v for k, v in shapes.items()}
+            shared = [k for k in sd if k in own and ".pos_embed" not in k and k != "pos_embed"]
+            if (
+                shared
+                and all(tuple(sd[k].shape) == own[k] for k in shared)
+                and any(".attn." in k for k in shared)
+            ):
+                out.append(name)
     return out
 
 

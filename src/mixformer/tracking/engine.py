@@ -1,17 +1,25 @@
 """Which network implementation a tracker runs: plain, fast (fp32/bf16/fp16) or ONNX Runtime.
 
 All engines share one contract, the one of :class:`~mixformer.models.MixFormer`:
-``encode_templates(template (1, 3, 128, 128), online (N, 3, 128, 128)) -> cache`` once per
-template update, and ``track(search (1, 3, 320, 320), cache) -> {"pred_boxes" (1, 1, 4)
-normalised cxcywh, "pred_scores" (1,) logits}`` per frame. Inputs are ImageNet-normalised float32.
+``encode_templates(template (B, 3, 128, 128), online (B, N, 3, 128, 128)) -> cache`` once per
+template update, and ``track(search (B, 3, 320, 320), cache) -> {"pred_boxes" (B, 1, 4)
+normalised cxcywh, "pred_scores" (B,) logits}`` per frame. Inputs are ImageNet-normalised float32.
+The ONNX Runtime engine takes ``B == 1`` only; the tracking core then makes one call per target.
+
+:func:`build_engine` constructs an engine; :func:`shared_engine` returns the one engine of a
+model, dtype and backend, built once and shared by every tracker over that model (the fast path
+copies the weights, so one copy per tracker would multiply the memory by the number of trackers).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from typing import Any, Literal, Protocol
 
 import torch
+from torch import nn
 
 from mixformer.models.config import ModelConfig
 from mixformer.models.mixformer import MixFormer
@@ -37,7 +45,7 @@ class InferenceEngine(Protocol):
         """``pred_boxes (1, 1, 4)`` normalised cxcywh and ``pred_scores (1,)`` logits.
 
         ``corner_prior``: optional ``(B, 2, H*W)`` log-prior for the corner maps
-        (:func:`mixformer.models.head.corner_prior`); every engine takes it (the ONNX
+        (:func:`mixformer.models.heads.corner_prior`); every engine takes it (the ONNX
         search graph has a ``corner_prior`` input).
         """
         ...
@@ -56,8 +64,9 @@ def build_engine(
         dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (the latter two imply the fast path).
         backend: ``"torch"`` or ``"onnxruntime"`` (exports the network to a temporary folder;
             fp32 only; needs the ``export`` extra: ``pip install onnx onnxruntime``).
-        fast: use the fast torch path (:mod:`mixformer.models.fast`); default: only when
-            ``dtype`` is not fp32, so the default tracker runs the plain reference arithmetic.
+        fast: use the fast torch path (folded BatchNorm, fused attention; boxes within ~1e-4 px
+            of the plain path); None (default) and True: fast, False: ``model`` itself, the
+            plain reference arithmetic (fp32 only). Ignored by the onnxruntime backend.
     Returns:
         ``model`` itself, a :class:`~mixformer.models.fast.FastMixFormer` or an ONNX Runtime
         model.
@@ -65,7 +74,7 @@ def build_engine(
         ValueError: unknown dtype or backend, or a combination that does not exist.
         ImportError: the onnxruntime backend without the ``export`` extra.
     """
-    from mixformer.models.fast import make_fast, resolve_dtype
+    from mixformer.models.fuse import fuse_model, resolve_dtype
 
     dt = resolve_dtype(dtype)
     if backend not in BACKENDS:
@@ -78,9 +87,84 @@ def build_engine(
         require_onnx()
         return OnnxRuntimeModel.from_model(model)
     if fast is None:
-        fast = dt != torch.float32
+        fast = True
     if not fast:
         if dt != torch.float32:
             raise ValueError(f"dtype {dtype!r} needs the fast path (fast=True)")
         return model
-    return make_fast(model, dt)
+    return fuse_model(model, dt)
+
+
+_DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
+def torch_dtype(dtype: str) -> torch.dtype:
+    """``"fp32" | "bf16" | "fp16"`` -> the torch dtype.
+
+    Raises:
+        ValueError: any other name.
+    """
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+# model -> {(dtype, backend, fast): (weights fingerprint, engine)}. Weak keys: an engine lives as
+# long as its model. The plain engine is the model itself and is never stored (a value that
+# refers to its key would keep the entry alive forever).
+_ENGINES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, str, bool], tuple[Any, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+_LOCK = threading.Lock()
+
+
+def _fingerprint(model: nn.Module) -> tuple[tuple[int, int, int], ...]:
+    """Storage address and in-place version of every parameter and buffer.
+
+    ``.to(device)``, ``load_state_dict`` and optimiser steps all change one of the two (torch
+    bumps a tensor's version counter on every in-place write), so an engine built from older
+    weights is never handed out.
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    return tuple((t.data_ptr(), t._version, t.device.index or 0) for t in tensors)
+
+
+def shared_engine(
+    model: MixFormer,
+    dtype: str = "fp32",
+    backend: str = "torch",
+    fast: bool | None = None,
+) -> InferenceEngine:
+    """The engine :func:`build_engine` gives for these arguments, built once per model.
+
+    Trackers over the same ``model`` share it: the fast path's folded weights (or the exported
+    ONNX graphs) exist once, however many trackers run. Keyed by the model's identity, ``dtype``,
+    ``backend`` and ``fast``; rebuilt when the model's weights have changed since (moved to
+    another device, loaded, trained), so a cached engine never runs stale weights.
+
+    Args:
+        model: the plain network (on its device, eval mode).
+        dtype, backend, fast: as :func:`build_engine`.
+    Returns:
+        ``model`` itself on the plain path, else the shared engine.
+    Raises:
+        ValueError / ImportError: as :func:`build_engine`.
+    """
+    if backend == "torch" and fast is False and dtype == "fp32":
+        return model
+    key = (dtype, backend, True if fast is None else bool(fast))
+    stamp = _fingerprint(model)
+    with _LOCK:
+        per_model = _ENGINES.setdefault(model, {})
+        hit = per_model.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        engine = build_engine(model, dtype, backend, fast)
+        if engine is not model:
+            per_model[key] = (stamp, engine)
+            log.debug("built %s engine (%s, fast=%s) for %s", backend, dtype, fast, model.name)
+    return engine

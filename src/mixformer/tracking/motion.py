@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from mixformer.geometry import Box, clip_box
-from mixformer.models.head import corner_prior
+from mixformer.models.heads import corner_prior
 from mixformer.models.mixformer import MixFormer
 from mixformer.tracking.config import TrackerConfig
 

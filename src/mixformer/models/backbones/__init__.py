@@ -1,0 +1,19 @@
+"""Backbone families (CvT, ViT, ConvMAE), found through
+:data:`mixformer.models.registry.BACKBONES`."""
+
+from mixformer.models.backbones import convmae, cvt, vit  # noqa: F401  (registration)
+from mixformer.models.backbones.base import Backbone, BackboneConfig
+from mixformer.models.backbones.convmae import ConvMAEBackbone, ConvMAEConfig
+from mixformer.models.backbones.cvt import CvTBackbone, CvTConfig
+from mixformer.models.backbones.vit import ViTBackbone, ViTConfig
+
+__all__ = [
+    "Backbone",
+    "BackboneConfig",
+    "ConvMAEBackbone",
+    "ConvMAEConfig",
+    "CvTBackbone",
+    "CvTConfig",
+    "ViTBackbone",
+    "ViTConfig",
+]

@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "mixformer.cli.export",
     "mixformer.cli.benchmark",
     "mixformer.cli.data",
+    "mixformer.cli.app",
 )
 
 

@@ -1,0 +1,696 @@
+"""The web app's state: one video and at most one tracking run, tracked in a background thread.
+
+:class:`Session` knows nothing of HTTP: the server (:mod:`mixformer.app.server`) calls it and
+turns :class:`AppError` into a one-line message in the page. Everything a run produces (the
+annotated video, ``boxes.txt``, uploads, the demo clip's frames) lives under the session's
+``workdir``, a temporary folder the command line removes on exit.
+
+Tracking goes through the public API only: :class:`~mixformer.Tracker` for one box,
+:class:`~mixformer.MultiTracker` for several, both with the model's own settings
+(``config=None``); frames are read with :class:`~mixformer.data.frames.FrameSource` (OpenCV, RGB)
+and the annotated video is written with :mod:`mixformer.tracking.render`, as ``mixformer track``
+does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import re
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mixformer import MultiTracker, Tracker, TrackerConfig
+from mixformer.data.frames import FrameSource
+from mixformer.tracking import check_box
+from mixformer.tracking.render import PALETTE, VideoWriter, draw_box
+from mixformer.utils import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]
+
+#: Most boxes one run may track (one MultiTracker batch each frame).
+MAX_TARGETS = 16
+#: Smallest box side the page accepts, in image pixels.
+MIN_BOX_SIDE = 2.0
+#: A box may stick out of the frame by this much (pixels) before it counts as outside.
+EDGE_TOLERANCE = 0.5
+#: Streamed frames kept in memory per run (the page asks for the newest; older ones are dropped).
+KEEP_FRAMES = 64
+#: Longer side of the streamed JPEG frames; the page scales them back to the video's size.
+STREAM_MAX_SIDE = 1280
+
+BUSY = ("uploading", "loading", "running", "paused")
+
+
+class AppError(Exception):
+    """Bad input or a refused action: shown in the page as one line, never as a traceback.
+
+    Attributes:
+        message: the line shown to the user.
+        status: the HTTP status the server answers with (400, 409, 413, 415, ...).
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Video:
+    """The video the page works on.
+
+    Attributes:
+        id: a number that changes with every video opened (the page reloads the first frame).
+        name: the name shown in the page (the uploaded file's name, or ``demo clip``).
+        path: a video file or a folder of frames (what :class:`FrameSource` reads).
+        folder: the session sub-folder holding it (removed when another video replaces it).
+        width / height: frame size in pixels.
+        frames: frame count (a video file's may be an estimate; None when unknown).
+        fps: frames per second (the annotated video's rate).
+        first_jpeg: the first frame as JPEG, for drawing the boxes on.
+    """
+
+    id: int
+    name: str
+    path: Path
+    folder: Path
+    width: int
+    height: int
+    frames: int | None
+    fps: float
+    first_jpeg: bytes
+
+
+@dataclass
+class Run:
+    """One tracking run and what it produced so far (guarded by the session's lock)."""
+
+    id: int
+    boxes: list[Box]
+    folder: Path
+    total: int | None
+    results: list[dict[str, Any]] = field(default_factory=list)
+    jpegs: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
+    attention: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
+    track_seconds: float = 0.0
+    boxes_path: Path | None = None
+    video_path: Path | None = None
+    thread: threading.Thread | None = None
+
+
+def encode_jpeg(frame_rgb: np.ndarray, quality: int = 85, max_side: int = STREAM_MAX_SIDE) -> bytes:
+    """JPEG bytes of an ``(H, W, 3)`` uint8 RGB frame, shrunk to ``max_side`` if larger.
+
+    Raises:
+        ValueError: OpenCV could not encode the frame.
+    """
+    h, w = frame_rgb.shape[:2]
+    scale = max_side / max(h, w)
+    if scale < 1:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        frame_rgb = cv2.resize(frame_rgb, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise ValueError("cannot encode the frame as JPEG")
+    return buf.tobytes()
+
+
+def display_name(name: str) -> str:
+    """A file name safe to show and log: its last path part, printable, at most 80 characters."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = "".join(c for c in base if c.isprintable()).strip()
+    return (base[:77] + "...") if len(base) > 80 else (base or "upload")
+
+
+def format_boxes_file(results: Sequence[dict[str, Any]], several: bool) -> str:
+    """``boxes.txt`` in the format of ``mixformer track --boxes``.
+
+    One ``x,y,w,h`` line per frame for a single target; ``frame,target,x,y,w,h`` lines (frame
+    and target counted from 0) for several; 2 decimals.
+    """
+    lines = []
+    for res in results:
+        for t, box in enumerate(res["boxes"]):
+            prefix = f"{res['frame']},{t}," if several else ""
+            lines.append(prefix + ",".join(f"{v:.2f}" for v in box))
+    return "".join(line + "\n" for line in lines)
+
+
+def attention_support() -> tuple[bool, str]:
+    """Whether this version can draw the tracker's attention: ``(available, reason)``.
+
+    The overlay needs ``Tracker(..., keep_attention=True)`` and an attention renderer in
+    :mod:`mixformer.tracking`; until both exist the page shows the toggle disabled with the
+    reason as its tooltip.
+    """
+    import inspect
+
+    if "keep_attention" not in inspect.signature(Tracker).parameters:
+        return False, "attention overlay: needs Tracker(keep_attention=True), not in this version"
+    return False, "attention overlay: no attention renderer in this version"
+
+
+class Session:
+    """The one video and the one tracking run of a web-app server.
+
+    Thread-safe: the server's request handlers and the tracking thread share it through one
+    lock. Only one upload, demo generation or run proceeds at a time; another is refused with an
+    :class:`AppError` (status 409).
+
+    Args:
+        model: the network (a :class:`~mixformer.models.MixFormer`), tracked with its own
+            settings (``Tracker(model)`` without a config).
+        workdir: an existing folder for uploads and results (the caller removes it).
+        device: torch device for the trackers.
+        fast: the fast inference path (as ``mixformer track``; False: plain reference network).
+        max_upload_bytes: largest upload accepted.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        workdir: str | Path,
+        device: str = "cpu",
+        fast: bool = True,
+        max_upload_bytes: int = 500 * 2**20,
+    ) -> None:
+        if max_upload_bytes <= 0:
+            raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+        self.model = model
+        self.workdir = Path(workdir)
+        self.device = device
+        self.fast = fast
+        self.max_upload_bytes = int(max_upload_bytes)
+        config = TrackerConfig.for_model(model)
+        self._box_factor = max(config.search_factor, config.template_factor)
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._status = "empty"
+        self._message = ""
+        self._video: Video | None = None
+        self._run: Run | None = None
+        self._upload: dict[str, Any] | None = None
+        self._loading: dict[str, Any] | None = None
+        self._previous = "empty"
+        self._resume = threading.Event()
+        self._stop = threading.Event()
+        self.attention_available, self.attention_reason = attention_support()
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        """``empty``, ``uploading``, ``loading``, ``ready``, ``running``, ``paused``, ``done``,
+        ``stopped`` or ``error``."""
+        return self._status
+
+    def _refuse_if_busy(self, action: str) -> None:
+        """Raise a 409 :class:`AppError` when an upload, demo or run is in progress (lock held)."""
+        if self._status in ("running", "paused"):
+            raise AppError(
+                f"cannot {action}: a tracking run is in progress; stop it or wait until it ends",
+                409,
+            )
+        if self._status in ("uploading", "loading"):
+            raise AppError(f"cannot {action}: a video is still being loaded", 409)
+
+    def snapshot(self, since: int = 0, run_id: int | None = None) -> dict[str, Any]:
+        """The page's view of the state, as JSON-ready data.
+
+        Args:
+            since: results of frames from this index on are included (the page has the rest).
+            run_id: the run the page's results belong to; for another run all are included.
+        """
+        with self._lock:
+            video, run = self._video, self._run
+            state: dict[str, Any] = {
+                "status": self._status,
+                "message": self._message,
+                "limits": {"max_upload_bytes": self.max_upload_bytes, "max_targets": MAX_TARGETS},
+                "attention": {
+                    "available": self.attention_available,
+                    "reason": self.attention_reason,
+                },
+                "upload": dict(self._upload) if self._upload else None,
+                "loading": dict(self._loading) if self._loading else None,
+                "video": None,
+                "run": None,
+            }
+            if video is not None:
+                state["video"] = {
+                    "id": video.id,
+                    "name": video.name,
+                    "width": video.width,
+                    "height": video.height,
+                    "frames": video.frames,
+                    "fps": video.fps,
+                }
+            if run is not None:
+                start = max(0, since) if run_id == run.id else 0
+                updates = max(0, len(run.results) - 1)
+                state["run"] = {
+                    "id": run.id,
+                    "boxes": [list(b) for b in run.boxes],
+                    "done": len(run.results),
+                    "total": run.total,
+                    "fps": updates / run.track_seconds if run.track_seconds > 0 else None,
+                    "since": start,
+                    "results": run.results[start:],
+                    "downloads": {
+                        "boxes": run.boxes_path is not None,
+                        "video": run.video_path is not None,
+                    },
+                }
+            return state
+
+    # -- videos ----------------------------------------------------------------------------
+    def begin_upload(self, name: str, total: int | None) -> Path:
+        """Start receiving an upload of ``total`` bytes (None: unknown); returns where to write it.
+
+        Raises:
+            AppError: 409 while busy, 413 when ``total`` is over the limit.
+        """
+        with self._lock:
+            self._refuse_if_busy("open another video")
+            if total is not None and total > self.max_upload_bytes:
+                raise AppError(self._too_large(total), 413)
+            folder = self.workdir / f"video-{next(self._ids)}"
+            folder.mkdir(parents=True)
+            self._previous = self._status
+            self._status = "uploading"
+            self._message = ""
+            self._upload = {"name": display_name(name), "received": 0, "total": total}
+            # No suffix from the user's name: FFmpeg then finds the format from the content
+            # alone (with ".txt" it would render a text file as frames of ANSI art).
+            return folder / "upload"
+
+    def _too_large(self, size: int) -> str:
+        mb, limit = size / 2**20, self.max_upload_bytes / 2**20
+        return (
+            f"the file is {mb:.1f} MB, over the upload limit of {limit:g} MB "
+            "(start the app with a larger --max-upload-mb)"
+        )
+
+    def upload_progress(self, received: int) -> None:
+        """Record ``received`` bytes so far.
+
+        Raises:
+            AppError: 413 once the upload passes the limit (the caller stops reading).
+        """
+        if received > self.max_upload_bytes:
+            raise AppError(self._too_large(received), 413)
+        with self._lock:
+            if self._upload is not None:
+                self._upload["received"] = received
+
+    def abort_upload(self, path: Path, message: str = "") -> None:
+        """Drop a failed upload: remove its folder, go back to the previous state."""
+        shutil.rmtree(path.parent, ignore_errors=True)
+        with self._lock:
+            if self._status in ("uploading", "loading"):
+                self._status = self._previous
+            self._upload = None
+            self._loading = None
+            self._message = message
+
+    def finish_upload(self, path: Path) -> dict[str, Any]:
+        """Check that the received file is a readable video and make it the current one.
+
+        Raises:
+            AppError: 415 when OpenCV cannot read it as a video, 400 when it is empty or has
+                one frame only; the upload is then dropped and the previous video kept.
+        """
+        with self._lock:
+            name = self._upload["name"] if self._upload else display_name(path.name)
+            self._status = "loading"
+            self._loading = {"what": f"checking {name}"}
+        try:
+            if path.stat().st_size == 0:
+                raise AppError(f"{name} is empty", 400)
+            try:
+                source = FrameSource(path)
+                frames = iter(source)
+                first, second = next(frames, None), next(frames, None)
+            except ValueError:
+                first = second = None
+            if first is None:
+                raise AppError(
+                    f"{name} is not a video that OpenCV can read (an mp4, avi, mkv, ... file)", 415
+                )
+            if second is None:
+                raise AppError(f"{name} has a single frame; tracking needs a video", 400)
+            video = Video(
+                id=next(self._ids),
+                name=name,
+                path=path,
+                folder=path.parent,
+                width=int(first.shape[1]),
+                height=int(first.shape[0]),
+                frames=source.num_frames,
+                fps=source.fps,
+                first_jpeg=encode_jpeg(first),
+            )
+        except AppError as exc:
+            self.abort_upload(path, exc.message)
+            raise
+        except Exception as exc:
+            log.debug("checking the upload failed", exc_info=True)
+            self.abort_upload(path, f"cannot open {name}: {exc}")
+            raise AppError(f"cannot open {name}: {exc}", 400) from exc
+        self._set_video(video)
+        return self.snapshot()
+
+    def load_demo(self, seed: int = 7, num_frames: int = 80) -> dict[str, Any]:
+        """Make the built-in demo clip (``mixformer demo``'s photo composite) the current video.
+
+        The frames are composited from the photos shipped with the package
+        (:func:`mixformer.data.composite.demo_photos`) and written as PNG files, so the tracker
+        reads them losslessly.
+
+        Raises:
+            AppError: 409 while busy.
+        """
+        from mixformer.data.composite import Corpus, demo_photos, make_composite_scene
+
+        with self._lock:
+            self._refuse_if_busy("open the demo clip")
+            self._previous = self._status
+            self._status = "loading"
+            self._message = ""
+            self._loading = {"what": "making the demo clip", "done": 0, "total": num_frames}
+            folder = self.workdir / f"video-{next(self._ids)}"
+        frames_dir = folder / "frames"
+        try:
+            frames_dir.mkdir(parents=True)
+            scene = make_composite_scene(
+                Corpus(demo_photos(), "all"), seed, "plain", num_frames, 288, 384, name="demo"
+            )
+            for i in range(len(scene)):
+                frame = scene.render(i)
+                if not cv2.imwrite(
+                    str(frames_dir / f"{i + 1:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+                ):
+                    raise OSError(f"cannot write {frames_dir}")
+                if i == 0:
+                    first = frame
+                with self._lock:
+                    self._loading = {"what": "making the demo clip", "done": i + 1}
+                    self._loading["total"] = len(scene)
+        except Exception as exc:
+            log.debug("making the demo clip failed", exc_info=True)
+            self.abort_upload(frames_dir, f"cannot make the demo clip: {exc}")
+            raise AppError(f"cannot make the demo clip: {exc}", 500) from exc
+        video = Video(
+            id=next(self._ids),
+            name="demo clip",
+            path=frames_dir,
+            folder=folder,
+            width=int(first.shape[1]),
+            height=int(first.shape[0]),
+            frames=num_frames,
+            fps=15.0,
+            first_jpeg=encode_jpeg(first),
+        )
+        self._set_video(video)
+        return self.snapshot()
+
+    def _set_video(self, video: Video) -> None:
+        """Replace the current video (and drop the old one and its run's files)."""
+        with self._lock:
+            old, run = self._video, self._run
+            self._video, self._run = video, None
+            self._status = "ready"
+            self._upload = self._loading = None
+            self._message = ""
+        for gone in (old.folder if old else None, run.folder if run else None):
+            if gone is not None:
+                shutil.rmtree(gone, ignore_errors=True)
+        log.info(
+            "opened %s (%dx%d, %s frames)", video.name, video.width, video.height, video.frames
+        )
+
+    def first_frame(self) -> bytes:
+        """The current video's first frame as JPEG.
+
+        Raises:
+            AppError: 404 when no video is open.
+        """
+        with self._lock:
+            if self._video is None:
+                raise AppError("no video is open", 404)
+            return self._video.first_jpeg
+
+    # -- runs ------------------------------------------------------------------------------
+    def check_boxes(self, boxes: Any) -> list[Box]:
+        """Validate the boxes drawn on the first frame.
+
+        Args:
+            boxes: a list of 1 to :data:`MAX_TARGETS` ``[x, y, w, h]`` boxes in image pixels.
+        Raises:
+            AppError: 400 naming the first bad box (zero-size or tiny, outside the frame, far
+                too large, not four numbers), or when no video is open.
+        """
+        video = self._video
+        if video is None:
+            raise AppError("open a video or the demo clip first")
+        if not isinstance(boxes, list) or not boxes:
+            raise AppError("draw a box around the object first")
+        if len(boxes) > MAX_TARGETS:
+            raise AppError(f"at most {MAX_TARGETS} boxes per run, got {len(boxes)}")
+        out = []
+        W, H = video.width, video.height
+        for k, box in enumerate(boxes, 1):
+            label = f"box {k}" if len(boxes) > 1 else "the box"
+            if (
+                not isinstance(box, list)
+                or len(box) != 4
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)
+                or not all(math.isfinite(v) for v in box)
+            ):
+                raise AppError(f"{label} must be 4 numbers [x, y, w, h], got {box!r:.60}")
+            x, y, w, h = (float(v) for v in box)
+            if w < MIN_BOX_SIDE or h < MIN_BOX_SIDE:
+                raise AppError(
+                    f"{label} is {w:g}x{h:g} px: drag a box at least {MIN_BOX_SIDE:g} px wide "
+                    "and high"
+                )
+            tol = EDGE_TOLERANCE
+            if x < -tol or y < -tol or x + w > W + tol or y + h > H + tol:
+                raise AppError(
+                    f"{label} ({x:g}, {y:g}, {w:g}, {h:g}) is outside the {W}x{H} frame: "
+                    "draw it inside the picture"
+                )
+            try:
+                check_box((x, y, w, h), H, W, self._box_factor)
+            except ValueError as exc:
+                raise AppError(f"{label}: {exc}") from exc
+            out.append((x, y, w, h))
+        return out
+
+    def start(self, boxes: Any) -> dict[str, Any]:
+        """Start tracking ``boxes`` (see :meth:`check_boxes`) in a background thread.
+
+        Raises:
+            AppError: 409 while another run (or an upload) is in progress, 400 for bad boxes.
+        """
+        with self._lock:
+            self._refuse_if_busy("start tracking")
+            checked = self.check_boxes(boxes)
+            video, old = self._video, self._run
+            run_id = next(self._ids)
+            run = Run(
+                id=run_id, boxes=checked, folder=self.workdir / f"run-{run_id}", total=video.frames
+            )
+            run.folder.mkdir(parents=True)
+            self._run = run
+            self._status = "running"
+            self._message = ""
+            self._stop.clear()
+            self._resume.set()
+            run.thread = threading.Thread(
+                target=self._track, args=(run, video), name=f"mixformer-run-{run.id}", daemon=True
+            )
+            run.thread.start()
+        if old is not None:
+            shutil.rmtree(old.folder, ignore_errors=True)
+        log.info("run %d: tracking %d box(es) in %s", run.id, len(checked), video.name)
+        return self.snapshot()
+
+    def pause(self) -> None:
+        """Pause the running run after its current frame.
+
+        Raises:
+            AppError: 409 when nothing is running.
+        """
+        with self._lock:
+            if self._status != "running":
+                raise AppError("nothing to pause: no run is in progress", 409)
+            self._resume.clear()
+            self._status = "paused"
+
+    def resume(self) -> None:
+        """Resume a paused run.
+
+        Raises:
+            AppError: 409 when no run is paused.
+        """
+        with self._lock:
+            if self._status != "paused":
+                raise AppError("nothing to resume: no run is paused", 409)
+            self._status = "running"
+            self._resume.set()
+
+    def stop(self) -> None:
+        """Stop the run (its boxes so far and a partial video stay downloadable).
+
+        Raises:
+            AppError: 409 when no run is in progress.
+        """
+        with self._lock:
+            if self._status not in ("running", "paused"):
+                raise AppError("nothing to stop: no run is in progress", 409)
+            self._stop.set()
+            self._resume.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the current run's thread to end; True when no run is left running."""
+        run = self._run
+        if run is None or run.thread is None:
+            return True
+        run.thread.join(timeout)
+        return not run.thread.is_alive()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop any run and wait for its thread (the server's shutdown)."""
+        self._stop.set()
+        self._resume.set()
+        if not self.wait(timeout):
+            log.warning("the tracking thread did not stop within %.0f s", timeout)
+
+    def frame(self, run_id: int, index: int, attention: bool = False) -> bytes:
+        """A streamed frame of run ``run_id`` as JPEG (with ``attention``: its attention picture).
+
+        Raises:
+            AppError: 404 when that run or frame is gone (only the newest frames are kept).
+        """
+        with self._lock:
+            run = self._run
+            if run is None or run.id != run_id:
+                raise AppError("that run is gone", 404)
+            store = run.attention if attention else run.jpegs
+            data = store.get(index)
+        if data is None:
+            raise AppError(f"frame {index} is not available", 404)
+        return data
+
+    def download(self, what: str) -> Path:
+        """The path of the last run's ``boxes`` file or annotated ``video``.
+
+        Raises:
+            AppError: 404 when there is none yet.
+        """
+        with self._lock:
+            run = self._run
+            path = None
+            if run is not None:
+                path = run.boxes_path if what == "boxes" else run.video_path
+        if path is None or not path.is_file():
+            raise AppError(f"no {what} to download yet: run the tracker first", 404)
+        return path
+
+    # -- the tracking thread ---------------------------------------------------------------
+    def _stepper(self, boxes: list[Box]) -> Callable[[int, np.ndarray], list[tuple[Box, float]]]:
+        """``step(i, frame) -> [(box, score)]`` per target: a Tracker, or a MultiTracker."""
+        if len(boxes) == 1:
+            tracker = Tracker(self.model, device=self.device, fast=self.fast)
+
+            def step(i: int, frame: np.ndarray) -> list[tuple[Box, float]]:
+                res = tracker.init(frame, boxes[0]) if i == 0 else tracker.update(frame)
+                return [(res.box, res.score)]
+
+            return step
+        multi = MultiTracker(self.model, device=self.device, fast=self.fast)
+        ids: list[int] = []
+
+        def step_many(i: int, frame: np.ndarray) -> list[tuple[Box, float]]:
+            if i == 0:
+                ids.extend(multi.add(frame, box) for box in boxes)
+                return [(box, 1.0) for box in boxes]
+            out = multi.update(frame)
+            return [(out[t].box, out[t].score) for t in ids]
+
+        return step_many
+
+    def _frames(self, video: Video) -> Iterator[np.ndarray]:
+        return iter(FrameSource(video.path))
+
+    def _track(self, run: Run, video: Video) -> None:
+        """The run's thread: track every frame, stream it, write the video and ``boxes.txt``."""
+        several = len(run.boxes) > 1
+        writer = VideoWriter(run.folder / "tracked.mp4", fps=video.fps)
+        index = 0
+        status, message = "done", ""
+        try:
+            step = self._stepper(run.boxes)
+            for index, frame in enumerate(self._frames(video)):
+                while not self._resume.wait(0.2):
+                    pass
+                if self._stop.is_set():
+                    status = "stopped"
+                    message = f"stopped after {index} frames"
+                    break
+                t0 = time.perf_counter()
+                tracked = step(index, frame)
+                dt = time.perf_counter() - t0
+                shown = frame
+                for t, (box, score) in enumerate(tracked):
+                    label = f"{t + 1}: {score:.2f}" if several else f"{score:.2f}"
+                    shown = draw_box(shown, box, PALETTE[t % len(PALETTE)], label)
+                writer.write(shown)
+                jpeg = encode_jpeg(frame)
+                result = {
+                    "frame": index,
+                    "boxes": [[float(v) for v in box] for box, _ in tracked],
+                    "scores": [float(score) for _, score in tracked],
+                }
+                with self._lock:
+                    if index > 0:
+                        run.track_seconds += dt
+                    run.results.append(result)
+                    run.jpegs[index] = jpeg
+                    while len(run.jpegs) > KEEP_FRAMES:
+                        run.jpegs.popitem(last=False)
+        except Exception as exc:
+            log.error("run %d stopped at frame %d: %s", run.id, index, exc)
+            log.debug("traceback", exc_info=True)
+            status, message = "error", f"tracking stopped at frame {index}: {exc}"
+        try:
+            video_path = writer.close(complete=status == "done")
+        except Exception as exc:
+            log.error("run %d: cannot finish the video: %s", run.id, exc)
+            video_path = None
+        with self._lock:
+            results = list(run.results)
+        boxes_path = None
+        if results:
+            boxes_path = run.folder / "boxes.txt"
+            atomic_write_text(boxes_path, format_boxes_file(results, several))
+        with self._lock:
+            run.video_path, run.boxes_path = video_path, boxes_path
+            if self._run is run:
+                self._status, self._message = status, message
+        log.info("run %d %s: %d frames", run.id, status, len(results))

@@ -61,7 +61,7 @@ def random_crops(
 
 def vector_config(raw: dict) -> ModelConfig:
     """The ModelConfig of a reference vector file's ``config`` entry."""
-    return ModelConfig(
+    return ModelConfig().replace(
         dim_embed=tuple(raw["DIM_EMBED"]),
         num_heads=tuple(raw["NUM_HEADS"]),
         depth=tuple(raw["DEPTH"]),

@@ -11,8 +11,8 @@ import torch
 from conftest import vector_config
 from mixformer import Tracker, TrackerConfig, build_model
 from mixformer.data.synthetic import generate_sequence
-from mixformer.models.head import corner_prior
-from test_fast import _inputs, _sharpen
+from mixformer.models.heads import corner_prior
+from test_fuse import _inputs, _sharpen
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -39,9 +39,9 @@ def test_export_writes_graphs_and_metadata(exported):
     model, out = exported
     assert (out / TEMPLATE_GRAPH).is_file() and (out / SEARCH_GRAPH).is_file()
     meta = json.loads((out / META_FILE).read_text())
-    assert meta["num_blocks"] == sum(model.config.depth)
+    assert meta["num_blocks"] == sum(model.config.backbone.depth)
     assert meta["cache"][0] == "template_feat" and len(meta["cache"]) == 1 + 2 * sum(
-        model.config.depth
+        model.config.backbone.depth
     )
 
 

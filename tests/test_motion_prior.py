@@ -9,8 +9,8 @@ import torch
 from conftest import MICRO
 from mixformer import Tracker, TrackerConfig, build_model
 from mixformer.data.synthetic import generate_sequence
-from mixformer.models.fast import make_fast
-from mixformer.models.head import corner_prior
+from mixformer.models.fuse import fuse_model as make_fast
+from mixformer.models.heads import corner_prior
 
 CFG = TrackerConfig(template_size=64, search_size=128, update_interval=2, online_size=2)
 

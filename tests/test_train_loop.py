@@ -86,7 +86,7 @@ def test_checkpoint_format_and_slim_weights(tmp_path: Path) -> None:
     slim = torch.load(final, weights_only=True)
     assert set(slim) == {"net", "model_config", "preset"}
     model = mixformer.build_model(None, weights=final)
-    assert model.config.dim_embed == (16, 32, 32) and model.score_branch is None
+    assert model.config.backbone.dim_embed == (16, 32, 32) and model.score_branch is None
 
 
 def test_stage2_trains_only_the_score_module(

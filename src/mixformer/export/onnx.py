@@ -1,19 +1,20 @@
 """ONNX export of the two inference graphs and an ONNX Runtime model with the Tracker contract.
 
-``export_onnx(model, out_dir)`` writes
+``export_onnx(model, out_dir)`` writes, for a network of any family,
 
-* ``template_encoder.onnx``: ``template (1, 3, 128, 128)``, ``online_templates (N, 3, 128, 128)``
-  (any ``N >= 1``) -> ``template_feat (1, C, 8, 8)`` and, for every block ``j`` of the backbone
-  (stages in order), ``k{j}``, ``v{j}`` of shape ``(1, heads, (1+N)*m, 64)``: the per-block
-  key/value cache after the Linear layers (SPEC 1.12);
-* ``search_step.onnx``: ``search (1, 3, 320, 320)``, ``corner_prior (1, 2, 400)`` (the
-  log-prior added to the corner heat maps, :attr:`~mixformer.TrackerConfig.motion_prior`; zeros
-  for the reference head), ``template_feat`` and all ``k{j}``, ``v{j}`` -> ``pred_boxes (1, 1, 4)``
+* ``template_encoder.onnx``: ``template (1, 3, Ht, Ht)``, ``online_templates (N, 3, Ht, Ht)``
+  (any ``N >= 1``) -> ``template_feat (1, C, Gt, Gt)`` and, for every mixed-attention block ``j``
+  of the backbone (stages in order), ``k{j}``, ``v{j}`` of shape ``(1, heads, (1+N)*m, d)``: the
+  per-block key/value cache after the projections (SPEC 1.12, SPEC-MIXVIT 6.2);
+* ``search_step.onnx``: ``search (1, 3, Hs, Hs)``, ``corner_prior (1, 2, F*F)`` (the log-prior
+  added to the corner heat maps, :attr:`~mixformer.TrackerConfig.motion_prior`; zeros for the
+  reference head), ``template_feat`` and all ``k{j}``, ``v{j}`` -> ``pred_boxes (1, 1, 4)``
   normalised cxcywh and ``pred_scores (1,)`` logits;
 * ``mixformer_onnx.json``: the model name and config, the number of blocks and the I/O names.
 
-Inputs are ImageNet-normalised float32 RGB crops. The graphs are traced from the fast path
-(:mod:`mixformer.models.fast`) in fp32. ``onnx`` and ``onnxruntime`` are imported only here
+(CvT: 128/320 crops, 8x8 / 20x20 maps, ``F = 20``; MixViT-B: 128/288, 8x8 / 18x18, ``F = 72``.)
+Inputs are ImageNet-normalised float32 RGB crops. The graphs are traced from the fused
+deployment copy (:func:`mixformer.models.fuse_model`) in fp32. ``onnx`` and ``onnxruntime`` are imported only here
 (``pip install mixformer[export]``).
 """
 
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from mixformer.models.config import ModelConfig
-from mixformer.models.fast import FastMixFormer, make_fast
+from mixformer.models.fuse import fuse_model
 from mixformer.models.mixformer import MixFormer, TemplateCache
 
 log = logging.getLogger(__name__)
@@ -66,23 +67,21 @@ def require_onnx() -> None:
 class _TemplateEncoder(nn.Module):
     """``(template, online_templates) -> (template_feat, k0, v0, k1, v1, ...)`` for export."""
 
-    def __init__(self, fast: FastMixFormer) -> None:
+    def __init__(self, fast: MixFormer) -> None:
         super().__init__()
         self.fast = fast
 
     def forward(self, template: torch.Tensor, online: torch.Tensor) -> tuple[torch.Tensor, ...]:
         cache = self.fast.encode_templates(template, online[None])
-        flat = [t for stage in cache.kv for kv in stage for t in kv]
-        return (cache.template_feat, *flat)
+        return (cache.template_feat, *[t for kv in cache.kv for t in kv])
 
 
 class _SearchStep(nn.Module):
     """``(search, corner_prior, template_feat, k0, v0, ...) -> (pred_boxes, pred_scores)``."""
 
-    def __init__(self, fast: FastMixFormer) -> None:
+    def __init__(self, fast: MixFormer) -> None:
         super().__init__()
         self.fast = fast
-        self.depths = [len(s.blocks) for s in fast.stages]
 
     def forward(
         self,
@@ -91,11 +90,8 @@ class _SearchStep(nn.Module):
         template_feat: torch.Tensor,
         *kv: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        caches, i = [], 0
-        for depth in self.depths:
-            caches.append([(kv[2 * j], kv[2 * j + 1]) for j in range(i, i + depth)])
-            i += depth
-        cache = TemplateCache(kv=caches, template_feat=template_feat, num_online=0)
+        pairs = [(kv[2 * j], kv[2 * j + 1]) for j in range(len(kv) // 2)]
+        cache = TemplateCache(kv=pairs, template_feat=template_feat, num_online=0)
         out = self.fast.track(search, cache, corner_prior=corner_prior)
         scores = out.get("pred_scores")
         if scores is None:  # models without a score head still get the output, as zeros
@@ -124,8 +120,8 @@ def export_onnx(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fast = make_fast(model.eval(), "fp32").cpu()
-    num_blocks = sum(len(s.blocks) for s in fast.stages)
+    fast = fuse_model(model.eval(), "fp32").cpu()
+    num_blocks = model.config.backbone.num_blocks
     feat_and_kv, kv_names = _io_names(num_blocks)
     ts, ss = model.config.template_size, model.config.search_size
     template = torch.randn(1, 3, ts, ts)
@@ -136,7 +132,7 @@ def export_onnx(
     t_path, s_path = out / TEMPLATE_GRAPH, out / SEARCH_GRAPH
     kv_axes = {n: {2: "kv_tokens"} for n in kv_names}
     cache = fast.encode_templates(template, online)
-    flat = [t for stage in cache.kv for kv in stage for t in kv]
+    flat = [t for kv in cache.kv for t in kv]
     with warnings.catch_warnings():
         # The TorchScript exporter (dynamo=False) is deprecated, but the torch.export-based one
         # needs onnxscript, which the ``export`` extra does not install; the graphs are checked.
@@ -241,8 +237,8 @@ class OnnxRuntimeModel:
         """Run the template encoder.
 
         Args:
-            template: ``(1, 3, 128, 128)`` normalised float32.
-            online_templates: ``(N, 3, 128, 128)`` or ``(1, N, 3, 128, 128)``.
+            template: ``(1, 3, Ht, Ht)`` normalised float32.
+            online_templates: ``(N, 3, Ht, Ht)`` or ``(1, N, 3, Ht, Ht)``.
         """
         if online_templates.ndim == 5:
             if online_templates.shape[0] != 1:
@@ -274,7 +270,7 @@ class OnnxRuntimeModel:
         if self._has_prior:
             if corner_prior is None:
                 if self._zero_prior is None:
-                    cells = (self.config.search_size // self.config.feat_stride) ** 2
+                    cells = self.config.corner_map_size**2
                     self._zero_prior = np.zeros((search.shape[0], 2, cells), np.float32)
                 feeds[PRIOR_INPUT] = self._zero_prior
             else:

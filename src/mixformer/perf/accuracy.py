@@ -15,29 +15,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from mixformer.models.fast import FastMixFormer, make_fast
 from mixformer.models.mixformer import MixFormer
 from mixformer.perf.benchmark import box_iou
 from mixformer.tracking.config import TrackerConfig
-from mixformer.tracking.tracker import (
-    Tracker,
-    decode_prediction,
-    reference_config,
-    resolve_config,
-)
+from mixformer.tracking.core import decode_prediction, reference_config, resolve_config
+from mixformer.tracking.engine import InferenceEngine, build_engine
+from mixformer.tracking.results import Observation
+from mixformer.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
 VARIANTS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
 
 
-def quantize_int8(fast: FastMixFormer) -> FastMixFormer:
+def quantize_int8(fast: nn.Module) -> nn.Module:
     """Dynamic int8 quantisation of every Linear layer of ``fast`` (in place; fp32 module).
 
     Weights are stored as int8 per tensor; activations are quantised on the fly per call (the
     ``torch.ao`` dynamic scheme, fbgemm kernels on x86). Convolutions and attention stay fp32.
+
+    Args:
+        fast: an fp32 fast engine (``build_engine(model, "fp32", "torch", True)``).
+    Raises:
+        ValueError: a module in another dtype.
     """
-    if fast.dtype != torch.float32:
+    if any(p.dtype != torch.float32 for p in fast.parameters()):
         raise ValueError("int8 dynamic quantisation starts from the fp32 fast module")
     from torch.ao.quantization import quantize_dynamic
 
@@ -48,13 +50,13 @@ def quantize_int8(fast: FastMixFormer) -> FastMixFormer:
         return quantize_dynamic(fast, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
-def build_variant(model: MixFormer, variant: str) -> FastMixFormer:
-    """The fast module of ``model`` in ``variant`` (one of :data:`VARIANTS`)."""
+def build_variant(model: MixFormer, variant: str) -> InferenceEngine:
+    """The fast engine of ``model`` in ``variant`` (one of :data:`VARIANTS`; its own copy)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
     if variant == "int8":
-        return quantize_int8(make_fast(model, "fp32"))
-    return make_fast(model, variant)
+        return quantize_int8(build_engine(model, "fp32", "torch", True))
+    return build_engine(model, variant, "torch", True)
 
 
 @dataclass
@@ -113,13 +115,17 @@ def precision_study(
         gts.append(gt)
         vis.append(np.asarray(seq.visible, dtype=bool))
         for v in names:
-            tracker = Tracker(model, cfg, fast=True)
-            tracker.engine = engines[v]
+            tracker = Tracker(model, cfg, engine=engines[v])
             out = [tracker.init(seq.frames[0], gt[0]).box]
+            shadow: dict[str, object] = {}
             for f in seq.frames[1:]:
-                if v == "fp32":
-                    _shadow_step(tracker, f, engines, same)
-                out.append(tracker.update(f).box)
+                if v != "fp32":
+                    out.append(tracker.update(f).box)
+                    continue
+                templates = tracker.templates  # what this frame's search runs against
+                res = tracker.update(f, observe=True)
+                _shadow_step(res.observation, templates, f.shape[:2], cfg, engines, shadow, same)
+                out.append(res.box)
             boxes[v].append(np.asarray(out, dtype=np.float64))
         log.info("sequence %d/%d done", i + 1, num_sequences)
     results = []
@@ -133,28 +139,29 @@ def precision_study(
 
 
 def _shadow_step(
-    tracker: Tracker,
-    frame: np.ndarray,
-    engines: dict[str, FastMixFormer],
+    obs: Observation,
+    templates: tuple[torch.Tensor, torch.Tensor],
+    size: tuple[int, int],
+    cfg: TrackerConfig,
+    engines: dict[str, InferenceEngine],
+    caches: dict[str, object],
     same: dict[str, list[float]],
 ) -> None:
-    """Run every variant on the fp32 tracker's next search crop and templates; record IoUs."""
-    cfg = tracker.config
-    prev = tracker.state
-    key = id(tracker._cache)
-    if getattr(tracker, "_shadow_key", None) != key:
-        t = tracker._templates
-        with torch.inference_mode():
-            tracker._shadow_caches = {
-                v: e.encode_templates(t.template, t.stacked()) for v, e in engines.items()
-            }
-        tracker._shadow_key = key
-    x, rf = tracker._crop(frame, prev, cfg.search_factor, cfg.search_size)
-    got = {}
-    for v, e in engines.items():
-        with torch.inference_mode():
-            out = e.track(x, tracker._shadow_caches[v])
-        got[v] = decode_prediction(out, 0, prev, rf, cfg, frame.shape[:2])[0]
+    """Run every variant on the fp32 tracker's search crop and templates of this step (from its
+    observation); record each variant's IoU against fp32. ``caches`` holds the variants'
+    template caches until the fp32 tracker's templates change."""
+    with torch.inference_mode():
+        if not caches:
+            caches.update({v: e.encode_templates(*templates) for v, e in engines.items()})
+        prior = None
+        if obs.corner_prior is not None:
+            prior = torch.from_numpy(obs.corner_prior).reshape(1, 2, -1)
+        got = {}
+        for v, e in engines.items():
+            out = e.track(obs.search_input, caches[v], corner_prior=prior)
+            got[v] = decode_prediction(out, 0, obs.anchor, obs.resize_factor, cfg, size)[0]
+    if obs.templates_updated:
+        caches.clear()
     ref = np.asarray([got["fp32"]])
     for v, b in got.items():
         same[v].append(float(box_iou(np.asarray([b]), ref)[0]))

@@ -1,7 +1,10 @@
 """End-to-end tracker benchmark: time per frame and its parts, GMACs, matmul peak, accuracy.
 
-The tracker runs on a generated sequence (:func:`mixformer.data.synthetic.generate_sequence`).
-Every figure is a median over the timed frames, after warm-up frames:
+The tracker runs on a generated 640x480 sequence (procedural, or composited from the real photos
+shipped with the package) and is timed through its public observation API
+(``Tracker.update(frame, observe=True)``, whose :class:`~mixformer.tracking.Observation` carries
+the crop, network and template-encoding times of the step). Every figure is a median over the
+timed frames, after warm-up frames:
 
 * ``crop``: search-region crop, resize and normalisation (plus template crops when taken);
 * ``network``: the search step (``engine.track``);
@@ -21,7 +24,6 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mixformer.models.fast import resolve_dtype
 from mixformer.models.mixformer import MixFormer
+from mixformer.tracking.engine import torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ def matmul_peak(
         repeats: timed repetitions after one warm-up.
         threads: torch intra-op threads for the probe (default: current setting).
     """
-    dt = resolve_dtype(dtype)
+    dt = torch_dtype(dtype)
     old = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -74,7 +76,7 @@ class _PeakProbe:
 
     def __init__(self, dtype: str | torch.dtype, size: int) -> None:
         g = torch.Generator().manual_seed(0)
-        dt = resolve_dtype(dtype)
+        dt = torch_dtype(dtype)
         self.size = size
         self.a = torch.randn(size, size, generator=g).to(dt)
         self.b = torch.randn(size, size, generator=g).to(dt)
@@ -151,50 +153,21 @@ class PathTiming:
         return 1.0 / self.total
 
 
-class _Timed:
-    """Proxy recording the duration of every call of the wrapped callable."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-        self.times: list[float] = []
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        out = self.fn(*args, **kwargs)
-        self.times.append(time.perf_counter() - t0)
-        return out
-
-
 class _Probe:
-    """Instruments one :class:`~mixformer.tracking.Tracker` (engine calls and crops)."""
+    """Times one tracker through its public observation API (``update(frame, observe=True)``)."""
 
     def __init__(self, tracker: Any, label: str) -> None:
         self.tracker, self.label = tracker, label
-        self.track = _Timed(tracker.engine.track)
-        self.encode = _Timed(tracker.engine.encode_templates)
-        self.crop = _Timed(tracker._crop)
-        # Instance attributes shadow the methods; the tracker's logic is unchanged.
-        tracker._crop = self.crop
-        if getattr(tracker, "_search_cropper", None) is not None:
-            self.search_crop = _Timed(tracker._search_cropper)
-            tracker._search_cropper = self.search_crop
-        else:
-            self.search_crop = _Timed(lambda: None)
-        tracker.engine = _EngineView(tracker.engine, self.track, self.encode)
         self.rows: list[tuple[float, float, float, float]] = []
         self.boxes: list[tuple[float, ...]] = []
 
     def step(self, frame: np.ndarray) -> None:
-        n_track, n_enc, n_crop = len(self.track.times), len(self.encode.times), len(self.crop.times)
-        n_search = len(self.search_crop.times)
         t0 = time.perf_counter()
-        res = self.tracker.update(frame)
+        res = self.tracker.update(frame, observe=True)
         total = time.perf_counter() - t0
+        obs = res.observation
         self.boxes.append(res.box)
-        net = sum(self.track.times[n_track:])
-        enc = sum(self.encode.times[n_enc:])
-        crop = sum(self.crop.times[n_crop:]) + sum(self.search_crop.times[n_search:])
-        self.rows.append((crop, net, enc, total))
+        self.rows.append((obs.crop_seconds, obs.network_seconds, obs.template_seconds, total))
 
     def summary(self, warmup: int) -> PathTiming:
         rows = self.rows[warmup:] or self.rows
@@ -212,16 +185,6 @@ class _Probe:
             total=float(np.median(total_wo)) + enc_amortised,
             boxes=np.asarray(self.boxes, dtype=np.float64),
         )
-
-
-class _EngineView:
-    """An engine whose ``track`` / ``encode_templates`` are the timed proxies."""
-
-    def __init__(self, engine: Any, track: _Timed, encode: _Timed) -> None:
-        self._engine = engine
-        self.track = track
-        self.encode_templates = encode
-        self.config = engine.config
 
 
 @dataclass
@@ -287,11 +250,31 @@ class BenchmarkReport:
         return "\n".join(lines)
 
 
-def _sequence(num_frames: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+def _sequence(
+    num_frames: int, seed: int, scene: str = "synthetic"
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """640x480 frames and ground-truth boxes: procedural (``"synthetic"``) or composited from
+    the real photos shipped with the package (``"photos"``, the demo's scene)."""
+    if scene == "photos":
+        from mixformer.data.composite import Corpus, demo_photos, make_composite_scene
+
+        comp = make_composite_scene(
+            Corpus(demo_photos(), "all"), seed, "plain", num_frames, 480, 640, name="bench"
+        )
+        return [comp.render(i) for i in range(len(comp))], np.asarray(comp.boxes, np.float64)
+    if scene != "synthetic":
+        raise ValueError(f"scene must be 'synthetic' or 'photos', got {scene!r}")
     from mixformer.data.synthetic import generate_sequence
 
     seq = generate_sequence(seed, num_frames, 480, 640)
     return list(seq.frames), np.asarray(seq.boxes, dtype=np.float64)
+
+
+def path_label(plain: bool, dtype: str = "fp32", backend: str = "torch") -> str:
+    """The benchmark's name of a tracker configuration, e.g. ``"fast torch fp32"``."""
+    if backend != "torch":
+        return f"{backend} {dtype}"
+    return f"{'plain' if plain else 'fast'} torch {dtype}"
 
 
 def run_benchmark(
@@ -304,38 +287,49 @@ def run_benchmark(
     compare: bool = False,
     tracker_config: Any = None,
     seed: int = 0,
+    plain: bool = False,
+    scene: str = "synthetic",
 ) -> BenchmarkReport:
-    """Track a generated sequence and time it.
+    """Track a generated sequence with the default tracker (or ``plain``) and time it.
 
     Args:
         model: plain network (CPU, eval).
-        dtype: ``"fp32" | "bf16" | "fp16"`` of the fast path.
+        dtype: ``"fp32" | "bf16" | "fp16"`` (the latter two on the fast path).
         backend: ``"torch"`` or ``"onnxruntime"``.
         threads: torch (and ONNX Runtime) intra-op threads; default: the current setting.
         frames: timed frames (after ``warmup`` untimed ones).
         warmup: frames excluded from the medians.
         compare: also run the plain fp32 path on the same frames, alternating frame by frame
-            with the fast path (so both see the same machine load), and report the ratio and the
-            mean IoU of the fast boxes against the plain ones.
+            with the measured path (so both see the same machine load), and report the ratio
+            and the mean IoU of the measured path's boxes against the plain ones.
         tracker_config: :class:`~mixformer.tracking.TrackerConfig` (default: interval 10,
             2 online templates, so template updates are part of the measurement).
         seed: sequence seed.
+        plain: measure the plain reference path (``Tracker(fast=False)``) instead of the
+            default fast one (torch fp32 only; not with ``compare``).
+        scene: ``"synthetic"`` (procedural) or ``"photos"`` (composited from real photos).
     Returns:
         :class:`BenchmarkReport`.
+    Raises:
+        ValueError: ``plain`` with another dtype or backend, or with ``compare``.
     """
     from mixformer.tracking import Tracker
-    from mixformer.tracking.tracker import reference_config
+    from mixformer.tracking.core import reference_config
 
+    if plain and (dtype != "fp32" or backend != "torch"):
+        raise ValueError("the plain path runs torch fp32 only")
+    if plain and compare:
+        raise ValueError("compare runs the plain path next to the default one; drop plain")
     if threads:
         torch.set_num_threads(threads)
     n_threads = torch.get_num_threads()
     cfg = tracker_config or reference_config(model).replace(update_interval=10, online_size=2)
-    seq_frames, gt = _sequence(frames + warmup + 1, seed)
+    seq_frames, gt = _sequence(frames + warmup + 1, seed, scene)
     probes: list[_Probe] = []
     if compare:
-        probes.append(_Probe(Tracker(model, cfg, fast=False), "plain torch fp32"))
-    label = f"{'fast ' if backend == 'torch' else ''}{backend} {dtype}"
-    probes.append(_Probe(Tracker(model, cfg, dtype=dtype, backend=backend, fast=True), label))
+        probes.append(_Probe(Tracker(model, cfg, fast=False), path_label(True)))
+    tracker = Tracker(model, cfg, dtype=dtype, backend=backend, fast=not plain)
+    probes.append(_Probe(tracker, path_label(plain, dtype, backend)))
     # fp32 probe at 1024 (~25 ms at 80 GFLOP/s); low-precision probes smaller, since CPUs
     # without native bf16/fp16 matmul run them 10-100x slower.
     peak32 = _PeakProbe("fp32", 1024)
@@ -343,7 +337,8 @@ def run_benchmark(
     for p in probes:
         p.tracker.init(seq_frames[0], gt[0])
     for i, frame in enumerate(seq_frames[1:], start=1):
-        for p in probes:
+        # alternate which path goes first, so drifting load and cache warmth bias neither
+        for p in probes if i % 2 else probes[::-1]:
             p.step(frame)
         if i > warmup or i == len(seq_frames) - 1:
             peak32()

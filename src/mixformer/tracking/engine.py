@@ -68,8 +68,8 @@ def build_engine(
             of the plain path); None (default) and True: fast, False: ``model`` itself, the
             plain reference arithmetic (fp32 only). Ignored by the onnxruntime backend.
     Returns:
-        ``model`` itself, a :class:`~mixformer.models.fast.FastMixFormer` or an ONNX Runtime
-        model.
+        ``model`` itself, its fused copy (a :class:`~mixformer.models.MixFormer` too) or an ONNX
+        Runtime model.
     Raises:
         ValueError: unknown dtype or backend, or a combination that does not exist.
         ImportError: the onnxruntime backend without the ``export`` extra.
@@ -102,12 +102,16 @@ _DTYPES: dict[str, torch.dtype] = {
 }
 
 
-def torch_dtype(dtype: str) -> torch.dtype:
-    """``"fp32" | "bf16" | "fp16"`` -> the torch dtype.
+def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"fp32" | "bf16" | "fp16"`` (or one of those torch dtypes) -> the torch dtype.
 
     Raises:
-        ValueError: any other name.
+        ValueError: any other name or dtype.
     """
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPES.values():
+            raise ValueError(f"unsupported dtype {dtype}; use one of {', '.join(_DTYPES)}")
+        return dtype
     if dtype not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(_DTYPES)}")
     return _DTYPES[dtype]

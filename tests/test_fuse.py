@@ -1,4 +1,4 @@
-"""The fast inference path (models/fast.py) against the plain path and the reference vectors."""
+"""The fused deployment form (models/fuse.py) against the plain path and the reference vectors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from conftest import random_crops, vector_config
 from mixformer import Tracker, build_model, list_models
 from mixformer.geometry import normalize_patch, sample_target
 from mixformer.models import get_config
-from mixformer.models.fast import FastMixFormer, make_fast, resolve_dtype
+from mixformer.models.fuse import fuse_model, is_fused, resolve_dtype
 from mixformer.models.layers import FrozenBatchNorm2d
 from mixformer.models.mixformer import MixFormer
 from mixformer.tracking.preprocess import SearchCropper
@@ -39,7 +39,7 @@ def _inputs(n_online: int, name: str = "mixformer-tiny") -> tuple[torch.Tensor, 
 def _compare(name: str, n_online: int) -> None:
     torch.manual_seed(0)
     model = _sharpen(build_model(name))
-    fast = make_fast(model)
+    fast = fuse_model(model)
     z, o, x = _inputs(n_online, name)
     with torch.inference_mode():
         ref = model.track(x, model.encode_templates(z, o))
@@ -51,21 +51,21 @@ def _compare(name: str, n_online: int) -> None:
     torch.testing.assert_close(got["pred_scores"], ref["pred_scores"], atol=1e-4, rtol=0)
 
 
-_SLOW_PRESETS = {"mixformer-large"}
+_SLOW_PRESETS = {"mixformer-large", "mixvit-l", "mixvit-convmae-l"}
 
 
 @pytest.mark.parametrize(
     "name",
     [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_PRESETS else n for n in list_models()],
 )
-def test_fast_matches_plain_every_preset(name):
+def test_fused_matches_plain_every_preset(name):
     _compare(name, n_online=2 if name == "mixformer-tiny" else 1)
 
 
-def test_fast_joint_forward_batch_matches_plain():
+def test_fused_joint_forward_batch_matches_plain():
     torch.manual_seed(0)
     model = _sharpen(build_model("mixformer-tiny"))
-    fast = make_fast(model)
+    fast = fuse_model(model)
     z, o, x = random_crops(model.config, batch=2, seed=3)
     with torch.inference_mode():
         ref, got = model(z, o, x), fast(z, o, x)
@@ -73,10 +73,10 @@ def test_fast_joint_forward_batch_matches_plain():
     torch.testing.assert_close(got["pred_scores"], ref["pred_scores"], atol=1e-4, rtol=0)
 
 
-def test_fast_matches_reference_vectors(network_vectors):
+def test_fused_matches_reference_vectors(network_vectors):
     model = build_model(vector_config(network_vectors["config"]))
     model.load_state_dict(network_vectors["state_dict"], strict=True)
-    fast = make_fast(model)
+    fast = fuse_model(model)
     c = network_vectors["cached"]
     with torch.inference_mode():
         out = fast.track(c["search"], fast.encode_templates(c["template"], c["online_templates"]))
@@ -89,12 +89,12 @@ def test_fast_matches_reference_vectors(network_vectors):
         torch.testing.assert_close(o["pred_scores"], c["pred_scores"], atol=1e-4, rtol=0)
 
 
-def test_make_fast_copies_weights():
+def test_fuse_model_copies_weights():
     model = build_model("mixformer-tiny")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    fast = make_fast(model, "bf16")
-    assert isinstance(fast, FastMixFormer)
-    assert fast.stages[0].blocks[0].fc1.weight.dtype == torch.bfloat16
+    fast = fuse_model(model, "bf16")
+    assert is_fused(fast) and not is_fused(model)
+    assert fast.backbone.stage0.blocks[0].mlp.fc1.weight.dtype == torch.bfloat16
     for k, v in model.state_dict().items():
         assert v.dtype == before[k].dtype and torch.equal(v, before[k]), k
 
@@ -103,7 +103,7 @@ def test_make_fast_copies_weights():
 def test_low_precision_close_to_fp32(dtype):
     torch.manual_seed(0)
     model = _sharpen(build_model("mixformer-tiny"))
-    fast32, fast16 = make_fast(model), make_fast(model, dtype)
+    fast32, fast16 = fuse_model(model), fuse_model(model, dtype)
     z, o, x = _inputs(1)
     with torch.inference_mode():
         a = fast32.track(x, fast32.encode_templates(z, o))
@@ -122,8 +122,8 @@ def test_resolve_dtype_rejects_unknown():
 
 def test_tracker_engine_options():
     model = build_model("mixformer-tiny")
-    assert Tracker(model).engine is model  # default: the plain reference path
-    assert isinstance(Tracker(model, dtype="bf16").engine, FastMixFormer)
+    assert Tracker(model, fast=False).engine is model  # the plain reference path
+    assert is_fused(Tracker(model, dtype="bf16").engine)
     with pytest.raises(ValueError, match="backend"):
         Tracker(model, backend="tensorrt")
     with pytest.raises(ValueError, match="fast path"):

@@ -23,6 +23,7 @@ verified after loading; a mismatch names the corrupt file.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import pickle
@@ -285,6 +286,9 @@ def read_checkpoint(path: str | Path, max_bytes: int | None = None) -> Checkpoin
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: unreadable model_config: {exc}") from exc
     preset = obj.get("preset") if isinstance(obj.get("preset"), str) else None
+    if config is not None and "tracking" not in obj["model_config"] and preset in list_models():
+        # Files of version <= 0.1 recorded no tracker defaults: take the preset's.
+        config = dataclasses.replace(config, tracking=get_config(preset).tracking)
     if any(k.startswith("backbone.") for k in sd):
         return Checkpoint("network", sd, config, preset, meta, network_family(sd))
     for name, cls in BACKBONES.items():

@@ -1,4 +1,10 @@
-"""Tracker settings and the per-benchmark presets of the reference (SPEC 2.2, 2.8, 2.9)."""
+"""Tracker settings and the per-benchmark presets of the reference (SPEC 2.2, 2.8, 2.9;
+SPEC-MIXVIT 7.3-7.4).
+
+The per-benchmark schedules and search factors are metadata of the model preset
+(:class:`mixformer.models.TrackingDefaults` in ``ModelConfig.tracking``, also recorded in
+checkpoints), so a network brings its own settings.
+"""
 
 from __future__ import annotations
 
@@ -11,90 +17,6 @@ from mixformer.models.config import ModelConfig, get_config, list_models
 
 if TYPE_CHECKING:
     from mixformer.models import MixFormer
-
-# Update interval / online size per benchmark and per reference yaml (SPEC 2.8).
-_SCHEDULES: dict[str, dict[str, tuple[int, int]]] = {
-    "baseline": {
-        "lasot": (200, 2),
-        "got10k_test": (10, 2),
-        "trackingnet": (25, 1),
-        "otb": (6, 3),
-        "uav": (200, 1),
-        "vot20": (10, 5),
-    },
-    "baseline_1k": {
-        "lasot": (200, 3),
-        "got10k_test": (10, 3),
-        "trackingnet": (25, 3),
-        "otb": (6, 2),
-        "uav": (200, 3),
-        "vot20": (7, 5),
-    },
-    "baseline_got": {
-        "lasot": (200, 3),
-        "got10k_test": (25, 3),
-        "trackingnet": (25, 3),
-        "vot20": (10, 3),
-    },
-    "baseline_large": {
-        "lasot": (200, 2),
-        "got10k_test": (200, 2),
-        "trackingnet": (25, 3),
-        "otb": (6, 2),
-        "uav": (25, 3),
-        "vot20": (10, 5),
-    },
-}
-_FALLBACK_SCHEDULE = (200, 3)
-
-# Search factor / max score decay of the official test commands (SPEC 2.9).
-_COMMANDS: dict[str, dict[str, tuple[float, float]]] = {
-    "baseline": {
-        "lasot": (4.55, 1.0),
-        "trackingnet": (4.5, 1.0),
-        "got10k_test": (4.55, 0.98),
-        "uav": (4.5, 1.0),
-        "otb": (4.5, 1.0),
-    },
-    "baseline_large": {
-        "lasot": (4.55, 1.0),
-        "trackingnet": (4.5, 0.98),
-        "uav": (4.5, 1.0),
-        "otb": (4.55, 1.0),
-    },
-    "baseline_1k": {
-        "lasot": (4.5, 1.0),
-        "trackingnet": (4.5, 1.0),
-        "got10k_test": (4.55, 1.0),
-        "otb": (4.5, 1.0),
-        "uav": (4.55, 1.0),
-    },
-}
-
-# Our additions (not in the reference; see mixformer.tracking.motion) per model preset. The
-# shipped mixformer-tiny: motion_prior / velocity / size_update chosen on the synthetic
-# validation seeds 777 and 779; max_scale_change and search_factor (which replaces the
-# benchmark's) on the real-photo validation benchmarks (corpus split "val"), never on the
-# held-out test split the README reports. Every other preset tracks exactly as the reference.
-_MOTION_SETTINGS: dict[str, dict[str, float]] = {
-    "mixformer-tiny": {
-        "motion_prior": 0.1,
-        "velocity": 0.3,
-        "size_update": 0.5,
-        "max_scale_change": 1.05,
-        "search_factor": 4.5,
-    },
-}
-
-# Which reference yaml each model preset corresponds to.
-_MODEL_YAML = {
-    "mixformer-22k": "baseline",
-    "mixformer-1k": "baseline_1k",
-    "mixformer-large": "baseline_large",
-    "mixformer-tiny": "baseline",
-}
-# ``baseline_got`` (a mixformer-22k network trained on GOT-10k only) is selected with
-# ``got10k_trained=True``: no model preset of its own, the architecture is mixformer-22k's.
 
 BENCHMARKS = (
     "default",
@@ -185,11 +107,11 @@ class TrackerConfig:
     def for_model(
         cls, model: MixFormer, benchmark: str = "default", got10k_trained: bool = False
     ) -> TrackerConfig:
-        """:meth:`preset` for a built network: its preset's schedule, its own crop sizes.
+        """:meth:`preset` for a built network: its config's tracker defaults and crop sizes.
 
         Args:
-            model: the network; ``model.name`` selects the schedule (``mixformer-22k``'s when
-                unnamed) and ``model.config`` gives ``template_size`` / ``search_size``.
+            model: the network (plain, fused or ONNX Runtime); ``model.config`` gives the
+                schedules (``ModelConfig.tracking``) and ``template_size`` / ``search_size``.
             benchmark: one of :data:`BENCHMARKS`.
             got10k_trained: the network was trained on GOT-10k only (see :meth:`preset`).
         """
@@ -204,19 +126,19 @@ class TrackerConfig:
         model_config: ModelConfig | None = None,
         got10k_trained: bool = False,
     ) -> TrackerConfig:
-        """The reference settings for ``benchmark`` with ``model`` (SPEC 2.8 and 2.9).
+        """The reference settings for ``benchmark`` with ``model`` (SPEC 2.8-2.9, SPEC-MIXVIT 7).
 
         Args:
             benchmark: one of :data:`BENCHMARKS` (``"default"``: interval 200, 3 templates).
-            model: a model preset name (crop sizes are the preset's: 128/320 for the released
-                models; ``mixformer-tiny`` also gets its motion settings).
-            model_config: the network's config, when it may differ from the registered preset's
-                (e.g. a checkpoint trained at other crop sizes): the crop sizes come from it.
+            model: a model preset name; its config's :class:`~mixformer.models.TrackingDefaults`
+                give the schedule and search factor, its crops the sizes (``mixformer-tiny``
+                also brings this project's motion settings).
+            model_config: the network's config when it may differ from the registered preset's
+                (e.g. a checkpoint): schedules and crop sizes come from it.
             got10k_trained: the network was trained on GOT-10k only, like the reference's
-                ``mixformer_online_got.pth.tar`` (a ``mixformer-22k`` network): use the
-                schedules of its ``baseline_got`` experiment instead of the model's.
+                ``*_online_got.pth.tar`` files: the schedules of the ``baseline_got`` experiment.
         Raises:
-            KeyError: unknown ``benchmark``; the message lists the valid names.
+            KeyError: unknown ``benchmark`` (the message lists the valid names).
         """
         key = benchmark.lower()
         if key not in BENCHMARKS:
@@ -224,23 +146,11 @@ class TrackerConfig:
             hint = f"did you mean {close[0]!r}? " if close else ""
             valid = ", ".join(BENCHMARKS)
             raise KeyError(f"unknown tracker preset {benchmark!r}; {hint}valid presets: {valid}")
-        yaml = "baseline_got" if got10k_trained else _MODEL_YAML.get(model, "baseline")
-        interval, online = _SCHEDULES[yaml].get(key, _FALLBACK_SCHEDULE)
-        factor, decay = _COMMANDS.get(yaml, {}).get(key, (5.0, 1.0))
-        sizes = {}
-        if model_config is None and model in list_models():
-            model_config = get_config(model)
-        if model_config is not None:  # crop sizes belong to the network
-            sizes = dict(
-                template_size=model_config.template_size, search_size=model_config.search_size
-            )
-        ours = dict(_MOTION_SETTINGS.get(model, {}))
-        factor = ours.pop("search_factor", factor)
+        if model_config is None:
+            model_config = get_config(model if model in list_models() else "mixformer-22k")
+        settings = model_config.tracking.settings(key, got10k_trained)
         return cls(
-            **sizes,
-            **ours,
-            search_factor=factor,
-            update_interval=interval,
-            online_size=online,
-            max_score_decay=decay,
+            template_size=model_config.template_size,
+            search_size=model_config.search_size,
+            **settings,
         )

@@ -202,6 +202,7 @@ class Session:
         self._ids = itertools.count(1)
         self._status = "empty"
         self._message = ""
+        self._message_kind = "info"  # or "error": how the page shows the message
         self._video: Video | None = None
         self._run: Run | None = None
         self._upload: dict[str, Any] | None = None
@@ -240,6 +241,7 @@ class Session:
             state: dict[str, Any] = {
                 "status": self._status,
                 "message": self._message,
+                "message_kind": self._message_kind,
                 "limits": {"max_upload_bytes": self.max_upload_bytes, "max_targets": MAX_TARGETS},
                 "attention": {
                     "available": self.attention_available,
@@ -325,7 +327,7 @@ class Session:
                 self._status = self._previous
             self._upload = None
             self._loading = None
-            self._message = message
+            self._message, self._message_kind = message, "error"
 
     def finish_upload(self, path: Path) -> dict[str, Any]:
         """Check that the received file is a readable video and make it the current one.
@@ -693,4 +695,5 @@ class Session:
             run.video_path, run.boxes_path = video_path, boxes_path
             if self._run is run:
                 self._status, self._message = status, message
+                self._message_kind = "error" if status == "error" else "info"
         log.info("run %d %s: %d frames", run.id, status, len(results))

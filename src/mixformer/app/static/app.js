@@ -101,7 +101,7 @@
     }
     if (s.message !== app.lastServerMessage) {
       app.lastServerMessage = s.message;
-      if (s.message) showMessage(s.message, s.status === "error" ? "error" : "info");
+      if (s.message) showMessage(s.message, s.message_kind);
     }
     fetchFrame();
     updateControls();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -106,9 +107,14 @@ def tracker_vectors() -> tuple[dict, dict, list[np.ndarray]]:
     """Weights, reference runs and the 40 RGB frames of the reference tracker vectors."""
     weights = torch.load(REFERENCE / "tracker_small.pt", weights_only=True)
     runs = json.loads((REFERENCE / "tracker_small.json").read_text())
+    return weights, runs, tracker_frames()
+
+
+@functools.cache
+def tracker_frames() -> list[np.ndarray]:
+    """The 40 RGB frames of ``sequence_small`` (read with OpenCV, BGR -> RGB, as the reference)."""
     bgr = np.load(io.BytesIO(lzma.decompress((REFERENCE / "sequence_small.npy.xz").read_bytes())))
-    frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in bgr]
-    return weights, runs, frames
+    return [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in bgr]
 
 
 @pytest.fixture(scope="session")

@@ -139,4 +139,3 @@ def test_search_cropper_bit_identical_to_reference_preprocessing(tracker_vectors
         assert rf == rf_ref
         assert torch.equal(x, normalize_patch(patch))  # same values, bit for bit
         assert x.is_contiguous(memory_format=torch.channels_last)
-    assert Tracker(build_model("mixformer-tiny"))._search_cropper is None  # plain path untouched

@@ -52,7 +52,7 @@ class ScriptedModel(nn.Module):
 
 def _run(scores, **cfg) -> tuple[ScriptedModel, list[float]]:
     model = ScriptedModel(scores)
-    tracker = Tracker(model, TrackerConfig(**cfg))
+    tracker = Tracker(model, TrackerConfig(**cfg), fast=False)
     frame = lambda t: np.full((200, 200, 3), 10 * t, np.uint8)  # noqa: E731
     tracker.init(frame(0), (90, 90, 20, 20))
     got = [tracker.update(frame(t)).score for t in range(1, len(scores) + 1)]
@@ -186,7 +186,7 @@ def test_single_channel_image_is_gray(tracker):
 
 def test_huge_box_is_refused_before_any_crop(tracker, monkeypatch):
     """A 1e7 px box would make the zero-padded crop allocate petabytes."""
-    import mixformer.tracking.tracker as tracker_mod
+    import mixformer.tracking.core as tracker_mod
 
     def no_crop(*args, **kwargs):
         raise AssertionError("cropped before checking the box")

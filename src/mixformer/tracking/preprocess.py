@@ -1,4 +1,4 @@
-"""Per-frame search crop and normalisation into a reused buffer (the fast tracker's input path)."""
+"""Per-frame search crops and normalisation into a reused buffer (the fast engines' input path)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from mixformer.geometry import IMAGENET_MEAN, IMAGENET_STD, sample_target
 
 
 class SearchCropper:
-    """Crop, resize and normalise the search region into one preallocated tensor.
+    """Crop, resize and normalise search regions into one preallocated batch tensor.
 
     The arithmetic is that of :func:`mixformer.geometry.normalize_patch` (``u8 / 255``, minus
     mean, divided by std, float32), done in place, so the values are bit-identical; only the
     allocations and the HWC -> CHW copy are saved. The result is a channels-last view, the
-    layout the fast path's first convolution wants.
+    layout the fast path's first convolution wants. The buffer grows to the largest batch seen.
 
     The returned tensor is overwritten by the next call: use it before cropping again (the
-    tracker hands it straight to the network). Template crops must not use this class.
+    tracking core hands it straight to the network). Template crops must not use this class.
 
     Args:
         size: output side ``S`` in pixels (320 for the search region).
@@ -28,23 +28,38 @@ class SearchCropper:
 
     def __init__(self, size: int, device: torch.device | str = "cpu") -> None:
         self.size = size
-        self._hwc = torch.empty(1, size, size, 3, dtype=torch.float32, device=device)
-        self._mean = torch.tensor(IMAGENET_MEAN, device=device).reshape(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, device=device).reshape(1, 3, 1, 1)
+        self.device = torch.device(device)
+        self._hwc = torch.empty(1, size, size, 3, dtype=torch.float32, device=self.device)
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).reshape(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).reshape(1, 3, 1, 1)
+
+    def crop_batch(
+        self, image: np.ndarray, boxes: Sequence[Sequence[float]], factor: float
+    ) -> tuple[torch.Tensor, list[float]]:
+        """Crop around every box (x, y, w, h pixels) with ``factor``.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+            boxes: ``B >= 1`` boxes.
+        Returns:
+            ``(x (B, 3, S, S) float32 normalised, channels-last view of the buffer,
+            resize factors (B floats))``.
+        """
+        b = len(boxes)
+        if self._hwc.shape[0] < b:
+            self._hwc = torch.empty(b, self.size, self.size, 3, device=self.device)
+        rfs = []
+        for i, box in enumerate(boxes):
+            patch, rf = sample_target(image, box, factor, self.size)
+            self._hwc[i].copy_(torch.from_numpy(np.ascontiguousarray(patch)))
+            rfs.append(rf)
+        x = self._hwc[:b].permute(0, 3, 1, 2)
+        x.div_(255.0).sub_(self._mean).div_(self._std)
+        return x, rfs
 
     def __call__(
         self, image: np.ndarray, box: Sequence[float], factor: float
     ) -> tuple[torch.Tensor, float]:
-        """Crop around ``box`` (x, y, w, h pixels) with ``factor``.
-
-        Args:
-            image: ``(H, W, 3)`` uint8 RGB.
-        Returns:
-            ``(x (1, 3, S, S) float32 normalised, channels-last view of the buffer,
-            resize_factor)``.
-        """
-        patch, rf = sample_target(image, box, factor, self.size)
-        self._hwc[0].copy_(torch.from_numpy(np.ascontiguousarray(patch)))
-        x = self._hwc.permute(0, 3, 1, 2)
-        x.div_(255.0).sub_(self._mean).div_(self._std)
-        return x, rf
+        """One crop: ``(x (1, 3, S, S), resize_factor)``, as :meth:`crop_batch`."""
+        x, rfs = self.crop_batch(image, [box], factor)
+        return x, rfs[0]

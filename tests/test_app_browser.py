@@ -95,7 +95,8 @@ def clip(tmp_path_factory) -> tuple[Path, tuple[float, ...]]:
 
 
 @pytest.fixture(scope="module")
-def server(browser, model, tmp_path_factory) -> Iterator[str]:
+def app_server(browser, model, tmp_path_factory) -> Iterator[tuple[str, object]]:
+    """``(url, session)`` of a server running in a thread."""
     import uvicorn
 
     from mixformer.app.server import create_app
@@ -112,10 +113,15 @@ def server(browser, model, tmp_path_factory) -> Iterator[str]:
     while not srv.started and time.time() < deadline:
         time.sleep(0.05)
     assert srv.started, "the server did not start"
-    yield url_of(sock)
+    yield url_of(sock), session
     srv.should_exit = True
     thread.join(30)
     sock.close()
+
+
+@pytest.fixture
+def server(app_server) -> str:
+    return app_server[0]
 
 
 @pytest.fixture
@@ -241,3 +247,52 @@ def test_track_a_drawn_box_like_the_tracker(page, clip, model, tmp_path):
 
         with atomic_path(SCREENSHOT) as tmp:
             shutil.copy(shot, tmp)
+
+
+def test_demo_clip_with_two_boxes_paused_and_resumed(page, app_server):
+    session = app_server[1]
+    original = session._frames
+
+    def slow_frames(video):  # 80 frames take long enough to pause and resume
+        for frame in original(video):
+            time.sleep(0.02)
+            yield frame
+
+    session._frames = slow_frames
+    page.click("#demo")
+    page.wait_for_function(
+        "() => window.mixformerApp.state.status === 'ready' && window.mixformerApp.firstFrame"
+    )
+    assert page.locator("#video-name").inner_text() == "demo clip (384x288)"
+    bb = page.locator("#view").bounding_box()
+    scale = bb["width"] / 384
+    for x, y in ((40, 40), (250, 150)):
+        page.mouse.move(bb["x"] + x * scale, bb["y"] + y * scale)
+        page.mouse.down()
+        page.mouse.move(bb["x"] + (x + 50) * scale, bb["y"] + (y + 40) * scale, steps=4)
+        page.mouse.up()
+    assert len(page.evaluate("window.mixformerApp.drawn")) == 2
+    assert page.locator("#boxes tbody tr").count() == 2
+    try:
+        page.click("#track")
+        page.wait_for_function("() => window.mixformerApp.results.length >= 3")
+        page.click("#pause")
+        page.wait_for_function("() => window.mixformerApp.state.status === 'paused'")
+        assert page.locator("#pause").inner_text() == "Resume"
+        time.sleep(0.6)
+        held = page.evaluate("window.mixformerApp.state.run.done")
+        assert held < 80 and page.evaluate("window.mixformerApp.results.length") <= held + 1
+        assert page.locator("#progress-text").inner_text().startswith("paused: ")
+        page.click("#pause")
+        page.wait_for_function("() => window.mixformerApp.state.status !== 'paused'")
+    finally:
+        session._frames = original
+    page.wait_for_function(
+        "() => window.mixformerApp.state.status === 'done' && "
+        "window.mixformerApp.shownIndex === 79",
+        timeout=60_000,
+    )
+    results = page.evaluate("window.mixformerApp.results")
+    assert len(results) == 80 and all(len(r["boxes"]) == 2 for r in results)
+    assert page.locator("#boxes tbody tr").count() == 2
+    assert page.locator("#frame-index").inner_text() == "80 of 80"

@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -126,6 +126,10 @@ def create_app(session: Session, allowed_hosts: Sequence[str] | None = None) -> 
         except AppError as exc:
             session.abort_upload(dest, exc.message)
             raise
+        except ClientDisconnect:
+            log.info("the upload of %s was interrupted", dest.parent.name)
+            session.abort_upload(dest, "the upload was interrupted")
+            return _error("the upload was interrupted", 400)
         except BaseException:
             session.abort_upload(dest, "the upload was interrupted")
             raise
@@ -145,7 +149,8 @@ def create_app(session: Session, allowed_hosts: Sequence[str] | None = None) -> 
     def action(name: str):  # noqa: ANN202 - a route endpoint
         async def endpoint(request: Request) -> Response:
             getattr(session, name)()
-            return _json(session.snapshot())
+            since, run = _int_param(request, "since", 0), _int_param(request, "run", None)
+            return _json(session.snapshot(since or 0, run))
 
         return endpoint
 

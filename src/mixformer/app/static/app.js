@@ -96,8 +96,12 @@
         app.shownIndex = -1;
         app.editing = false;
       }
-      app.results.length = Math.min(app.results.length, s.run.since);
-      for (const r of s.run.results) app.results.push(r);
+      // Results from s.run.since on; an answer starting past what the page has is skipped
+      // (the next poll asks from the page's own count).
+      if (s.run.since <= app.results.length) {
+        app.results.length = s.run.since;
+        for (const r of s.run.results) app.results.push(r);
+      }
     }
     if (s.message !== app.lastServerMessage) {
       app.lastServerMessage = s.message;
@@ -108,10 +112,14 @@
     render();
   }
 
+  // The query asking only for the results the page does not have yet.
+  function sinceQuery() {
+    return app.runId !== null ? `?since=${app.results.length}&run=${app.runId}` : "";
+  }
+
   async function poll() {
     try {
-      const q = app.runId !== null ? `?since=${app.results.length}&run=${app.runId}` : "";
-      applyState(await answer(await fetch(`/api/state${q}`)));
+      applyState(await answer(await fetch(`/api/state${sinceQuery()}`)));
     } catch (err) {
       $("status").textContent = "server unreachable";
     }
@@ -442,9 +450,9 @@
   });
   $("track").addEventListener("click", () => act("/api/track", { boxes: app.drawn }));
   $("pause").addEventListener("click", () =>
-    act(app.state && app.state.status === "paused" ? "/api/resume" : "/api/pause"),
+    act((app.state && app.state.status === "paused" ? "/api/resume" : "/api/pause") + sinceQuery()),
   );
-  $("stop").addEventListener("click", () => act("/api/stop"));
+  $("stop").addEventListener("click", () => act(`/api/stop${sinceQuery()}`));
   $("attention").addEventListener("change", () => {
     fetchFrame();
     render();

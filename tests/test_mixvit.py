@@ -325,3 +325,68 @@ def test_mae_and_convmae_backbone_files_load_into_the_backbone(family, tmp_path)
 def test_presets_listed():
     assert set(KEY_FILES) <= set(list_models())
     assert all(get_config(n).releases for n in KEY_FILES)
+
+
+# ---- training through the existing trainer -----------------------------------------------------
+
+_MICRO = {
+    "vit": {"embed_dim": 32, "depth": 2, "num_heads": 2, "drop_path_rate": 0.1},
+    "convmae": {"dims": [8, 16, 32], "depths": [1, 1, 2], "num_heads": 2},
+}
+
+
+@pytest.mark.parametrize("fam", FAMILIES)
+def test_stage1_resume_and_stage2_train_through_the_trainer(fam, tmp_path):
+    from mixformer.train import Trainer, get_train_config
+
+    model = "mixvit-b" if fam == "vit" else "mixvit-convmae-b"
+    overrides = {**_MICRO[fam], "head_dim": 16, "template_size": 64, "search_size": 128}
+    common = dict(
+        model=model,
+        model_overrides=overrides,
+        pretrained="",
+        template_size=64,
+        search_size=128,
+        datasets=("synthetic",),
+        dataset_ratio=(1.0,),
+        synthetic_sequences=4,
+        synthetic_frames=24,
+        synthetic_size=(96, 128),
+        samples_per_epoch=4,
+        batch_size=2,
+        val_datasets=(),
+        num_workers=0,
+        tensorboard=False,
+        threads=1,
+    )
+    s1 = get_train_config(f"{model}-stage1").replace(**common, epochs=1, lr_drop_epoch=1)
+    Trainer(s1, tmp_path / "s1", progress=False).fit()
+    resumed = Trainer(s1.replace(epochs=2), tmp_path / "s1", resume=True, progress=False).fit()
+    assert resumed is not None and resumed.name == "model_final.pth"
+    s2 = get_train_config(f"{model}-stage2").replace(
+        **common, epochs=1, lr_drop_epoch=1, stage1_checkpoint=str(resumed)
+    )
+    final = Trainer(s2, tmp_path / "s2", progress=False).fit()
+    net = build_model(None, weights=final)
+    assert net.config.family == fam and net.score_branch is not None
+
+
+def test_onnx_export_and_runtime_match_torch(family, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from mixformer.export.onnx import OnnxRuntimeModel, export_onnx
+
+    v, model = family
+    export_onnx(model, tmp_path)
+    ort_model = OnnxRuntimeModel(tmp_path, threads=1)
+    for key in ("cached", "cached_one"):
+        c = v[key]
+        with torch.inference_mode():
+            ref = model.track(
+                c["search"], model.encode_templates(c["template"], c["online_templates"])
+            )
+        got = ort_model.track(
+            c["search"], ort_model.encode_templates(c["template"], c["online_templates"])
+        )
+        _close(got["pred_boxes"], ref["pred_boxes"], 1e-4)
+        _close(got["pred_scores"], ref["pred_scores"], 1e-4)
+        _close(got["pred_boxes"], c["pred_boxes"], 1e-4)

@@ -379,7 +379,7 @@ def _mixformer_22k() -> ModelConfig:
     """MixFormer-CvT-21, ImageNet-22k pretraining (``baseline.yaml``)."""
     return ModelConfig(
         tracking=_cvt_tracking("baseline"),
-        releases=("mixformer_online_22k.pth.tar", "mixformer_online_got.pth.tar"),
+        releases=("mixformer_cvt_online_22k.pth.tar", "mixformer_cvt_online_22k_got.pth.tar"),
     )
 
 
@@ -387,7 +387,8 @@ def _mixformer_22k() -> ModelConfig:
 def _mixformer_1k() -> ModelConfig:
     """Same architecture as 22k, ImageNet-1k pretraining (``baseline_1k.yaml``)."""
     return ModelConfig(
-        tracking=_cvt_tracking("baseline_1k"), releases=("mixformer_online_1k.pth.tar",)
+        tracking=_cvt_tracking("baseline_1k"),
+        releases=("mixformer_cvt_online_1k.pth.tar", "mixformer_cvt_online_got_1k.pth.tar"),
     )
 
 
@@ -402,7 +403,7 @@ def _mixformer_large() -> ModelConfig:
             drop_path_rate=(0.0, 0.0, 0.3),
         ),
         tracking=_cvt_tracking("baseline_large"),
-        releases=("mixformerL_online_22k.pth.tar",),
+        releases=("mixformer_cvtL_online_22k.pth.tar",),
     )
 
 

@@ -18,13 +18,19 @@ def set_trainable(model: nn.Module, cfg: TrainConfig) -> None:
     """Freeze what the stage does not train.
 
     Stage 2: only parameters whose name contains ``score``. Stage 1: everything, except with
-    ``freeze_stage0`` (large model) where only backbone stages 1-2 and the box head train.
+    ``freeze_stage0`` (large model) where only backbone stages 1-2 and the box head train, and
+    names matching ``freeze_patterns`` (MixViT-L's first six blocks and patch embedding); the
+    fixed position tables of MixViT never train.
     """
     for name, p in model.named_parameters():
         if cfg.stage == 2:
             p.requires_grad_("score" in name)
         elif cfg.freeze_stage0:
             p.requires_grad_(any(s in name for s in ("stage1", "stage2", "box_head")))
+        elif any(pat in name for pat in cfg.freeze_patterns):
+            p.requires_grad_(False)
+        elif ".pos_embed_" in name:  # MixViT's fixed sin-cos tables stay fixed
+            p.requires_grad_(False)
         else:
             p.requires_grad_("score" not in name)
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)

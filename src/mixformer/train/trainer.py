@@ -98,8 +98,9 @@ def build_network(cfg: TrainConfig) -> MixFormer:
         if cfg.pretrained:
             if not Path(cfg.pretrained).is_file():
                 raise ValueError(
-                    f"pretrained backbone {cfg.pretrained} not found (download the ImageNet CvT "
-                    "file or set pretrained='' to start from random weights)"
+                    f"pretrained backbone {cfg.pretrained} not found (download the ImageNet CvT, "
+                    "MAE or ConvMAE file of the model's family, or set pretrained='' to start "
+                    "from random weights)"
                 )
             load_weights(model, cfg.pretrained)
         if cfg.init_checkpoint:

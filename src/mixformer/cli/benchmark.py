@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mixformer.cli import CLIError
-from mixformer.cli.track import add_model_args, load_model_from_args
+from mixformer.cli.track import add_model_args, add_plain_arg, load_model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,10 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "benchmark",
         help="measure end-to-end tracking speed (FPS, parts, GMACs, matmul peak)",
-        description="Track a generated 640x480 sequence and print medians per frame after "
-        "warm-up: total time and FPS, crop/preprocessing, network, template updates "
-        "(amortised), post-processing, the network's GMACs and achieved GFLOP/s next to this "
-        "machine's matmul peak measured in the same run, and peak memory.",
+        description="Track a generated 640x480 sequence with the default tracker (fast path) "
+        "and print medians per frame after warm-up: total time and FPS, crop/preprocessing, "
+        "network, template updates (amortised), post-processing, the network's GMACs and "
+        "achieved GFLOP/s next to this machine's matmul peak measured in the same run, and "
+        "peak memory. --compare runs the plain path side by side.",
     )
     add_model_args(p)
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
@@ -29,6 +30,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also run the plain (reference) path, alternating frame by frame, and print the "
         "speed ratio and the mean IoU of the boxes",
+    )
+    add_plain_arg(p)
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="tracker settings preset of the model (e.g. lasot); default: the reference "
+        "defaults with template updates every 10 frames, 2 online templates",
+    )
+    p.add_argument(
+        "--scene",
+        choices=("synthetic", "photos"),
+        default="synthetic",
+        help="synthetic: procedural frames (default); photos: composited from the real photos "
+        "shipped with the package (the demo's scene)",
     )
     p.add_argument("--seed", type=int, default=0, help="generated sequence seed")
     p.add_argument(
@@ -55,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--threads must be >= 1")
     if args.device != "cpu":
         raise CLIError("the benchmark runs on the CPU only for now (--device cpu)")
+    if args.plain and (args.compare or args.dtype != "fp32" or args.backend != "torch"):
+        raise CLIError("--plain measures the plain torch fp32 path alone (not with --compare)")
     if args.backend == "onnxruntime":
         from mixformer.export.onnx import require_onnx
 
@@ -65,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     if args.accuracy:
         return _accuracy(model, args)
+    config = None
+    if args.preset:
+        from mixformer.tracking import TrackerConfig
+
+        config = TrackerConfig.for_model(model, args.preset)
     report = run_benchmark(
         model,
         dtype=args.dtype,
@@ -73,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
         frames=args.frames,
         warmup=args.warmup,
         compare=args.compare,
+        tracker_config=config,
         seed=args.seed,
+        plain=args.plain,
+        scene=args.scene,
     )
     print(report.format())
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 
-from mixformer.cli.track import add_model_args, load_model_from_args
+from mixformer.cli.track import add_model_args, add_plain_arg, load_model_from_args
 
 
 def _ks(text: str) -> list[int]:
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed frames first (2)")
     p.add_argument("--size", default="640x480", help="frame size WxH (640x480)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    p.add_argument("--fast", action="store_true", help="both on the fast inference path")
+    add_plain_arg(p)
     p.add_argument("--max-batch", type=int, default=None, help="MultiTracker batch limit")
     p.set_defaults(func=run)
 
@@ -57,11 +57,11 @@ def run(args: argparse.Namespace) -> int:
         args.warmup,
         height=height,
         width=width,
-        fast=args.fast or None,
+        fast=not args.plain,
         max_batch=args.max_batch,
     )
     print(
-        f"model {args.model}{' (fast path)' if args.fast else ''}, {width}x{height} frames, "
+        f"model {args.model} ({'plain' if args.plain else 'fast'} path), {width}x{height} frames, "
         f"{args.frames} timed frames per K, max batch {args.max_batch or 'K'}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}"

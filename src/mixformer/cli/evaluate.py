@@ -13,6 +13,7 @@ from mixformer.cli import CLIError
 from mixformer.cli.track import (
     add_got10k_arg,
     add_model_args,
+    add_plain_arg,
     add_threads_arg,
     auto_threads,
     check_device,
@@ -101,6 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="I/N: run the I-th of N shares (0-based); default from torchrun's RANK/WORLD_SIZE",
     )
     add_tracker_set_arg(p)
+    add_plain_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_evaluate)
 
@@ -187,12 +189,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     # Read and validate the whole benchmark before tracking anything.
     sequences = load_benchmark(bench.name, args.root, _sequence_names(args.sequences))
     settings = RunSettings(
-        bench.name, args.model, sha, dataclasses.asdict(config), weights, threads=threads
+        bench.name,
+        args.model,
+        sha,
+        dataclasses.asdict(config),
+        weights,
+        threads=threads,
+        fast=not args.plain,
     )
     results = args.results or Path("results") / bench.name / args.model
     print(
         f"evaluate {bench.name}: {len(sequences)} sequences, shard {shard[0]}/{shard[1]}, "
-        f"{args.workers} worker(s) x {threads} thread(s), results in {results}"
+        f"{args.workers} worker(s) x {threads} thread(s), "
+        f"{'plain' if args.plain else 'fast'} path, results in {results}"
     )
     print("tracker settings: " + ", ".join(f"{k}={v}" for k, v in settings.tracker.items()))
     summary = run_benchmark(

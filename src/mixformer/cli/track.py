@@ -42,12 +42,17 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_plain_arg(p: argparse.ArgumentParser) -> None:
-    """``--plain``: the reference arithmetic instead of the fast path (boxes agree to ~1e-4 px)."""
+    """``--plain``: the reference arithmetic instead of the fast path (boxes agree to ~1e-4 px).
+
+    The one flag for the choice in every command that tracks (``track``, ``demo``,
+    ``evaluate``, ``vot-server``, ``benchmark``, ``benchmark-multi``); the fast path is the
+    default everywhere.
+    """
     p.add_argument(
         "--plain",
         action="store_true",
-        help="run the plain reference network instead of the fast path "
-        "(folded BN, fused attention; boxes agree to about 1e-4 px)",
+        help="run the plain reference network (the executable specification) instead of the "
+        "default fast path (folded BatchNorm, fused attention; boxes agree to about 1e-4 px)",
     )
 
 
@@ -227,28 +232,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_got10k_arg(p)
     add_threads_arg(p, "2, or 1 on a busy machine")
     add_plain_arg(p)
+    p.add_argument(
+        "--attention",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write attention pictures to DIR: per written frame, NAME_query.png (where the "
+        "search location at the box centre looks in the search crop, the template and each "
+        "online template) and NAME_frame.png (each search location's attention to the "
+        "template, over the frame), for the last block; the attention then runs its explicit "
+        "softmax (about the plain path's speed)",
+    )
+    p.add_argument(
+        "--attention-every",
+        type=int,
+        default=10,
+        metavar="N",
+        help="with --attention: every N-th frame (default 10; frame 0 has no search step)",
+    )
     p.set_defaults(func=run)
 
 
 def _stepper(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - lazy types
-    """``step(i, frame) -> [(target, box, score)]`` with a Tracker, or a MultiTracker for K > 1."""
-    from mixformer.tracking import MultiTracker, Tracker, TrackerConfig
+    """``step(i, frame) -> [(target, TrackResult)]`` with a Tracker, or a MultiTracker for K > 1."""
+    from mixformer.tracking import MultiTracker, Tracker, TrackerConfig, TrackResult
 
     config = TrackerConfig.for_model(model, args.preset, args.got10k_trained)
+    options = dict(fast=not args.plain, keep_attention=args.attention is not None)
     if len(args.box) == 1:
-        single = Tracker(model, config, args.device, fast=not args.plain)
+        single = Tracker(model, config, args.device, **options)
 
         def step(i: int, frame):  # noqa: ANN001, ANN202
             res = single.init(frame, args.box[0]) if i == 0 else single.update(frame)
-            return [(0, res.box, res.score)]
+            return [(0, res)]
 
         return step
-    multi = MultiTracker(model, config, args.device, fast=not args.plain)
+    multi = MultiTracker(model, config, args.device, **options)
 
     def step(i: int, frame):  # noqa: ANN001, ANN202
         if i == 0:
-            return [(multi.add(frame, box), tuple(box), 1.0) for box in args.box]
-        return [(t, r.box, r.score) for t, r in multi.update(frame).items()]
+            return [(multi.add(frame, box), TrackResult(tuple(box), 1.0, 0)) for box in args.box]
+        return list(multi.update(frame).items())
 
     return step
 
@@ -270,6 +294,8 @@ def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames 
 
     check_model_name(args.model)
     check_device(args.device)
+    if args.attention_every < 1:
+        raise CLIError(f"--attention-every must be >= 1, got {args.attention_every}")
     preset = TrackerConfig.preset(args.preset, args.model, got10k_trained=args.got10k_trained)
     set_threads(args.threads)
     source = FrameSource(args.source)
@@ -291,6 +317,7 @@ def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from mixformer.tracking.attention import write_attention
     from mixformer.tracking.render import PALETTE, VideoWriter, draw_box
     from mixformer.utils import atomic_write_text
 
@@ -305,14 +332,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         for i, frame in enumerate(frames):
             new = []
-            for t, box, score in step(i, frame):
+            shown = frame
+            for t, res in step(i, frame):
                 prefix = f"{i},{t}," if several else ""
-                new.append(prefix + ",".join(f"{v:.2f}" for v in box))
+                new.append(prefix + ",".join(f"{v:.2f}" for v in res.box))
+                if res.attention is not None and i and i % args.attention_every == 0:
+                    stem = f"frame{i:06d}" + (f"_target{t}" if several else "")
+                    write_attention(args.attention, stem, res.attention, frame)
                 if writer:
-                    label = f"{t}: {score:.2f}" if several else f"{score:.2f}"
-                    frame = draw_box(frame, box, PALETTE[t % len(PALETTE)], label)
+                    label = f"{t}: {res.score:.2f}" if several else f"{res.score:.2f}"
+                    shown = draw_box(shown, res.box, PALETTE[t % len(PALETTE)], label)
             if writer:
-                writer.write(frame)
+                writer.write(shown)
             lines.extend(new)  # whole frames only
             count += 1
             bar.update(1)
@@ -331,6 +362,8 @@ def run(args: argparse.Namespace) -> int:
         print(text, end="")
     if args.output:
         log.info("wrote annotated video to %s", args.output)
+    if args.attention:
+        log.info("wrote attention pictures to %s", args.attention)
     return 0
 
 

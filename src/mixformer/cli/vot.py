@@ -6,7 +6,12 @@ import argparse
 import logging
 
 from mixformer.cli import CLIError
-from mixformer.cli.track import add_got10k_arg, add_model_args, load_model_from_args
+from mixformer.cli.track import (
+    add_got10k_arg,
+    add_model_args,
+    add_plain_arg,
+    load_model_from_args,
+)
 
 log = logging.getLogger("mixformer.vot")
 
@@ -22,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--preset", default="vot20", help="tracker settings preset (default vot20)")
     add_got10k_arg(p)
+    add_plain_arg(p)
     p.add_argument("--name", default="MixFormer", help="tracker name sent to the toolkit")
     p.set_defaults(func=run_server)
 
@@ -36,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--weights", default=None, help="weights file (made absolute)")
     c.add_argument("--preset", default="vot20", help="tracker settings preset (default vot20)")
     c.add_argument("--device", default=None, help="torch device passed to the server")
+    c.add_argument(
+        "--plain", action="store_true", help="the server runs the plain reference network"
+    )
     c.set_defaults(func=run_config)
 
 
@@ -50,7 +59,8 @@ def run_server(args: argparse.Namespace) -> int:
     TrackerConfig.preset(args.preset)  # unknown presets fail before the model loads
     model = load_model_from_args(args)
     config = TrackerConfig.for_model(model, args.preset, args.got10k_trained)
-    frames = serve(lambda: MultiTracker(model, config, args.device), name=args.name)
+    fast = not args.plain
+    frames = serve(lambda: MultiTracker(model, config, args.device, fast=fast), name=args.name)
     log.info("VOT session ended after %d frames", frames)
     return 0
 
@@ -67,5 +77,7 @@ def run_config(args: argparse.Namespace) -> int:
             raise CLIError(f"weights file not found: {args.weights}")
         weights = str(path)
     extra = ["--device", args.device] if args.device else []
+    if args.plain:
+        extra.append("--plain")
     print(trackers_ini(args.name, args.model, weights, args.preset, extra), end="")
     return 0

@@ -73,6 +73,10 @@ class RunSettings:
         weights: the weights path as given (informational; not compared).
         threads: torch intra-op threads per worker (informational; not compared: results do
             not depend on it). None: ``max(1, cpu_count // workers)``.
+        fast: the fast inference path (default) or, False, the plain reference arithmetic
+            (``--plain``). Compared: the two paths' boxes differ by float rounding, which can
+            move a written integer box by a pixel. Records written before this field existed
+            were made on the plain path and read as ``False``.
     """
 
     dataset: str
@@ -81,6 +85,7 @@ class RunSettings:
     tracker: dict[str, Any]
     weights: str | None = None
     threads: int | None = None
+    fast: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (with a format version)."""
@@ -93,6 +98,9 @@ class RunSettings:
         for key in ("dataset", "model", "weights_sha256"):
             if a[key] != b[key]:
                 out.append(f"{key}: {a[key]!r} (recorded) vs {b[key]!r} (now)")
+        if a["fast"] != b["fast"]:
+            path = {True: "fast", False: "plain (--plain)"}
+            out.append(f"inference path: {path[a['fast']]} (recorded) vs {path[b['fast']]} (now)")
         for key in sorted(set(a["tracker"]) | set(b["tracker"])):
             va, vb = a["tracker"].get(key), b["tracker"].get(key)
             if va != vb:
@@ -113,6 +121,7 @@ def check_settings(results_dir: str | Path, settings: RunSettings) -> None:
         try:
             data = json.loads(path.read_text())
             data.pop("version", None)
+            data.setdefault("fast", False)  # older records: the plain path was the only one
             old = RunSettings(**data)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{path}: unreadable settings record ({exc})") from exc
@@ -295,6 +304,7 @@ class _Job:
     device: str
     threads: int
     parent_pid: int = 0
+    fast: bool = True
 
 
 _WORKER: dict[str, Any] = {}
@@ -355,7 +365,8 @@ def _run_one(seq: Sequence, box_path: Path, time_path: Path, err_path: Path) -> 
     job: _Job = _WORKER["job"]
     t0 = time.perf_counter()
     try:
-        tracker = Tracker(_WORKER["model"], TrackerConfig(**job.tracker), _WORKER["device"])
+        config = TrackerConfig(**job.tracker)
+        tracker = Tracker(_WORKER["model"], config, _WORKER["device"], fast=job.fast)
         boxes, times, _ = track_sequence(tracker, seq)
         write_result(box_path, time_path, boxes, times)
     except Exception as exc:
@@ -488,6 +499,7 @@ def _run_locked(
         device,
         settings.threads or max(1, ncpu // n_workers),
         parent_pid=os.getpid(),
+        fast=settings.fast,
     )
     t_start = time.perf_counter()
     lengths = {seq.name: len(seq) for seq, *_ in todo}

@@ -123,7 +123,8 @@ def got10k_tracker(
         device: torch device.
         decoder: how ``track`` reads frames: ``"opencv"`` (reference decoding) or ``"pil"``
             (the toolkit's own).
-        **tracker_kwargs: further :class:`~mixformer.Tracker` options.
+        **tracker_kwargs: further :class:`~mixformer.Tracker` options (the fast inference path
+            is the default; ``fast=False`` runs the plain reference arithmetic).
     Returns:
         An instance of a ``got10k.trackers.Tracker`` subclass with ``is_deterministic=True``.
     Raises:

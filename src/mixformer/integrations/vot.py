@@ -78,7 +78,9 @@ def serve(
 
     Args:
         make_tracker: returns a fresh :class:`MultiTracker` for each ``initialize`` request
-            (the toolkit re-initialises after failures and for every sequence).
+            (the toolkit re-initialises after failures and for every sequence; trackers over
+            one model share its engine, so this is cheap). ``mixformer vot-server`` makes them
+            on the fast path unless ``--plain``.
         read_image: path -> ``(H, W, 3)`` uint8 RGB; default OpenCV decoding (as the reference).
         name: tracker name sent in the TraX handshake.
     Returns:

@@ -201,6 +201,8 @@ class BenchmarkReport:
         peak_gflops_fp32: fp32 matmul rate (GFLOP/s, 1024^3 multiply, median over the frames).
         peak_rss_mb: peak resident memory of the process (MiB).
         mean_iou: mean IoU of the last path's boxes against the first path's (``compare``).
+        scene: ``"synthetic"`` or ``"photos"``.
+        update_interval / online_size: the tracker's template schedule.
     """
 
     model: str
@@ -215,12 +217,17 @@ class BenchmarkReport:
     peak_gflops_fp32: float
     peak_rss_mb: float
     mean_iou: float | None = None
+    scene: str = "synthetic"
+    update_interval: int = 0
+    online_size: int = 0
 
     def format(self) -> str:
         """Human-readable multi-line table."""
         lines = [
             f"model {self.model}  dtype {self.dtype}  backend {self.backend}  threads "
-            f"{self.threads}  frames {self.frames} (+{self.warmup} warm-up)  medians per frame",
+            f"{self.threads}  frames {self.frames} (+{self.warmup} warm-up, {self.scene} scene, "
+            f"templates every {self.update_interval} frames x {self.online_size})  medians per "
+            "frame",
             f"network: {self.gmacs:.2f} GMACs per search step; matmul peak measured now: "
             f"fp32 {self.peak_gflops_fp32:.1f} GFLOP/s"
             + (f", {self.dtype} {self.peak_gflops:.1f} GFLOP/s" if self.dtype != "fp32" else ""),
@@ -362,4 +369,7 @@ def run_benchmark(
         peak_gflops_fp32=peak32.median(),
         peak_rss_mb=peak_rss_mb(),
         mean_iou=mean_iou,
+        scene=scene,
+        update_interval=cfg.update_interval,
+        online_size=cfg.online_size,
     )

@@ -567,8 +567,9 @@ class TrackingCore:
                 row.observation["network_seconds"] = network_seconds
             if maps:
                 # the templates this search ran against, before any update of this frame
+                search_maps = tuple(_search_row(m, i, t.template_attention) for m in maps)
                 row.attention = (
-                    (*t.template_attention, *(_row(m, i) for m in maps)),
+                    (*t.template_attention, *search_maps),
                     self._template_images(t),
                 )
             t.box = t.motion.observe(t.box, box, cfg, size)
@@ -600,18 +601,20 @@ class TrackingCore:
         batch: int,
     ) -> dict[str, Any]:
         cfg = self.config
-        cells = cfg.search_size // self.model.config.feat_stride
         scores = out.get("pred_scores")
         heat = None
         if features:
             feat = features[-1][i : i + 1].detach()
-            head = self.model.box_head
+            # the engine's own head when it exposes its maps (plain and fused MixFormer),
+            # else the plain head on the engine's features
+            maps_of = getattr(self.engine, "corner_maps", None) or self.model.box_head.score_maps
 
             def heat() -> np.ndarray:
                 with torch.inference_mode():
-                    tl, br = head.score_maps(feat.float())
+                    tl, br = maps_of(feat)
                 return torch.cat([tl, br], dim=1)[0].float().cpu().numpy()
 
+        side = int(round(prior.shape[-1] ** 0.5)) if prior is not None else 0
         return dict(
             anchor=anchor,
             crop_window=crop_window(anchor, cfg.search_factor),
@@ -623,12 +626,23 @@ class TrackingCore:
             score=1.0 if score is None else score,
             network_box=box,
             corner_prior=(
-                None if prior is None else prior[i].reshape(2, cells, cells).float().cpu().numpy()
+                None if prior is None else prior[i].reshape(2, side, side).float().cpu().numpy()
             ),
             num_online=target.cache.num_online,
             batch_size=batch,
             heatmap_source=heat,
         )
+
+
+def _search_row(amap: Any, i: int, template_maps: Sequence[Any]) -> Any:
+    """Row ``i`` of a search-kind record, its template key segments named from the target's own
+    template-kind record of the same layer (the layer only knows its latest encoding, which
+    may have been another target's with another online-template count)."""
+    amap = _row(amap, i)
+    own = {m.layer: m for m in template_maps}.get(amap.layer)
+    if own is None:
+        return amap
+    return dataclasses.replace(amap, key_segments=(*own.key_segments, amap.key_segments[-1]))
 
 
 def _row(amap: Any, i: int) -> Any:

@@ -11,8 +11,9 @@ import numpy as np
 
 from mixformer.models.mixformer import MixFormer
 from mixformer.tracking.config import TrackerConfig
+from mixformer.tracking.core import reference_config, resolve_config
 from mixformer.tracking.multi import MultiTracker
-from mixformer.tracking.tracker import Tracker, reference_config, resolve_config
+from mixformer.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def benchmark_multi(
     width: int = 640,
     config: TrackerConfig | None = None,
     seed: int = 0,
-    fast: bool | None = None,
+    fast: bool = True,
     max_batch: int | None = None,
 ) -> list[MultiTiming]:
     """Time K separate trackers and one :class:`MultiTracker` on the same frames, side by side.
@@ -84,7 +85,7 @@ def benchmark_multi(
         height, width: frame size of the synthetic video.
         config: tracker settings; default ``TrackerConfig()`` with the model's crop sizes.
         seed: seed of the synthetic video and boxes.
-        fast: run both on the fast inference path (see :class:`~mixformer.Tracker`).
+        fast: both on the fast inference path (default); False: both on the plain one.
         max_batch: the MultiTracker's largest batch per call (None: all targets at once).
     Returns:
         One :class:`MultiTiming` per K.

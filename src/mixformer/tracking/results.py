@@ -49,7 +49,7 @@ class Observation:
             a score module).
         network_box: ``pred_boxes`` mapped back to image pixels and clipped, ``(x, y, w, h)``,
             before the motion settings (``size_update``, ``max_scale_change``) are applied.
-        corner_prior: the motion prior added to the corner maps, ``(2, H, W)`` float32 log
+        corner_prior: the motion prior added to the corner maps, ``(2, F, F)`` float32 log
             prior (top-left, bottom-right), or None when ``motion_prior`` is off.
         num_online: online templates the search step ran against.
         templates_updated: the online templates changed after this frame (re-encoded).
@@ -81,13 +81,14 @@ class Observation:
 
     @cached_property
     def heatmaps(self) -> np.ndarray | None:
-        """The two corner heat maps, ``(2, H, W)`` float32 (``H = W = search_size / 16``).
+        """The two corner heat maps, ``(2, F, F)`` float32 (``F``: the model's
+        ``config.corner_map_size``, 20 for CvT at 320 px).
 
         Row 0 is the top-left corner's map, row 1 the bottom-right's: the head's raw logits
         (before :attr:`corner_prior` and the soft-argmax's softmax); cell ``(i, j)`` stands for
-        crop pixel ``(16 j, 16 i)``. Computed on first access by the plain corner head from
-        the search features the engine produced (equal to the fast head's maps to float
-        rounding). None for engines that do not expose their features (onnxruntime).
+        search-patch pixel ``(j, i) * search_size / F``. Computed on first access by the
+        engine's own head (``corner_maps``) from the search features it produced. None for
+        engines that do not expose their features (onnxruntime).
         """
         return None if self.heatmap_source is None else self.heatmap_source()
 

@@ -531,3 +531,65 @@ def test_the_command_serves_and_cleans_up_on_ctrl_c(tmp_path):
     assert proc.returncode in (0, 130), err
     assert "Traceback" not in err, err
     assert not work[0].exists()
+
+
+# -- the attention overlay -----------------------------------------------------------------
+def test_attention_toggle_is_refused_when_it_cannot_be_drawn(client, session, monkeypatch):
+    monkeypatch.setattr(session, "_render_attention", None)
+    state = client.get("/api/state").json()
+    assert state["attention"]["available"] is False
+    r = client.post("/api/options", json={"attention": True})
+    assert r.status_code == 400 and r.json()["error"] == session.attention_reason
+    assert client.post("/api/options", json={"attention": "yes"}).status_code == 400
+    assert client.post("/api/options", json={"attention": False}).status_code == 200
+
+
+@pytest.mark.parametrize("boxes", [[[20, 30, 24, 24]], [[20, 30, 24, 24], [70, 10, 30, 20]]])
+def test_attention_pictures_are_streamed_when_on(client, session, video, monkeypatch, boxes):
+    """The plumbing, with a stand-in renderer: the tracker's attention of every target goes to
+    the renderer, and its picture (cropped to the frame) is what the page gets."""
+    calls = []
+
+    def render(attention, frame):
+        calls.append(attention)
+        out = np.zeros((frame.shape[0] + 24, frame.shape[1], 3), np.uint8)
+        out[: frame.shape[0]] = (255, 0, 0)
+        return out
+
+    monkeypatch.setattr(session, "_render_attention", render)
+    _upload(client, video)
+    assert client.post("/api/options", json={"attention": True}).json()["attention"]["on"]
+    run = client.post("/api/track", json={"boxes": boxes}).json()["run"]
+    assert run["attention"] is True
+    state = _finish(client, session)
+    assert state["status"] == "done"
+    assert len(calls) == len(boxes) * (N - 1) and all(c is not None for c in calls)
+
+    def get(index, attention):
+        r = client.get(f"/api/frame/{run['id']}/{index}.jpg", params={"attention": attention})
+        return cv2.cvtColor(cv2.imdecode(np.frombuffer(r.content, np.uint8), 1), cv2.COLOR_BGR2RGB)
+
+    picture = get(N - 1, 1)
+    assert (
+        picture.shape == (H, W, 3) and picture[..., 0].mean() > 240 and picture[..., 2].max() < 40
+    )
+    plain = get(N - 1, 0)
+    assert plain[..., 2].mean() > 40
+    np.testing.assert_array_equal(get(0, 1), get(0, 0))  # frame 0 has no search attention
+
+
+def test_the_real_attention_renderer(client, session, video):
+    from mixformer.app.session import attention_renderer
+
+    render, reason = attention_renderer()
+    if render is None:
+        pytest.skip(reason)
+    _upload(client, video)
+    client.post("/api/options", json={"attention": True})
+    run = client.post("/api/track", json={"boxes": [[20, 30, 24, 24]]}).json()["run"]
+    state = _finish(client, session)
+    assert state["status"] == "done" and state["message"] == ""
+    r = client.get(f"/api/frame/{run['id']}/{N - 1}.jpg", params={"attention": 1})
+    picture = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    plain = client.get(f"/api/frame/{run['id']}/{N - 1}.jpg").content
+    assert picture.shape == (H, W, 3) and r.content != plain

@@ -10,8 +10,9 @@ shows as a message):
   over the size limit before and while it arrives).
 * ``POST /api/demo``: the built-in demo clip.
 * ``POST /api/track`` with ``{"boxes": [[x, y, w, h], ...]}``; ``POST /api/pause``,
-  ``/api/resume``, ``/api/stop``.
-* ``GET /api/first-frame.jpg``, ``GET /api/frame/{run}/{index}.jpg``: JPEG frames.
+  ``/api/resume``, ``/api/stop``; ``POST /api/options`` with ``{"attention": true}``.
+* ``GET /api/first-frame.jpg``, ``GET /api/frame/{run}/{index}.jpg[?attention=1]``: JPEG frames
+  (with ``attention=1`` the attention picture where the run has one).
 * ``GET /api/download/boxes.txt``, ``GET /api/download/tracked.mp4``: the last run's results.
 
 POST requests must carry the ``X-Requested-With: mixformer`` header, which a page of another
@@ -101,6 +102,9 @@ def create_app(session: Session, allowed_hosts: Sequence[str] | None = None) -> 
             static["index.html"], media_type=STATIC_FILES["index.html"], headers=_PAGE_HEADERS
         )
 
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)  # none: spares the browser's console a 404
+
     async def static_file(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in STATIC_FILES or name == "index.html":
@@ -138,13 +142,24 @@ def create_app(session: Session, allowed_hosts: Sequence[str] | None = None) -> 
     async def demo(request: Request) -> Response:
         return _json(await run_in_threadpool(session.load_demo))
 
-    async def track(request: Request) -> Response:
+    async def json_body(request: Request, example: str) -> dict[str, Any]:
         try:
             body = json.loads(await request.body() or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise AppError('the request body must be JSON: {"boxes": [[x, y, w, h]]}') from exc
-        boxes = body.get("boxes") if isinstance(body, dict) else None
-        return _json(session.start(boxes))
+            raise AppError(f"the request body must be JSON: {example}") from exc
+        return body if isinstance(body, dict) else {}
+
+    async def track(request: Request) -> Response:
+        body = await json_body(request, '{"boxes": [[x, y, w, h]]}')
+        return _json(session.start(body.get("boxes")))
+
+    async def options(request: Request) -> Response:
+        body = await json_body(request, '{"attention": true}')
+        if not isinstance(body.get("attention"), bool):
+            raise AppError('options must be {"attention": true or false}')
+        session.set_attention(body["attention"])
+        since, run = _int_param(request, "since", 0), _int_param(request, "run", None)
+        return _json(session.snapshot(since or 0, run))
 
     def action(name: str):  # noqa: ANN202 - a route endpoint
         async def endpoint(request: Request) -> Response:
@@ -211,6 +226,7 @@ def create_app(session: Session, allowed_hosts: Sequence[str] | None = None) -> 
     routes = [
         Route("/", page),
         Route("/static/{name}", static_file),
+        Route("/favicon.ico", favicon),
         Route("/api/state", state),
         Route("/api/upload", upload, methods=["POST"]),
         Route("/api/demo", demo, methods=["POST"]),
@@ -218,6 +234,7 @@ def create_app(session: Session, allowed_hosts: Sequence[str] | None = None) -> 
         Route("/api/pause", action("pause"), methods=["POST"]),
         Route("/api/resume", action("resume"), methods=["POST"]),
         Route("/api/stop", action("stop"), methods=["POST"]),
+        Route("/api/options", options, methods=["POST"]),
         Route("/api/first-frame.jpg", first_frame),
         Route("/api/frame/{run:int}/{index:int}.jpg", frame),
         Route("/api/download/{name}", download),

@@ -39,6 +39,8 @@ from mixformer.utils import atomic_write_text
 log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
+#: ``step(frame_index, frame) -> [(box, score, attention or None)]``, one entry per target.
+Step = Callable[[int, np.ndarray], list[tuple[Box, float, Any]]]
 
 #: Most boxes one run may track (one MultiTracker batch each frame).
 MAX_TARGETS = 16
@@ -106,6 +108,7 @@ class Run:
     jpegs: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
     attention: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
     track_seconds: float = 0.0
+    keep_attention: bool = False
     boxes_path: Path | None = None
     video_path: Path | None = None
     thread: threading.Thread | None = None
@@ -151,18 +154,36 @@ def format_boxes_file(results: Sequence[dict[str, Any]], several: bool) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def attention_support() -> tuple[bool, str]:
-    """Whether this version can draw the tracker's attention: ``(available, reason)``.
+AttentionRenderer = Callable[[Any, np.ndarray], np.ndarray]
 
-    The overlay needs ``Tracker(..., keep_attention=True)`` and an attention renderer in
-    :mod:`mixformer.tracking`; until both exist the page shows the toggle disabled with the
-    reason as its tooltip.
+
+def attention_renderer() -> tuple[AttentionRenderer | None, str]:
+    """The attention picture this version can draw: ``(render, reason)``.
+
+    The overlay needs ``Tracker(..., keep_attention=True)`` (and the same for
+    :class:`~mixformer.MultiTracker`) and ``mixformer.tracking.attention.render_frame(attention,
+    frame) -> RGB picture``. Without them ``render`` is None and ``reason`` says what is
+    missing; the page then shows the toggle disabled with the reason as its tooltip.
     """
+    import importlib
     import inspect
 
-    if "keep_attention" not in inspect.signature(Tracker).parameters:
-        return False, "attention overlay: needs Tracker(keep_attention=True), not in this version"
-    return False, "attention overlay: no attention renderer in this version"
+    for cls in (Tracker, MultiTracker):
+        if "keep_attention" not in inspect.signature(cls).parameters:
+            return None, (
+                f"attention overlay: needs {cls.__name__}(keep_attention=True), not in this version"
+            )
+    try:
+        module = importlib.import_module("mixformer.tracking.attention")
+    except ImportError:
+        module = None
+    render = getattr(module, "render_frame", None)
+    if not callable(render):
+        return None, (
+            "attention overlay: no attention renderer (mixformer.tracking.attention."
+            "render_frame) in this version"
+        )
+    return render, "attention overlay: how strongly each search location attends to the template"
 
 
 class Session:
@@ -210,9 +231,15 @@ class Session:
         self._previous = "empty"
         self._resume = threading.Event()
         self._stop = threading.Event()
-        self.attention_available, self.attention_reason = attention_support()
+        self._render_attention, self.attention_reason = attention_renderer()
+        self._attention_on = False
 
     # -- state -----------------------------------------------------------------------------
+    @property
+    def attention_available(self) -> bool:
+        """Whether the attention overlay can be drawn (see :func:`attention_renderer`)."""
+        return self._render_attention is not None
+
     @property
     def status(self) -> str:
         """``empty``, ``uploading``, ``loading``, ``ready``, ``running``, ``paused``, ``done``,
@@ -246,6 +273,7 @@ class Session:
                 "attention": {
                     "available": self.attention_available,
                     "reason": self.attention_reason,
+                    "on": self._attention_on,
                 },
                 "upload": dict(self._upload) if self._upload else None,
                 "loading": dict(self._loading) if self._loading else None,
@@ -271,6 +299,7 @@ class Session:
                     "total": run.total,
                     "fps": updates / run.track_seconds if run.track_seconds > 0 else None,
                     "since": start,
+                    "attention": run.keep_attention,
                     "results": run.results[start:],
                     "downloads": {
                         "boxes": run.boxes_path is not None,
@@ -515,7 +544,11 @@ class Session:
             video, old = self._video, self._run
             run_id = next(self._ids)
             run = Run(
-                id=run_id, boxes=checked, folder=self.workdir / f"run-{run_id}", total=video.frames
+                id=run_id,
+                boxes=checked,
+                folder=self.workdir / f"run-{run_id}",
+                total=video.frames,
+                keep_attention=self._attention_on,
             )
             run.folder.mkdir(parents=True)
             self._run = run
@@ -531,6 +564,20 @@ class Session:
             shutil.rmtree(old.folder, ignore_errors=True)
         log.info("run %d: tracking %d box(es) in %s", run.id, len(checked), video.name)
         return self.snapshot()
+
+    def set_attention(self, on: bool) -> None:
+        """Switch the attention overlay on or off.
+
+        A run records the attention only when the overlay was on as it started (recording
+        costs speed); switching it off mid-run just stops drawing the pictures.
+
+        Raises:
+            AppError: 400 when this version cannot draw it (the reason is the message).
+        """
+        if on and not self.attention_available:
+            raise AppError(self.attention_reason)
+        with self._lock:
+            self._attention_on = bool(on)
 
     def pause(self) -> None:
         """Pause the running run after its current frame.
@@ -584,7 +631,9 @@ class Session:
             log.warning("the tracking thread did not stop within %.0f s", timeout)
 
     def frame(self, run_id: int, index: int, attention: bool = False) -> bytes:
-        """A streamed frame of run ``run_id`` as JPEG (with ``attention``: its attention picture).
+        """A streamed frame of run ``run_id`` as JPEG.
+
+        With ``attention``, its attention picture where the run has one, else the plain frame.
 
         Raises:
             AppError: 404 when that run or frame is gone (only the newest frames are kept).
@@ -593,8 +642,9 @@ class Session:
             run = self._run
             if run is None or run.id != run_id:
                 raise AppError("that run is gone", 404)
-            store = run.attention if attention else run.jpegs
-            data = store.get(index)
+            data = run.attention.get(index) if attention else None
+            if data is None:  # no picture for this frame (the first frame has no search step)
+                data = run.jpegs.get(index)
         if data is None:
             raise AppError(f"frame {index} is not available", 404)
         return data
@@ -615,27 +665,41 @@ class Session:
         return path
 
     # -- the tracking thread ---------------------------------------------------------------
-    def _stepper(self, boxes: list[Box]) -> Callable[[int, np.ndarray], list[tuple[Box, float]]]:
-        """``step(i, frame) -> [(box, score)]`` per target: a Tracker, or a MultiTracker."""
+    def _stepper(self, boxes: list[Box], keep_attention: bool = False) -> Step:
+        """``step(i, frame) -> [(box, score, attention)]`` per target: a Tracker, or a
+        MultiTracker for several boxes; ``attention`` is None unless ``keep_attention``."""
+        extra = {"keep_attention": True} if keep_attention else {}
         if len(boxes) == 1:
-            tracker = Tracker(self.model, device=self.device, fast=self.fast)
+            tracker = Tracker(self.model, device=self.device, fast=self.fast, **extra)
 
-            def step(i: int, frame: np.ndarray) -> list[tuple[Box, float]]:
+            def step(i: int, frame: np.ndarray) -> list[tuple[Box, float, Any]]:
                 res = tracker.init(frame, boxes[0]) if i == 0 else tracker.update(frame)
-                return [(res.box, res.score)]
+                return [(res.box, res.score, getattr(res, "attention", None))]
 
             return step
-        multi = MultiTracker(self.model, device=self.device, fast=self.fast)
+        multi = MultiTracker(self.model, device=self.device, fast=self.fast, **extra)
         ids: list[int] = []
 
-        def step_many(i: int, frame: np.ndarray) -> list[tuple[Box, float]]:
+        def step_many(i: int, frame: np.ndarray) -> list[tuple[Box, float, Any]]:
             if i == 0:
                 ids.extend(multi.add(frame, box) for box in boxes)
-                return [(box, 1.0) for box in boxes]
+                return [(box, 1.0, None) for box in boxes]
             out = multi.update(frame)
-            return [(out[t].box, out[t].score) for t in ids]
+            return [(out[t].box, out[t].score, getattr(out[t], "attention", None)) for t in ids]
 
         return step_many
+
+    def _attention_picture(self, frame: np.ndarray, attentions: Sequence[Any]) -> np.ndarray | None:
+        """The frame with every target's attention drawn (None when no target has any)."""
+        picture, drawn = frame, False
+        h = frame.shape[0]
+        for att in attentions:
+            if att is None or self._render_attention is None:
+                continue
+            # The renderer may add a caption below the frame; the page shows the frame's area.
+            picture = np.ascontiguousarray(self._render_attention(att, picture)[:h])
+            drawn = True
+        return picture if drawn else None
 
     def _frames(self, video: Video) -> Iterator[np.ndarray]:
         return iter(FrameSource(video.path))
@@ -647,7 +711,8 @@ class Session:
         index = 0
         status, message = "done", ""
         try:
-            step = self._stepper(run.boxes)
+            step = self._stepper(run.boxes, run.keep_attention)
+            draw_attention = run.keep_attention
             for index, frame in enumerate(self._frames(video)):
                 while not self._resume.wait(0.2):
                     pass
@@ -659,23 +724,36 @@ class Session:
                 tracked = step(index, frame)
                 dt = time.perf_counter() - t0
                 shown = frame
-                for t, (box, score) in enumerate(tracked):
+                for t, (box, score, _) in enumerate(tracked):
                     label = f"{t + 1}: {score:.2f}" if several else f"{score:.2f}"
                     shown = draw_box(shown, box, PALETTE[t % len(PALETTE)], label)
                 writer.write(shown)
                 jpeg = encode_jpeg(frame)
+                attention_jpeg = None
+                # Frame 0 is the init frame: no search step, so nothing to draw.
+                if draw_attention and index > 0 and self._attention_on:
+                    try:
+                        picture = self._attention_picture(frame, [a for _, _, a in tracked])
+                    except Exception as exc:  # a drawing problem must not end the run
+                        log.warning("run %d: attention overlay off: %s", run.id, exc)
+                        draw_attention, picture = False, None
+                    if picture is not None:
+                        attention_jpeg = encode_jpeg(picture)
                 result = {
                     "frame": index,
-                    "boxes": [[float(v) for v in box] for box, _ in tracked],
-                    "scores": [float(score) for _, score in tracked],
+                    "boxes": [[float(v) for v in box] for box, _, _ in tracked],
+                    "scores": [float(score) for _, score, _ in tracked],
                 }
                 with self._lock:
                     if index > 0:
                         run.track_seconds += dt
                     run.results.append(result)
                     run.jpegs[index] = jpeg
-                    while len(run.jpegs) > KEEP_FRAMES:
-                        run.jpegs.popitem(last=False)
+                    if attention_jpeg is not None:
+                        run.attention[index] = attention_jpeg
+                    for store in (run.jpegs, run.attention):
+                        while len(store) > KEEP_FRAMES:
+                            store.popitem(last=False)
         except Exception as exc:
             log.error("run %d stopped at frame %d: %s", run.id, index, exc)
             log.debug("traceback", exc_info=True)

@@ -126,8 +126,10 @@
     setTimeout(poll, busy() ? 100 : 500);
   }
 
+  // Attention pictures exist for runs started with the overlay on.
   function wantAttention() {
-    return $("attention").checked && !$("attention").disabled;
+    const s = app.state;
+    return $("attention").checked && !$("attention").disabled && !!(s && s.run && s.run.attention);
   }
 
   // The newest streamed frame; its boxes are drawn from app.results of the same index.
@@ -315,6 +317,7 @@
     }
     const att = s ? s.attention : { available: false, reason: "" };
     $("attention").disabled = !att.available;
+    $("attention").checked = att.available && !!att.on;
     $("attention-label").classList.toggle("disabled", !att.available);
     $("attention-label").title = att.available ? "draw the tracker's attention on the frames" : att.reason;
     if (!s) return setProgress(0, null);
@@ -453,8 +456,14 @@
     act((app.state && app.state.status === "paused" ? "/api/resume" : "/api/pause") + sinceQuery()),
   );
   $("stop").addEventListener("click", () => act(`/api/stop${sinceQuery()}`));
-  $("attention").addEventListener("change", () => {
-    fetchFrame();
+  $("attention").addEventListener("change", async () => {
+    const on = $("attention").checked;
+    await act(`/api/options${sinceQuery()}`, { attention: on });
+    const s = app.state;
+    if (on && s && s.run && !s.run.attention && BUSY.includes(s.status)) {
+      showMessage("the attention overlay shows from the next run (this one runs without it)", "info");
+    }
+    fetchFrame(); // the shown frame again, with or without its attention
     render();
   });
   for (const id of ["dl-boxes", "dl-video"]) {

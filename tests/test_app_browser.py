@@ -296,3 +296,29 @@ def test_demo_clip_with_two_boxes_paused_and_resumed(page, app_server):
     assert len(results) == 80 and all(len(r["boxes"]) == 2 for r in results)
     assert page.locator("#boxes tbody tr").count() == 2
     assert page.locator("#frame-index").inner_text() == "80 of 80"
+
+
+def test_attention_overlay_toggle(page, clip):
+    if not page.evaluate("window.mixformerApp.state.attention.available"):
+        pytest.skip(page.evaluate("window.mixformerApp.state.attention.reason"))
+    path, gt = clip
+    _upload(page, path)
+    page.wait_for_function(
+        "() => window.mixformerApp.state.status === 'ready' && window.mixformerApp.firstFrame"
+    )
+    page.check("#attention")
+    page.wait_for_function("() => window.mixformerApp.state.attention.on")
+    _drag(page, gt)
+    page.click("#track")
+    page.wait_for_function(
+        "() => window.mixformerApp.state.status === 'done' && window.mixformerApp.shownAttention"
+        f" && window.mixformerApp.shownIndex === {N - 1}",
+        timeout=60_000,
+    )
+    assert page.evaluate("window.mixformerApp.state.run.attention") is True
+    canvas = "document.querySelector('#view').toDataURL()"
+    with_attention = page.evaluate(f"() => {canvas}")
+    page.uncheck("#attention")
+    page.wait_for_function("() => !window.mixformerApp.shownAttention")
+    page.wait_for_function(f"() => {canvas} !== {with_attention!r}")
+    assert page.evaluate("window.mixformerApp.state.attention.on") is False

@@ -3,7 +3,7 @@
 Quick use::
 
     import mixformer
-    model = mixformer.build_model("mixformer-22k", weights="mixformer_online_22k.pth.tar")
+    model = mixformer.build_model("mixformer-22k", weights="mixformer_cvt_online_22k.pth.tar")
     config = mixformer.TrackerConfig.preset("lasot", model="mixformer-22k")
     tracker = mixformer.Tracker(model, config)
     tracker.init(first_frame_rgb, (x, y, w, h))

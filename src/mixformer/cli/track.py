@@ -148,8 +148,9 @@ def add_got10k_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--got10k-trained",
         action="store_true",
-        help="the weights were trained on GOT-10k only (e.g. mixformer_online_got.pth.tar): "
-        "use the reference's baseline_got tracker schedules",
+        help="the weights were trained on GOT-10k only "
+        "(e.g. mixformer_cvt_online_22k_got.pth.tar): use the reference's baseline_got tracker "
+        "schedules",
     )
 
 
@@ -170,7 +171,7 @@ def resolve_weights(args: argparse.Namespace) -> Path | None:
         if shipped is None:
             log.warning(
                 "!!! NO WEIGHTS: %s has random weights, so the results are meaningless. "
-                "Pass --weights FILE (e.g. a released mixformer_online_22k.pth.tar). !!!",
+                "Pass --weights FILE (e.g. a released mixformer_cvt_online_22k.pth.tar). !!!",
                 args.model,
             )
         return shipped

@@ -117,7 +117,7 @@ def got10k_tracker(
             ``benchmark`` is given (e.g. ``"got10k_test"``, ``"otb"``), else the defaults.
         benchmark: preset name used when ``config`` is None.
         got10k_trained: with ``benchmark``: the network was trained on GOT-10k only (the
-            reference's ``mixformer_online_got.pth.tar``), so its ``baseline_got`` schedules
+            reference's ``mixformer_cvt_online_22k_got.pth.tar``), so its ``baseline_got`` schedules
             are used (see :meth:`TrackerConfig.preset`).
         name: tracker name (the toolkit's result and report folder).
         device: torch device.

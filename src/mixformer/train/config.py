@@ -74,7 +74,8 @@ class TrainConfig:
         max_gap: frame gap for sampling; pos_prob: positive-sample probability (stage 2).
         hard_negative_prob: stage 2 (ours; 0 = the reference): fraction of negatives whose
             search box sits on a distractor or on background of the same frame.
-        template_factor / template_size / search_factor / search_size: crop geometry.
+        template_factor / template_size / search_factor / search_size: crop geometry; sizes 0
+            (the default) are the model's (``ModelConfig.template_size`` / ``search_size``).
         search_center_jitter / search_scale_jitter: search-box jitter (templates: none).
         grayscale_prob / brightness_jitter: augmentations.
         epochs / lr_drop_epoch: schedule (StepLR gamma 0.1 after ``lr_drop_epoch`` epochs).
@@ -116,9 +117,9 @@ class TrainConfig:
     pos_prob: float = 0.5
     hard_negative_prob: float = 0.0
     template_factor: float = 2.0
-    template_size: int = 128
+    template_size: int = 0
     search_factor: float = 5.0
-    search_size: int = 320
+    search_size: int = 0
     search_center_jitter: float = 4.5
     search_scale_jitter: float = 0.5
     grayscale_prob: float = 0.05
@@ -211,6 +212,18 @@ class TrainConfig:
                 list(v) if isinstance(v, tuple) else (dict(v) if isinstance(v, dict) else v)
             )
         return out
+
+    def with_model_crops(self) -> TrainConfig:
+        """This config with crop sizes 0 replaced by the model's (preset + ``model_overrides``)."""
+        if self.template_size and self.search_size:
+            return self
+        from mixformer.models import get_config
+
+        mc = get_config(self.model).replace(**self.model_overrides)
+        return self.replace(
+            template_size=self.template_size or mc.template_size,
+            search_size=self.search_size or mc.search_size,
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -372,7 +385,7 @@ def _mixvit_presets(model: str, stem: str, pretrained: str, large: bool) -> None
     from mixformer.models import get_config
 
     mc = get_config(model)
-    sizes = dict(model=model, template_size=mc.template_size, search_size=mc.search_size)
+    sizes = dict(model=model)  # crop sizes: the model's
     s1 = {**_MIXVIT_STAGE1, **sizes, "pretrained": pretrained}
     if large:
         s1.update(_LARGE_STAGE1)
@@ -586,3 +599,28 @@ def load_train_config(
     cfg = get_train_config(base) if base else TrainConfig()
     cfg = apply_overrides(cfg, data)
     return apply_overrides(cfg, overrides or {}), path.stem
+
+
+# MixFormerV2-B / -S students (SPEC-MIXFORMERV2 1.2, 6.3) trained directly with the box losses of
+# stage 1 (CIoU + L1 on the prediction-token box) and the score head in stage 2 (the online
+# stage: backbone and box head frozen, BCE on the score). The reference's distillation from a
+# MixViT teacher is not part of this trainer. Schedule and jitter as MixViT's; search factor of
+# the yamls' DATA.SEARCH.FACTOR (5.0 for B, 4.5 for S); MAE ViT-B initialisation.
+def _mixformerv2_presets(model: str, search_factor: float) -> None:
+    from mixformer.models import get_config
+
+    mc = get_config(model)
+    sizes = dict(model=model, template_size=mc.template_size, search_size=mc.search_size)
+    s1 = {
+        **_MIXVIT_STAGE1,
+        **sizes,
+        "search_factor": search_factor,
+        "pretrained": "mae_pretrain_vit_base.pth",
+    }
+    s2 = {**_MIXVIT_STAGE2, **sizes, "search_factor": search_factor}
+    _preset(f"{model}-stage1")(lambda: TrainConfig(**s1))
+    _preset(f"{model}-stage2")(lambda: TrainConfig(**s2))
+
+
+_mixformerv2_presets("mixformerv2-b", 5.0)
+_mixformerv2_presets("mixformerv2-s", 4.5)

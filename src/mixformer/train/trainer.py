@@ -113,7 +113,8 @@ def build_network(cfg: TrainConfig) -> MixFormer:
             raise ValueError(f"stage1_checkpoint {cfg.stage1_checkpoint} not found")
         load_weights(model, cfg.stage1_checkpoint)
     mc = model.config
-    if (mc.template_size, mc.search_size) != (cfg.template_size, cfg.search_size):
+    given = (cfg.template_size or mc.template_size, cfg.search_size or mc.search_size)
+    if (mc.template_size, mc.search_size) != given:
         raise ValueError(
             f"crop sizes template_size={cfg.template_size} search_size={cfg.search_size} do not "
             f"match {cfg.model}'s {mc.template_size}/{mc.search_size}; set them to the model's"
@@ -190,6 +191,7 @@ def measure_data(
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    cfg = cfg.with_model_crops()
     samples = build_samples(cfg, train=True)
     samples.set_epoch(1)
     n = min(num_batches * cfg.batch_size, len(samples))
@@ -282,6 +284,11 @@ class Trainer:
         if cfg.amp and not self.use_amp:
             log.warning("amp=true ignored: mixed precision is used on CUDA only")
         self.model = build_network(cfg).to(self.info.device)
+        mc = self.model.config  # crop sizes 0 in the config mean the model's
+        cfg = self.cfg = cfg.replace(
+            template_size=cfg.template_size or mc.template_size,
+            search_size=cfg.search_size or mc.search_size,
+        )
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)

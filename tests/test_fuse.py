@@ -27,8 +27,11 @@ def _sharpen(model: MixFormer, seed: int = 0) -> MixFormer:
                 m.bias.copy_(0.2 * torch.randn(n, generator=g))
                 m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
                 m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-        for side in ("tl", "br"):
-            getattr(model.box_head, f"conv5_{side}").weight.mul_(20.0)
+        if hasattr(model.box_head, "conv5_tl"):
+            for side in ("tl", "br"):
+                getattr(model.box_head, f"conv5_{side}").weight.mul_(20.0)
+        else:  # MixFormerV2's bin head: the gain of the LayerNorm on the bin logits
+            model.box_head.layers[1][1].weight.mul_(20.0)
     return model
 
 

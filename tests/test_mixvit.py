@@ -390,3 +390,17 @@ def test_onnx_export_and_runtime_match_torch(family, tmp_path):
         _close(got["pred_boxes"], ref["pred_boxes"], 1e-4)
         _close(got["pred_scores"], ref["pred_scores"], 1e-4)
         _close(got["pred_boxes"], c["pred_boxes"], 1e-4)
+
+
+def test_stage1_file_loads_with_a_warning_naming_the_score_keys(tmp_path, caplog):
+    """A stage-1 MixViT file: no ``score_branch.*``, trainable-BN head buffers
+    (``num_batches_tracked``), which the frozen-BN online model drops (SPEC-MIXVIT 6.3)."""
+    stage1 = build_model("mixvit-b", score_head=False, head_bn="batch", depth=1)
+    sd = stage1.state_dict()
+    assert any(k.endswith("num_batches_tracked") for k in sd)
+    path = tmp_path / "MixFormer_ep0500.pth.tar"
+    torch.save({"net": sd}, path)
+    with caplog.at_level("WARNING"):
+        online = build_model("mixvit-b", weights=path, depth=1)
+    assert "score module" in caplog.text and "score_branch." in caplog.text
+    assert torch.equal(online.box_head.conv1_tl[0].weight, sd["box_head.conv1_tl.0.weight"])

@@ -36,6 +36,22 @@ OVERRIDES = {
     "num_workers": 0,
     "tensorboard": False,
 }
+# The same on a micro MixViT (fused qkv attention, pyramid corner head, fixed position tables).
+VIT_OVERRIDES = {
+    **OVERRIDES,
+    "model": "mixvit-b",
+    "model_overrides": {
+        "embed_dim": 32,
+        "depth": 1,
+        "num_heads": 2,
+        "drop_path_rate": 0.0,
+        "head_dim": 16,
+        "template_size": 64,
+        "search_size": 128,
+        "head_bn": "frozen",
+    },
+    "search_size": 128,
+}
 
 
 def _run(args: list[str], cwd: Path) -> None:
@@ -45,9 +61,12 @@ def _run(args: list[str], cwd: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process_with_combined_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("overrides", [OVERRIDES, VIT_OVERRIDES], ids=["cvt", "vit"])
+def test_two_gloo_processes_match_one_process_with_combined_batch(
+    tmp_path: Path, overrides: dict
+) -> None:
     cfg = tmp_path / "ddp.yaml"
-    cfg.write_text(yaml.safe_dump(OVERRIDES))
+    cfg.write_text(yaml.safe_dump(overrides))
     train = ["-m", "mixformer.train", str(cfg)]
     opts = ["--no-progress", "--device", "cpu", "--output"]
     _run([sys.executable, *train, "batch_size=2", *opts, str(tmp_path / "one")], tmp_path)
@@ -66,7 +85,7 @@ def test_two_gloo_processes_match_one_process_with_combined_batch(tmp_path: Path
     # so two runs may differ by up to 2 * lr per optimizer step on the few such entries; require
     # close agreement everywhere else.
     lr = float(rows_one[0]["lr"])
-    steps = OVERRIDES["samples_per_epoch"] // 2 * OVERRIDES["epochs"]  # global batch 2
+    steps = overrides["samples_per_epoch"] // 2 * overrides["epochs"]  # global batch 2
     for k in one:
         diff = (one[k].float() - two[k].float()).abs()
         assert diff.max() <= 2 * steps * lr * 1.01, k

@@ -8,14 +8,15 @@
   per-block key/value cache after the projections (SPEC 1.12, SPEC-MIXVIT 6.2);
 * ``search_step.onnx``: ``search (1, 3, Hs, Hs)``, ``corner_prior (1, 2, F*F)`` (the log-prior
   added to the corner heat maps, :attr:`~mixformer.TrackerConfig.motion_prior`; zeros for the
-  reference head), ``template_feat`` and all ``k{j}``, ``v{j}`` -> ``pred_boxes (1, 1, 4)``
-  normalised cxcywh and ``pred_scores (1,)`` logits;
+  reference head; absent for heads without corner maps, MixFormerV2), ``template_feat`` and
+  all ``k{j}``, ``v{j}`` -> ``pred_boxes (1, 1, 4)`` normalised cxcywh and ``pred_scores (1,)``
+  logits;
 * ``mixformer_onnx.json``: the model name and config, the number of blocks and the I/O names.
 
 (CvT: 128/320 crops, 8x8 / 20x20 maps, ``F = 20``; MixViT-B: 128/288, 8x8 / 18x18, ``F = 72``.)
 Inputs are ImageNet-normalised float32 RGB crops. The graphs are traced from the fused
-deployment copy (:func:`mixformer.models.fuse_model`) in fp32. ``onnx`` and ``onnxruntime`` are imported only here
-(``pip install mixformer[export]``).
+deployment copy (:func:`mixformer.models.fuse_model`) in fp32. ``onnx`` and ``onnxruntime`` are
+imported only here (``pip install mixformer[export]``).
 """
 
 from __future__ import annotations
@@ -77,19 +78,19 @@ class _TemplateEncoder(nn.Module):
 
 
 class _SearchStep(nn.Module):
-    """``(search, corner_prior, template_feat, k0, v0, ...) -> (pred_boxes, pred_scores)``."""
+    """``(search, [corner_prior,] template_feat, k0, v0, ...) -> (pred_boxes, pred_scores)``;
+    the prior input only for heads with corner maps (``with_prior``)."""
 
-    def __init__(self, fast: MixFormer) -> None:
+    def __init__(self, fast: MixFormer, with_prior: bool = True) -> None:
         super().__init__()
         self.fast = fast
+        self.with_prior = with_prior
 
     def forward(
-        self,
-        search: torch.Tensor,
-        corner_prior: torch.Tensor,
-        template_feat: torch.Tensor,
-        *kv: torch.Tensor,
+        self, search: torch.Tensor, *inputs: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        corner_prior = inputs[0] if self.with_prior else None
+        template_feat, *kv = inputs[1:] if self.with_prior else inputs
         pairs = [(kv[2 * j], kv[2 * j + 1]) for j in range(len(kv) // 2)]
         cache = TemplateCache(kv=pairs, template_feat=template_feat, num_online=0)
         out = self.fast.track(search, cache, corner_prior=corner_prior)
@@ -127,7 +128,10 @@ def export_onnx(
     template = torch.randn(1, 3, ts, ts)
     online = torch.randn(2, 3, ts, ts)
     search = torch.randn(1, 3, ss, ss)
-    prior = torch.zeros(1, 2, fast.box_head.coord_x.numel())
+    # Heads without corner maps (MixFormerV2's bin head) take no prior: no graph input.
+    coord_x = getattr(fast.box_head, "coord_x", None)
+    priors = [] if coord_x is None else [torch.zeros(1, 2, coord_x.numel())]
+    prior_names = [PRIOR_INPUT] if priors else []
 
     t_path, s_path = out / TEMPLATE_GRAPH, out / SEARCH_GRAPH
     kv_axes = {n: {2: "kv_tokens"} for n in kv_names}
@@ -148,10 +152,10 @@ def export_onnx(
             dynamo=False,
         )
         torch.onnx.export(
-            _SearchStep(fast),
-            (search, prior, cache.template_feat, *flat),
+            _SearchStep(fast, with_prior=bool(priors)),
+            (search, *priors, cache.template_feat, *flat),
             str(s_path),
-            input_names=["search", PRIOR_INPUT, *feat_and_kv],
+            input_names=["search", *prior_names, *feat_and_kv],
             output_names=["pred_boxes", "pred_scores"],
             dynamic_axes=kv_axes,
             opset_version=opset,
@@ -164,7 +168,7 @@ def export_onnx(
         "opset": opset,
         "template_inputs": ["template", "online_templates"],
         "cache": feat_and_kv,
-        "search_inputs": ["search", PRIOR_INPUT, *feat_and_kv],
+        "search_inputs": ["search", *prior_names, *feat_and_kv],
         "search_outputs": ["pred_boxes", "pred_scores"],
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -215,6 +219,8 @@ class OnnxRuntimeModel:
         prov = providers or ["CPUExecutionProvider"]
         self._template = ort.InferenceSession(str(d / TEMPLATE_GRAPH), opts, providers=prov)
         self._search = ort.InferenceSession(str(d / SEARCH_GRAPH), opts, providers=prov)
+        # The exporter drops inputs a graph never reads (MixFormerV2's template_feat).
+        self._search_inputs = {i.name for i in self._search.get_inputs()}
         self.onnx_dir = d
         self._zero_prior: np.ndarray | None = None
 
@@ -266,7 +272,8 @@ class OnnxRuntimeModel:
         Raises:
             ValueError: a ``corner_prior`` for graphs exported without that input.
         """
-        feeds = {"search": self._np(search), **cache.arrays}
+        feeds = {"search": self._np(search)}
+        feeds.update((k, a) for k, a in cache.arrays.items() if k in self._search_inputs)
         if self._has_prior:
             if corner_prior is None:
                 if self._zero_prior is None:
@@ -278,7 +285,8 @@ class OnnxRuntimeModel:
         elif corner_prior is not None:
             raise ValueError(
                 f"the ONNX graphs in {self.onnx_dir} have no corner_prior input (exported by an "
-                "older version): export them again, or set motion_prior=0"
+                "older version, or a model without corner maps): export them again, or set "
+                "motion_prior=0"
             )
         boxes, scores = self._search.run(["pred_boxes", "pred_scores"], feeds)
         out = {"pred_boxes": torch.from_numpy(boxes)}

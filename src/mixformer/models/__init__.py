@@ -13,6 +13,7 @@ from mixformer.models.errors import CheckpointError
 from mixformer.models.factory import build_model, load_weights
 from mixformer.models.fuse import fuse_model, resolve_dtype
 from mixformer.models.mixformer import MixFormer, TemplateCache
+from mixformer.models.mixformerv2 import MixFormerV2
 from mixformer.models.registry import BACKBONES, HEADS
 from mixformer.models.weights import save_weights
 
@@ -22,6 +23,7 @@ __all__ = [
     "AttentionMap",
     "CheckpointError",
     "MixFormer",
+    "MixFormerV2",
     "ModelConfig",
     "TemplateCache",
     "TrackingDefaults",

@@ -103,7 +103,10 @@ def load_weights(model: MixFormer, ckpt: Checkpoint | str | Path) -> MixFormer:
     if not isinstance(ckpt, Checkpoint):
         ckpt = read_checkpoint(ckpt, max_bytes=size_limit(model))
     family = model.config.family
-    if ckpt.family is not None and ckpt.family != family:
+    # a backbone may read pretrained files of another family (MixFormerV2: MAE ViT files)
+    readable = (family, *getattr(model.backbone, "pretrained_families", ()))
+    foreign = ckpt.family not in (readable if ckpt.kind == "backbone" else (family,))
+    if ckpt.family is not None and foreign:
         prefix = "backbone." if ckpt.kind == "network" else ""
         fits = matching_presets(ckpt.state_dict, prefix)
         where = f" (its shapes fit {', '.join(repr(f) for f in fits)})" if fits else ""
@@ -139,7 +142,7 @@ def load_weights(model: MixFormer, ckpt: Checkpoint | str | Path) -> MixFormer:
         sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
     missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in sd if k not in own]
-    if unexpected or [k for k in missing if not k.startswith("score_branch.")]:
+    if unexpected or [k for k in missing if not k.startswith(f"{model.score_attr}.")]:
         fits = matching_presets(sd) if ckpt.family is not None else []
         hint = f"; its shapes fit {', '.join(repr(f) for f in fits)}" if fits else ""
         raise CheckpointError(

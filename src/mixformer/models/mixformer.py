@@ -5,6 +5,7 @@ from the config, so a new family is new files and presets, not edits here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -32,6 +33,11 @@ class TemplateCache:
     num_online: int
 
 
+NETWORKS: dict[str, type[MixFormer]] = {}
+"""Box-head type -> network class, for heads whose network differs from :class:`MixFormer`
+(MixFormerV2's ``"mlp"``); ``MixFormer(config)`` builds that class."""
+
+
 class MixFormer(nn.Module):
     """A MixFormer network (any family). Stateless: the tracker owns the :class:`TemplateCache`.
 
@@ -47,6 +53,16 @@ class MixFormer(nn.Module):
             :func:`mixformer.models.fuse.fuse_model`); inputs are cast to it, the score module
             and the soft-argmax stay float32.
     """
+
+    score_attr: ClassVar[str] = "score_branch"
+    """Attribute (= state-dict prefix) of the score module."""
+
+    def __new__(cls, config: ModelConfig | None = None, name: str | None = None) -> MixFormer:
+        # ``MixFormer(config)`` builds the network class registered for the config's head
+        # (copies and unpickling call ``__new__`` without arguments: the class stays).
+        if cls is MixFormer and config is not None:
+            cls = NETWORKS.get(config.head.type, MixFormer)
+        return super().__new__(cls)
 
     def __init__(self, config: ModelConfig, name: str | None = None) -> None:
         super().__init__()

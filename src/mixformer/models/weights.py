@@ -3,7 +3,7 @@
 Supported files:
 
 * a release file of the reference, any family (``*.pth.tar``: a dict whose ``net`` entry is the
-  state_dict; stage-1 files lack ``score_branch.*``);
+  state_dict; stage-1 files lack ``score_branch.*`` / ``score_head.*``);
 * a checkpoint written by this project (``net`` plus ``model_config`` and ``preset``);
 * a pretrained backbone file, recognised by the registered families
   (:meth:`mixformer.models.backbones.Backbone.is_pretrained_file`): ImageNet CvT (raw
@@ -41,6 +41,9 @@ from mixformer.models.registry import BACKBONES
 from mixformer.utils import CHECKSUM_KEY, state_checksum
 
 log = logging.getLogger(__name__)
+
+#: State-dict prefixes of the score modules (absent from stage-1 files).
+SCORE_PREFIXES = ("score_branch.", "score_head.")
 
 
 class _Inert:
@@ -331,7 +334,8 @@ def preset_shapes(name: str) -> dict[str, tuple[int, ...]]:
 
 
 def _optional(key: str) -> bool:
-    return key.startswith("score_branch.") or key.endswith("num_batches_tracked")
+    # score modules: ``score_branch.*`` (SPM), ``score_head.*`` (MixFormerV2)
+    return key.startswith(SCORE_PREFIXES) or key.endswith("num_batches_tracked")
 
 
 def matching_presets(sd: dict[str, torch.Tensor], prefix: str = "backbone.") -> list[str]:

@@ -62,18 +62,21 @@ class ViTConfig(BackboneConfig):
         return self.depth
 
 
-def sincos_pos_embed(grid: int, dim: int) -> torch.Tensor:
-    """Fixed 2-D sin-cos table ``(1, grid*grid, dim)`` float32, computed in float64.
+def sincos_pos_embed(grid: int, dim: int, dtype: type = np.float64) -> torch.Tensor:
+    """Fixed 2-D sin-cos table ``(1, grid*grid, dim)`` float32, computed in ``dtype``.
 
     Token ``i*grid + j`` (row ``i``, column ``j``) gets ``[sin(j w), cos(j w), sin(i w), cos(i w)]``
     with ``w_k = 1 / 10000^(k / (dim/4))``: the first half of the channels encodes the column
-    (SPEC-MIXVIT 2.2, quirk 2).
+    (SPEC-MIXVIT 2.2, quirk 2). ``dtype``: ``np.float64`` (MixFormer v1, MixViT) or
+    ``np.float32`` (MixFormerV2, SPEC-MIXFORMERV2 2.2: every step in float32).
     """
     if dim % 4:
         raise ValueError(f"position table width {dim} is not divisible by 4")
     k = dim // 4
-    omega = 1.0 / 10000 ** (np.arange(k, dtype=np.float64) / k)
-    rows, cols = np.meshgrid(np.arange(grid, dtype=np.float64), np.arange(grid), indexing="ij")
+    omega = 1.0 / 10000 ** (np.arange(k, dtype=dtype) / dtype(k))
+    rows, cols = np.meshgrid(
+        np.arange(grid, dtype=dtype), np.arange(grid, dtype=dtype), indexing="ij"
+    )
     x = cols.reshape(-1, 1) * omega[None]
     y = rows.reshape(-1, 1) * omega[None]
     table = np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1)
@@ -191,9 +194,9 @@ class MixedTokens(Backbone):
         return to_maps(run_search(self.mixed_blocks, tokens, g, g, kv), g, g)
 
 
-def make_pos_param(grid: int, dim: int) -> nn.Parameter:
+def make_pos_param(grid: int, dim: int, dtype: type = np.float64) -> nn.Parameter:
     """A fixed sin-cos table as a frozen parameter (it is in every checkpoint)."""
-    return nn.Parameter(sincos_pos_embed(grid, dim), requires_grad=False)
+    return nn.Parameter(sincos_pos_embed(grid, dim, dtype), requires_grad=False)
 
 
 def mae_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

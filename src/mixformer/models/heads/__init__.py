@@ -1,10 +1,12 @@
-"""Box heads (corner, pyramid corner) and the Score Prediction Module, found through
+"""Box heads (corner, pyramid corner, MixFormerV2 MLP) and the score modules, found through
 :data:`mixformer.models.registry.HEADS`."""
 
-from mixformer.models.heads import corner, corner_up  # noqa: F401  (registration)
+from mixformer.models.heads import corner, corner_up, mlp  # noqa: F401  (registration)
 from mixformer.models.heads.base import CornerHeadBase, HeadConfig, corner_prior
 from mixformer.models.heads.corner import CornerConfig, CornerHead
 from mixformer.models.heads.corner_up import CornerUpConfig, PyramidCornerHead
+from mixformer.models.heads.mlp import MlpBoxHead, MlpHeadConfig
+from mixformer.models.heads.mlp_score import MlpScoreHead
 from mixformer.models.heads.score import ScorePredictionModule
 
 __all__ = [
@@ -13,6 +15,9 @@ __all__ = [
     "CornerHeadBase",
     "CornerUpConfig",
     "HeadConfig",
+    "MlpBoxHead",
+    "MlpHeadConfig",
+    "MlpScoreHead",
     "PyramidCornerHead",
     "ScorePredictionModule",
     "corner_prior",

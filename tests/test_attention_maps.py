@@ -174,7 +174,7 @@ def test_pictures_are_written(model, frames, tmp_path):
     query = render_query(att, frames[3])
     assert query.shape == (22 + 192 + 24, 192 * 4, 3)  # search, template, online0, online1
     whole = render_frame(att, frames[3], layer="backbone.stage1.blocks.0.attn")
-    assert whole.shape == (120 + 24, 160, 3)
+    assert whole.shape == (120 + 40, 160, 3)
     assert not np.array_equal(whole[:120], frames[3])  # the window's area is coloured
     paths = write_attention(tmp_path / "att", "frame000003", att, frames[3], layer=0)
     for p in paths:

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 from mixformer.cli.track import (
+    add_attention_args,
     add_model_args,
     add_plain_arg,
     add_threads_arg,
+    check_attention_every,
     check_device,
     check_model_name,
     load_model_from_args,
@@ -43,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_threads_arg(p, "2, or 1 on a busy machine")
     add_plain_arg(p)
+    add_attention_args(p)
     p.set_defaults(func=run)
 
 
@@ -55,11 +58,13 @@ def run(args: argparse.Namespace) -> int:
     from mixformer.evaluation.metrics import auc, success_curve
     from mixformer.evaluation.plots import plot_success
     from mixformer.tracking import Tracker, TrackerConfig
+    from mixformer.tracking.attention import write_attention
     from mixformer.tracking.render import VideoWriter, draw_box
     from mixformer.utils import atomic_write_text
 
     if args.frames < 2:
         raise ValueError(f"--frames must be at least 2, got {args.frames}")
+    check_attention_every(args)
     check_model_name(args.model)
     check_device(args.device)
     threads = set_threads(args.threads)
@@ -79,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
         seq = SyntheticSequence(scene.name, frames, scene.boxes, scene.visible)
     model = load_model_from_args(args)
     config = TrackerConfig.for_model(model)
-    tracker = Tracker(model, config, args.device, fast=not args.plain)
+    tracker = Tracker(
+        model, config, args.device, fast=not args.plain, keep_attention=bool(args.attention)
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     writer = VideoWriter(args.out / "demo.mp4", fps=15)
     boxes = []
@@ -88,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         for i, frame in enumerate(tqdm(seq.frames, unit="frame", desc="tracking")):
             res = tracker.init(frame, seq.boxes[0]) if i == 0 else tracker.update(frame)
             boxes.append(res.box)
+            if res.attention is not None and i and i % args.attention_every == 0:
+                write_attention(args.attention, f"frame{i:06d}", res.attention, frame)
             shown = draw_box(frame, seq.boxes[i], color=(255, 255, 255))
             writer.write(draw_box(shown, res.box, label=f"{res.score:.2f}"))
     except BaseException:
@@ -113,5 +122,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{len(boxes)} frames at {fps:.1f} FPS ({threads} thread{'s' if threads > 1 else ''}); "
         f"wrote {args.out}/demo.mp4, success.png, boxes.txt"
+        + (f"; attention pictures in {args.attention}" if args.attention else "")
     )
     return 0

@@ -143,6 +143,34 @@ def set_threads(threads: int | None) -> int:
     return n
 
 
+def add_attention_args(p: argparse.ArgumentParser) -> None:
+    """``--attention DIR`` and ``--attention-every N`` (``track`` and ``demo``)."""
+    p.add_argument(
+        "--attention",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write attention pictures to DIR: per written frame, NAME_query.png (where the "
+        "search location at the box centre looks in the search crop, the template and each "
+        "online template) and NAME_frame.png (each search location's attention to the "
+        "template, over the frame), for the last block; the attention then runs its explicit "
+        "softmax (about the plain path's speed)",
+    )
+    p.add_argument(
+        "--attention-every",
+        type=int,
+        default=10,
+        metavar="N",
+        help="with --attention: every N-th frame (default 10; frame 0 has no search step)",
+    )
+
+
+def check_attention_every(args: argparse.Namespace) -> None:
+    """Raise :class:`CLIError` for ``--attention-every`` below 1."""
+    if args.attention_every < 1:
+        raise CLIError(f"--attention-every must be >= 1, got {args.attention_every}")
+
+
 def add_got10k_arg(p: argparse.ArgumentParser) -> None:
     """``--got10k-trained``: the schedules of the reference's GOT-10k-only network."""
     p.add_argument(
@@ -233,24 +261,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_got10k_arg(p)
     add_threads_arg(p, "2, or 1 on a busy machine")
     add_plain_arg(p)
-    p.add_argument(
-        "--attention",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="write attention pictures to DIR: per written frame, NAME_query.png (where the "
-        "search location at the box centre looks in the search crop, the template and each "
-        "online template) and NAME_frame.png (each search location's attention to the "
-        "template, over the frame), for the last block; the attention then runs its explicit "
-        "softmax (about the plain path's speed)",
-    )
-    p.add_argument(
-        "--attention-every",
-        type=int,
-        default=10,
-        metavar="N",
-        help="with --attention: every N-th frame (default 10; frame 0 has no search step)",
-    )
+    add_attention_args(p)
     p.set_defaults(func=run)
 
 
@@ -295,8 +306,7 @@ def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames 
 
     check_model_name(args.model)
     check_device(args.device)
-    if args.attention_every < 1:
-        raise CLIError(f"--attention-every must be >= 1, got {args.attention_every}")
+    check_attention_every(args)
     preset = TrackerConfig.preset(args.preset, args.model, got10k_trained=args.got10k_trained)
     set_threads(args.threads)
     source = FrameSource(args.source)

@@ -210,7 +210,7 @@ def render_frame(
         layer: which block (see :func:`select_map`).
         segment: key segment whose mass is shown (default the first-frame template).
     Returns:
-        ``(H + 24, W, 3)`` uint8 RGB: the frame, the search crop window's area coloured (JET
+        ``(H + 40, W, 3)`` uint8 RGB: the frame, the search crop window's area coloured (JET
         from the smallest to the largest mass, both given in the footer), the window (white)
         and the tracker's box (green) drawn.
     """
@@ -233,9 +233,10 @@ def render_frame(
     cv2.rectangle(out, p0, (p0[0] + int(side), p0[1] + int(side)), (255, 255, 255), 1)
     bx, by, bw, bh = (int(round(v)) for v in attention.box)
     cv2.rectangle(out, (bx, by), (bx + bw, by + bh), (0, 200, 0), 2)
-    footer = np.full((24, w, 3), 255, np.uint8)
-    text = f"{amap.layer}: mass on {segment} keys, {100 * vmin:.1f}% (blue) - {100 * vmax:.1f}%"
-    cv2.putText(footer, text, (4, 17), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    footer = np.full((40, w, 3), 255, np.uint8)
+    lines = (amap.layer, f"mass on {segment} keys: {100 * vmin:.1f}% (blue) - {100 * vmax:.1f}%")
+    for k, text in enumerate(lines):
+        cv2.putText(footer, text, (4, 15 + 18 * k), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return np.vstack([out, footer])
 
 

@@ -233,8 +233,8 @@ def test_tracker_reproduces_reference_boxes(vectors, small, run, fast):
         res = tracker.update(frame)
         boxes.append(res.box)
         scores.append(res.score)
-    np.testing.assert_allclose(np.array(boxes), r["boxes_xywh"].numpy(), atol=1e-3, rtol=0)
-    np.testing.assert_allclose(np.array(scores), r["scores"][1:].numpy(), atol=1e-4)
+    np.testing.assert_allclose(np.array(boxes), r["boxes_xywh"].numpy(), atol=5e-4, rtol=0)
+    np.testing.assert_allclose(np.array(scores), r["scores"][1:].numpy(), atol=1e-5)
 
 
 def test_tracker_runs_three_online_templates(small):

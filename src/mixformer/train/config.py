@@ -607,10 +607,7 @@ def load_train_config(
 # MixViT teacher is not part of this trainer. Schedule and jitter as MixViT's; search factor of
 # the yamls' DATA.SEARCH.FACTOR (5.0 for B, 4.5 for S); MAE ViT-B initialisation.
 def _mixformerv2_presets(model: str, search_factor: float) -> None:
-    from mixformer.models import get_config
-
-    mc = get_config(model)
-    sizes = dict(model=model, template_size=mc.template_size, search_size=mc.search_size)
+    sizes = dict(model=model)  # crop sizes: the model's
     s1 = {
         **_MIXVIT_STAGE1,
         **sizes,

@@ -205,3 +205,36 @@ def test_cli_track_attention(tmp_path):
         "frame000004_query.png",
     ]
     assert main([*argv, "--attention", str(out), "--attention-every", "0"]) == 2
+
+
+@pytest.mark.parametrize("name", ["mixvit-b", "mixformerv2-s"])
+def test_other_families_through_the_same_core(name, tmp_path):
+    """MixViT (pyramid corner head) and MixFormerV2 (prediction tokens, no heat maps): the core's
+    MultiTracker equals single Trackers, attention segments cover every key, pictures render."""
+    torch.manual_seed(0)
+    model = build_model(name, depth=1)
+    cfg = TrackerConfig.for_model(model).replace(update_interval=1, online_size=2)
+    seq = generate_sequence(3, num_frames=3, height=240, width=320)
+    boxes = [(40, 60, 50, 40), (150, 80, 40, 50)]
+    mt = MultiTracker(model, cfg, keep_attention=True)
+    ids = [mt.add(seq.frames[0], b) for b in boxes]
+    for f in seq.frames[1:]:
+        got = mt.update(f, observe=True)
+    single = Tracker(model, cfg)
+    single.init(seq.frames[0], boxes[1])
+    for f in seq.frames[1:]:
+        ref = single.update(f)
+    np.testing.assert_allclose(got[ids[1]].box, ref.box, atol=1e-3)
+    res = got[ids[0]]
+    heat = res.observation.heatmaps
+    if name == "mixformerv2-s":
+        assert heat is None
+    else:
+        f_side = model.config.corner_map_size
+        assert heat.shape == (2, f_side, f_side)
+    for m in res.attention.maps:
+        assert sum(h * w for _, h, w in m.key_segments) == m.probs.shape[-1]
+    names = [s[0] for s in res.attention.search_maps[-1].key_segments]
+    assert names[:3] == ["template", "online0", "online1"] and "search" in names
+    query, whole = write_attention(tmp_path, name, res.attention, seq.frames[-1])
+    assert cv2.imread(str(query)).shape[1] == 192 * 4 and cv2.imread(str(whole)) is not None

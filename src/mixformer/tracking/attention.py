@@ -104,7 +104,8 @@ def segment_mass(amap: Any, segment: str = "template") -> np.ndarray:
         amap: a search-kind record.
         segment: key segment name (``"template"``, ``"online0"``, ..., ``"search"``).
     Returns:
-        ``(qh, qw)`` float32 in ``[0, 1]`` on the search query grid, heads averaged.
+        ``(qh, qw)`` float32 in ``[0, 1]`` on the search query grid (the first query segment),
+        heads averaged.
     Raises:
         ValueError: no such segment.
     """
@@ -113,7 +114,7 @@ def segment_mass(amap: Any, segment: str = "template") -> np.ndarray:
         raise ValueError(f"no key segment {segment!r}; segments: {list(slices)}")
     sl, _, _ = slices[segment]
     _, qh, qw = amap.query_segments[0]
-    mass = amap.probs[0, :, :, sl].float().sum(-1).mean(0)
+    mass = amap.probs[0, :, : qh * qw, sl].float().sum(-1).mean(0)
     return mass.reshape(qh, qw).cpu().numpy().astype(np.float32)
 
 
@@ -177,9 +178,11 @@ def render_query(
     r, c = _query_of(attention, amap, point)
     probs = query_attention(amap, (r, c))
     vmax = max(float(p.max()) for p in probs.values())
-    images = dict(zip([n for n, _, _ in amap.key_segments[:-1]], attention.templates))
+    names = [n for n, _, _ in amap.key_segments if n == "template" or n.startswith("online")]
+    images = dict(zip(names, attention.templates))
     images["search"] = _search_patch(frame, attention.crop_window, attention.search_size)
-    order = ["search", *[n for n in probs if n != "search"]]
+    # segments without an image (e.g. MixFormerV2's prediction tokens) are left out
+    order = ["search", *[n for n in probs if n != "search" and n in images]]
     tiles = []
     for name in order:
         tile = _tile(images[name], probs[name], vmax, f"{name}: {100 * probs[name].sum():.1f}%")

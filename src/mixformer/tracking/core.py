@@ -634,6 +634,10 @@ class TrackingCore:
         )
 
 
+def _is_template_segment(name: str) -> bool:
+    return name in ("template", "templates") or name.startswith("online")
+
+
 def _search_row(amap: Any, i: int, template_maps: Sequence[Any]) -> Any:
     """Row ``i`` of a search-kind record, its template key segments named from the target's own
     template-kind record of the same layer (the layer only knows its latest encoding, which
@@ -642,7 +646,11 @@ def _search_row(amap: Any, i: int, template_maps: Sequence[Any]) -> Any:
     own = {m.layer: m for m in template_maps}.get(amap.layer)
     if own is None:
         return amap
-    return dataclasses.replace(amap, key_segments=(*own.key_segments, amap.key_segments[-1]))
+    tail = tuple(seg for seg in amap.key_segments if not _is_template_segment(seg[0]))
+    segments = (*own.key_segments, *tail)
+    if sum(h * w for _, h, w in segments) != amap.probs.shape[-1]:
+        return amap
+    return dataclasses.replace(amap, key_segments=segments)
 
 
 def _row(amap: Any, i: int) -> Any:

@@ -257,7 +257,7 @@ class BenchmarkReport:
         return "\n".join(lines)
 
 
-def _sequence(
+def benchmark_frames(
     num_frames: int, seed: int, scene: str = "synthetic"
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """640x480 frames and ground-truth boxes: procedural (``"synthetic"``) or composited from
@@ -331,7 +331,7 @@ def run_benchmark(
         torch.set_num_threads(threads)
     n_threads = torch.get_num_threads()
     cfg = tracker_config or reference_config(model).replace(update_interval=10, online_size=2)
-    seq_frames, gt = _sequence(frames + warmup + 1, seed, scene)
+    seq_frames, gt = benchmark_frames(frames + warmup + 1, seed, scene)
     probes: list[_Probe] = []
     if compare:
         probes.append(_Probe(Tracker(model, cfg, fast=False), path_label(True)))

@@ -96,6 +96,27 @@ def test_settings_mismatch_refused(full_run: Path, data: Path, tmp_path: Path) -
         run_benchmark(seqs, BENCH, res, _settings(), progress=False)
 
 
+def test_inference_path_is_recorded_and_not_mixed(
+    full_run: Path, data: Path, tmp_path: Path
+) -> None:
+    """settings.json records fast/plain; a record from before the field means the plain path."""
+    import json
+
+    res = tmp_path / "res"
+    shutil.copytree(full_run, res)
+    record = json.loads((res / "settings.json").read_text())
+    assert record["fast"] is True  # the default
+    seqs = load_benchmark("generic", data)
+    plain = dataclasses.replace(_settings(), fast=False)
+    with pytest.raises(ValueError, match=r"inference path: fast \(recorded\) vs plain"):
+        run_benchmark(seqs, BENCH, res, plain, progress=False)
+    del record["fast"]
+    (res / "settings.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"inference path: plain \(--plain\) \(recorded\)"):
+        run_benchmark(seqs, BENCH, res, _settings(), progress=False)
+    assert run_benchmark(seqs, BENCH, res, plain, progress=False).skipped
+
+
 def test_shards_are_disjoint_and_report_merges(full_run: Path, data: Path, tmp_path: Path) -> None:
     seqs = load_benchmark("generic", data)
     parts = [shard_sequences(seqs, i, 2) for i in range(2)]
@@ -313,3 +334,22 @@ def test_killed_evaluate_takes_its_workers_along(tmp_path: Path, sig: signal.Sig
         assert "interrupted" in (tmp_path / "log.txt").read_text()
     done = [p for p in res.glob("synth-*.txt") if "_time" not in p.name]
     assert done and all(len(p.read_text().splitlines()) == 40 for p in done)
+
+
+def test_cli_evaluate_plain(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    import torch
+
+    data, res = tmp_path / "data", tmp_path / "res"
+    assert main(["synth", str(data), "--sequences", "1", "--frames", "2", "--height", "48"]) == 0
+    args = ["evaluate", "--dataset", "generic", "--root", str(data), "--results", str(res)]
+    old = torch.get_num_threads()
+    try:
+        assert main([*args, "--threads", "1", "--no-progress", "--plain"]) == 0
+        assert json.loads((res / "settings.json").read_text())["fast"] is False
+        assert "plain path" in capsys.readouterr().out
+        assert main([*args, "--threads", "1", "--no-progress"]) == 2  # the default is fast
+    finally:
+        torch.set_num_threads(old)
+    assert "inference path: plain (--plain) (recorded) vs fast (now)" in capsys.readouterr().err

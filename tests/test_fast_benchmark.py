@@ -62,6 +62,12 @@ def test_cli_benchmark(capsys):
     out = capsys.readouterr().out
     assert "fast torch fp32" in out and "FPS" in out
     assert main(["benchmark", "--frames", "0"]) == 2
+    plain = ["benchmark", "--model", "mixformer-tiny", "--frames", "1", "--warmup", "0", "--plain"]
+    assert main([*plain, "--preset", "lasot", "--scene", "photos"]) == 0
+    out = capsys.readouterr().out
+    assert "plain torch fp32" in out and "fast torch" not in out and "photos scene" in out
+    assert "templates every 200 frames x 2" in out  # mixformer-tiny's lasot preset
+    assert main([*plain, "--compare"]) == 2
 
 
 def test_precision_study_tiny():

@@ -39,6 +39,8 @@ def test_trackers_ini_section(capsys, tmp_path):
     out = capsys.readouterr().out
     assert f"--weights {weights.resolve()}" in out and out.startswith("[MixFormer]\n")
     assert main(["vot-config", "--weights", str(tmp_path / "missing.pth")]) == 2
+    assert main(["vot-config", "--model", "mixformer-tiny", "--plain"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("--preset vot20 --plain")
 
 
 class _Rect:

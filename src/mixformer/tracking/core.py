@@ -401,16 +401,13 @@ class TrackingCore:
         return cache
 
     # -- targets --------------------------------------------------------------------------------
-    def add(
-        self, image: np.ndarray, box: Sequence[float], target_id: int, observe: bool = False
-    ) -> TrackResult:
+    def add(self, image: np.ndarray, box: Sequence[float], target_id: int) -> TrackResult:
         """Start tracking the object in ``box`` of ``image`` under ``target_id``.
 
         Args:
             image: the current frame (validated with :meth:`check_frame`).
             box: ``(x, y, w, h)`` in pixels.
             target_id: a non-negative int not in use.
-            observe: unused on the first frame (no search step); kept for symmetry.
         Returns:
             The target's frame-0 result: ``box``, score 1.0 (with ``keep_attention``, the
             template-kind attention of its first encoding).

@@ -36,13 +36,14 @@ class InferenceEngine(Protocol):
     config: ModelConfig
 
     def encode_templates(self, template: torch.Tensor, online_templates: torch.Tensor) -> Any:
-        """Template cache for ``template (1, 3, S, S)`` and ``online_templates (N, 3, S, S)``."""
+        """Template cache for ``template (B, 3, S, S)`` and ``online_templates (B, N, 3, S, S)``
+        (or ``(N, 3, S, S)`` when ``B == 1``)."""
         ...
 
     def track(
         self, search: torch.Tensor, cache: Any, corner_prior: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """``pred_boxes (1, 1, 4)`` normalised cxcywh and ``pred_scores (1,)`` logits.
+        """``pred_boxes (B, 1, 4)`` normalised cxcywh and ``pred_scores (B,)`` logits.
 
         ``corner_prior``: optional ``(B, 2, H*W)`` log-prior for the corner maps
         (:func:`mixformer.models.heads.corner_prior`); every engine takes it (the ONNX

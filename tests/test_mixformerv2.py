@@ -237,6 +237,14 @@ def test_tracker_reproduces_reference_boxes(vectors, small, run, fast):
     np.testing.assert_allclose(np.array(scores), r["scores"][1:].numpy(), atol=1e-5)
 
 
+def test_motion_prior_is_refused_in_one_line(small):
+    frames = tracker_frames()
+    tracker = Tracker(small, TrackerConfig(template_size=48, search_size=96, motion_prior=0.1))
+    tracker.init(frames[0], [30, 48, 60, 44])
+    with pytest.raises(AttributeError, match="no corner-map grid .* set motion_prior=0"):
+        tracker.update(frames[1])
+
+
 def test_tracker_runs_three_online_templates(small):
     """The fallback schedule (online size 3) that crashes the reference tracks here."""
     frames = tracker_frames()[:12]

@@ -82,6 +82,14 @@ class MlpBoxHead(nn.Module):
         step = float(np.float32(self.bin_stride))  # a float32 scalar: fl32(i) * fl32(stride)
         return torch.arange(self.feat_size, dtype=torch.float32, device=dev) * step
 
+    def __getattr__(self, name: str) -> torch.Tensor | nn.Module:
+        if name in ("coord_x", "coord_y"):  # what the corner-map motion prior reads
+            raise AttributeError(
+                f"the MixFormerV2 bin head has no corner-map grid ({name}): it takes no corner "
+                "prior, set motion_prior=0"
+            )
+        return super().__getattr__(name)
+
     def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, 4, D) -> (B, 4, D)``: the output of ``layers.0``."""
         return self.layers[0](tokens)

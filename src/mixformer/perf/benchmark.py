@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mixformer.models.fuse import resolve_dtype
 from mixformer.models.mixformer import MixFormer
-from mixformer.tracking.engine import torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def matmul_peak(
         repeats: timed repetitions after one warm-up.
         threads: torch intra-op threads for the probe (default: current setting).
     """
-    dt = torch_dtype(dtype)
+    dt = resolve_dtype(dtype)
     old = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -76,7 +76,7 @@ class _PeakProbe:
 
     def __init__(self, dtype: str | torch.dtype, size: int) -> None:
         g = torch.Generator().manual_seed(0)
-        dt = torch_dtype(dtype)
+        dt = resolve_dtype(dtype)
         self.size = size
         self.a = torch.randn(size, size, generator=g).to(dt)
         self.b = torch.randn(size, size, generator=g).to(dt)

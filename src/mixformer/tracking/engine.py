@@ -96,28 +96,6 @@ def build_engine(
     return fuse_model(model, dt)
 
 
-_DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
-
-
-def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``"fp32" | "bf16" | "fp16"`` (or one of those torch dtypes) -> the torch dtype.
-
-    Raises:
-        ValueError: any other name or dtype.
-    """
-    if isinstance(dtype, torch.dtype):
-        if dtype not in _DTYPES.values():
-            raise ValueError(f"unsupported dtype {dtype}; use one of {', '.join(_DTYPES)}")
-        return dtype
-    if dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(_DTYPES)}")
-    return _DTYPES[dtype]
-
-
 # model -> {(dtype, backend, fast): (weights fingerprint, engine)}. Weak keys: an engine lives as
 # long as its model. The plain engine is the model itself and is never stored (a value that
 # refers to its key would keep the entry alive forever).

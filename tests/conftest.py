@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from mixformer import TrackerConfig
 from mixformer.models import ModelConfig
 
 # The reference implementation's outputs on a small configuration, stored compactly in the
@@ -125,3 +126,17 @@ def keys_baseline() -> dict:
 @pytest.fixture(scope="session")
 def keys_large() -> dict:
     return json.loads((REFERENCE / "keys_baseline_large.json").read_text())
+
+
+def reference_tracker_config(run: dict) -> TrackerConfig:
+    """The TrackerConfig of one run of a reference tracker-vector file (its setting fields)."""
+    fields = (
+        "template_factor",
+        "template_size",
+        "search_factor",
+        "search_size",
+        "update_interval",
+        "online_size",
+        "max_score_decay",
+    )
+    return TrackerConfig(**{k: run[k] for k in fields})

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tracker_frames
+from conftest import reference_tracker_config, tracker_frames
 from mixformer import Tracker, TrackerConfig, build_model
 from mixformer.geometry import box_xyxy_to_cxcywh
 from mixformer.models import (
@@ -218,15 +218,7 @@ def test_any_number_of_online_templates_and_batches(small):
 def test_tracker_reproduces_reference_boxes(vectors, small, run, fast):
     frames = tracker_frames()
     r = vectors["tracker"]["runs"][run]
-    config = TrackerConfig(
-        template_factor=r["template_factor"],
-        template_size=r["template_size"],
-        search_factor=r["search_factor"],
-        search_size=r["search_size"],
-        update_interval=r["update_interval"],
-        online_size=r["online_size"],
-        max_score_decay=r["max_score_decay"],
-    )
+    config = reference_tracker_config(r)
     tracker = Tracker(small, config, fast=fast)
     boxes, scores = [tracker.init(frames[0], r["boxes_xywh"][0].tolist()).box], []
     for frame in frames[1:]:

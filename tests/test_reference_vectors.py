@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import vector_config
-from mixformer import Tracker, TrackerConfig, build_model
+from conftest import reference_tracker_config, vector_config
+from mixformer import Tracker, build_model
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +67,7 @@ def test_tracker_reproduces_reference_boxes(tracker_vectors, run, fast):
     model = build_model(vector_config(weights["config"]))
     model.load_state_dict(weights["state_dict"], strict=True)
     r = runs["runs"][run]
-    config = TrackerConfig(
-        template_factor=r["template_factor"],
-        template_size=r["template_size"],
-        search_factor=r["search_factor"],
-        search_size=r["search_size"],
-        update_interval=r["update_interval"],
-        online_size=r["online_size"],
-        max_score_decay=r["max_score_decay"],
-    )
+    config = reference_tracker_config(r)
     tracker = Tracker(model, config, fast=fast)
     assert (tracker.engine is model) != fast
     boxes, scores = [tracker.init(frames[0], r["boxes_xywh"][0]).box], [None]

@@ -655,3 +655,41 @@ def _row(amap: Any, i: int) -> Any:
     if amap.probs.shape[0] == 1:
         return amap
     return dataclasses.replace(amap, probs=amap.probs[i : i + 1])
+
+
+class CoreView:
+    """Read-only properties shared by the facades over a :class:`TrackingCore` (``_core``):
+    :class:`~mixformer.Tracker` and :class:`~mixformer.MultiTracker`."""
+
+    _core: TrackingCore
+
+    @property
+    def config(self) -> TrackerConfig:
+        """The tracker settings (shared by all targets)."""
+        return self._core.config
+
+    @property
+    def model(self) -> MixFormer:
+        """The plain network."""
+        return self._core.model
+
+    @property
+    def engine(self) -> InferenceEngine:
+        """What runs the network: the model itself (plain path), its shared fast engine, an
+        ONNX Runtime model, or the ``engine`` given."""
+        return self._core.engine
+
+    @property
+    def device(self) -> torch.device:
+        """The network's torch device."""
+        return self._core.device
+
+    @property
+    def color(self) -> str:
+        """Channel order of the frames passed in."""
+        return self._core.color
+
+    @property
+    def keep_attention(self) -> bool:
+        """Whether results carry attention probabilities."""
+        return self._core.keep_attention

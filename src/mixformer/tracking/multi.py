@@ -12,7 +12,7 @@ import torch
 from mixformer.geometry import Box
 from mixformer.models.mixformer import MixFormer
 from mixformer.tracking.config import TrackerConfig
-from mixformer.tracking.core import TrackingCore, split_cache, stack_caches
+from mixformer.tracking.core import CoreView, TrackingCore, split_cache, stack_caches
 from mixformer.tracking.engine import InferenceEngine
 from mixformer.tracking.results import TrackResult
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 __all__ = ["MultiTracker", "split_cache", "stack_caches"]
 
 
-class MultiTracker:
+class MultiTracker(CoreView):
     """Tracks K objects in one video with one batched network call per frame.
 
     Every target behaves exactly like its own :class:`~mixformer.Tracker` (both run the same
@@ -88,26 +88,6 @@ class MultiTracker:
         self._frame_index = -1
 
     # -- state -------------------------------------------------------------------------------
-    @property
-    def config(self) -> TrackerConfig:
-        """The tracker settings shared by all targets."""
-        return self._core.config
-
-    @property
-    def model(self) -> MixFormer:
-        """The plain network."""
-        return self._core.model
-
-    @property
-    def engine(self) -> InferenceEngine:
-        """What runs the network (see :attr:`mixformer.Tracker.engine`)."""
-        return self._core.engine
-
-    @property
-    def device(self) -> torch.device:
-        """The network's torch device."""
-        return self._core.device
-
     @property
     def max_batch(self) -> int | None:
         """Largest batch per network call (None: no limit)."""

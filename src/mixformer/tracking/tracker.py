@@ -14,6 +14,7 @@ from mixformer.models.mixformer import MixFormer
 from mixformer.tracking.checks import check_box, check_image
 from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.core import (
+    CoreView,
     TrackingCore,
     decode_prediction,
     reference_config,
@@ -41,7 +42,7 @@ __all__ = [
 _ID = 0  # the one target's id in the core
 
 
-class Tracker:
+class Tracker(CoreView):
     """Tracks one object through a sequence with a :class:`~mixformer.models.MixFormer` network.
 
     The network is stateless; the tracker owns the templates, the template cache, the frame index,
@@ -105,37 +106,6 @@ class Tracker:
         )
 
     # -- state -------------------------------------------------------------------------------
-    @property
-    def config(self) -> TrackerConfig:
-        """The tracker settings."""
-        return self._core.config
-
-    @property
-    def model(self) -> MixFormer:
-        """The plain network."""
-        return self._core.model
-
-    @property
-    def engine(self) -> InferenceEngine:
-        """What runs the network: the model itself (plain path), its shared fast engine, an
-        ONNX Runtime model, or the ``engine`` given."""
-        return self._core.engine
-
-    @property
-    def device(self) -> torch.device:
-        """The network's torch device."""
-        return self._core.device
-
-    @property
-    def color(self) -> str:
-        """Channel order of the frames passed in."""
-        return self._core.color
-
-    @property
-    def keep_attention(self) -> bool:
-        """Whether results carry attention probabilities."""
-        return self._core.keep_attention
-
     @property
     def state(self) -> Box:
         """Current box ``(x, y, w, h)`` in image pixels."""

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixformer.models.attention import KVCache, Segment
-from mixformer.models.backbones.base import BackboneConfig
 from mixformer.models.backbones.vit import (
     MixedTokens,
     PatchEmbed,
+    PlainViTConfig,
     ViTAttention,
     drop_path_rates,
     load_mae_like,
@@ -39,42 +39,18 @@ PRED_TOKEN_NAMES = ("left", "right", "top", "bottom")
 
 
 @dataclass(frozen=True)
-class V2Config(BackboneConfig):
-    """Hyper-parameters of a MixFormerV2 backbone (``VIT_TYPE base_patch16``).
+class V2Config(PlainViTConfig):
+    """Hyper-parameters of a MixFormerV2 backbone (``VIT_TYPE base_patch16``): the fields of
+    :class:`~mixformer.models.backbones.vit.PlainViTConfig` (8 / 4 blocks for the B / S presets,
+    MLP ratio 4 / 1; width 768 and 12 heads hard-coded by the reference) and
 
     Attributes:
-        embed_dim / depth / num_heads: width ``D``, blocks ``L``, heads (8 / 4 blocks for the
-            B / S presets; width 768 and 12 heads hard-coded by the reference).
-        patch_size: patch side (stride) of the embedding conv.
-        mlp_ratio: MLP hidden width / ``D`` (4 for B, 1 for S).
-        drop_path_rate: block ``j`` drops at ``linspace(0, rate, L)[j]`` (training only).
-        qkv_bias: bias of the fused ``qkv`` Linear.
-        norm_eps: LayerNorm eps of the blocks.
         num_pred_tokens: prediction tokens appended to the search side (4).
     """
 
     family = "v2"
-    embed_dim: int = 768
     depth: int = 8
-    num_heads: int = 12
-    patch_size: int = 16
-    mlp_ratio: float = 4.0
-    drop_path_rate: float = 0.1
-    qkv_bias: bool = True
-    norm_eps: float = 1e-6
     num_pred_tokens: int = 4
-
-    @property
-    def out_dim(self) -> int:
-        return self.embed_dim
-
-    @property
-    def stride(self) -> int:
-        return self.patch_size
-
-    @property
-    def num_blocks(self) -> int:
-        return self.depth
 
 
 class PredTokenAttention(ViTAttention):

@@ -24,8 +24,8 @@ from mixformer.models.registry import BACKBONES
 
 
 @dataclass(frozen=True)
-class ViTConfig(BackboneConfig):
-    """Hyper-parameters of a MixViT backbone (defaults: ViT-B/16, ``VIT_TYPE base_patch16``).
+class PlainViTConfig(BackboneConfig):
+    """What every plain-ViT backbone config has (MixViT, MixFormerV2; defaults: ViT-B/16).
 
     Attributes:
         embed_dim / depth / num_heads: width ``D``, mixed-attention blocks, heads.
@@ -34,10 +34,8 @@ class ViTConfig(BackboneConfig):
         drop_path_rate: block ``j`` of ``L`` drops at ``linspace(0, rate, L)[j]`` (training).
         qkv_bias: bias of the fused ``qkv`` Linear.
         norm_eps: LayerNorm eps of the blocks (1e-6).
-        dead_pos_embed_len / num_classes: shapes of the unused timm ``pos_embed`` and ``head``.
     """
 
-    family = "vit"
     embed_dim: int = 768
     depth: int = 12
     num_heads: int = 12
@@ -46,8 +44,6 @@ class ViTConfig(BackboneConfig):
     drop_path_rate: float = 0.1
     qkv_bias: bool = True
     norm_eps: float = 1e-6
-    dead_pos_embed_len: int = 197
-    num_classes: int = 1000
 
     @property
     def out_dim(self) -> int:
@@ -60,6 +56,20 @@ class ViTConfig(BackboneConfig):
     @property
     def num_blocks(self) -> int:
         return self.depth
+
+
+@dataclass(frozen=True)
+class ViTConfig(PlainViTConfig):
+    """Hyper-parameters of a MixViT backbone (``VIT_TYPE base_patch16`` by default): the fields
+    of :class:`PlainViTConfig` and
+
+    Attributes:
+        dead_pos_embed_len / num_classes: shapes of the unused timm ``pos_embed`` and ``head``.
+    """
+
+    family = "vit"
+    dead_pos_embed_len: int = 197
+    num_classes: int = 1000
 
 
 def sincos_pos_embed(grid: int, dim: int, dtype: type = np.float64) -> torch.Tensor:

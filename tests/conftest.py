@@ -140,3 +140,19 @@ def reference_tracker_config(run: dict) -> TrackerConfig:
         "max_score_decay",
     )
     return TrackerConfig(**{k: run[k] for k in fields})
+
+
+@pytest.fixture(scope="module")
+def micro_model():
+    """A ``mixformer-tiny`` of the :data:`MICRO` sizes with seeded random weights."""
+    from mixformer import build_model
+
+    torch.manual_seed(0)
+    return build_model("mixformer-tiny", **MICRO)
+
+
+def micro_config(**kw: object) -> TrackerConfig:
+    """Tracker settings at the :data:`MICRO` crop sizes (64 / 128), ``kw`` changed."""
+    return TrackerConfig(
+        template_size=MICRO["template_size"], search_size=MICRO["search_size"], **kw
+    )

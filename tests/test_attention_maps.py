@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MICRO
+from conftest import micro_config
 from mixformer import MultiTracker, Tracker, TrackerConfig, build_model
 from mixformer.data.synthetic import generate_sequence
 from mixformer.tracking.attention import (
@@ -22,9 +22,8 @@ BOX = (20, 30, 30, 25)
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_model("mixformer-tiny", **MICRO)
+def model(micro_model):
+    return micro_model
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +31,7 @@ def frames() -> list[np.ndarray]:
     return generate_sequence(3, num_frames=8, height=120, width=160).frames
 
 
-def config(**kw) -> TrackerConfig:
-    return TrackerConfig(template_size=64, search_size=128, **kw)
+config = micro_config
 
 
 def _layer(model, name):

@@ -6,17 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MICRO
-from mixformer import MultiTracker, Tracker, TrackerConfig, build_model
+from conftest import MICRO, micro_config
+from mixformer import MultiTracker, Tracker, build_model
 from mixformer.data.synthetic import generate_sequence
 from mixformer.geometry import normalize_patch, sample_target
 from mixformer.tracking.core import crop_window
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_model("mixformer-tiny", **MICRO)
+def model(micro_model):
+    return micro_model
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +23,7 @@ def frames() -> list[np.ndarray]:
     return generate_sequence(3, num_frames=7, height=120, width=160).frames
 
 
-def config(**kw) -> TrackerConfig:
-    return TrackerConfig(template_size=64, search_size=128, **kw)
+config = micro_config
 
 
 BOXES = [(20, 30, 30, 25), (80, 40, 25, 35)]

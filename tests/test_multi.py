@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MICRO
-from mixformer import MultiTracker, Tracker, TrackerConfig, build_model
+from conftest import micro_config
+from mixformer import MultiTracker, Tracker, TrackerConfig
 from mixformer.data.synthetic import generate_sequence
 from mixformer.tracking.multi import split_cache, stack_caches
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_model("mixformer-tiny", **MICRO)
+def model(micro_model):
+    return micro_model
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +22,7 @@ def frames() -> list[np.ndarray]:
     return generate_sequence(3, num_frames=8, height=120, width=160).frames
 
 
-def config(**kw) -> TrackerConfig:
-    return TrackerConfig(template_size=64, search_size=128, **kw)
+config = micro_config
 
 
 def run_single(model, cfg, frames, box, start, stop):

@@ -156,3 +156,29 @@ def micro_config(**kw: object) -> TrackerConfig:
     return TrackerConfig(
         template_size=MICRO["template_size"], search_size=MICRO["search_size"], **kw
     )
+
+
+def close(a: torch.Tensor, b: torch.Tensor, atol: float) -> None:
+    """``a`` equals ``b`` within ``atol`` (absolute, both compared in float32)."""
+    torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=0)
+
+
+def assert_keys_equal_reference(name: str, key_file: Path) -> None:
+    """Preset ``name``'s state_dict keys, their order and shapes equal a reference key list."""
+    from mixformer.models.weights import preset_shapes
+
+    ref = json.loads(key_file.read_text())
+    shapes = preset_shapes(name)
+    assert list(shapes) == list(ref)
+    assert {k: list(v) for k, v in shapes.items()} == ref
+
+
+def parameter_counts(name: str) -> tuple[int, int]:
+    """``(numel of all parameters, of those with requires_grad=False)`` of preset ``name``,
+    built on the meta device."""
+    from mixformer.models import MixFormer, get_config
+
+    with torch.device("meta"):
+        model = MixFormer(get_config(name), name)
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if not p.requires_grad)

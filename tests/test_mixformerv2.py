@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import reference_tracker_config, tracker_frames
+from conftest import (
+    assert_keys_equal_reference,
+    close,
+    parameter_counts,
+    reference_tracker_config,
+    tracker_frames,
+)
 from mixformer import Tracker, TrackerConfig, build_model
 from mixformer.geometry import box_xyxy_to_cxcywh
 from mixformer.models import (
@@ -70,19 +76,12 @@ def small(vectors) -> MixFormerV2:
     return model
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float) -> None:
-    torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=0)
-
-
 # ---- the released models' keys (meta device: no memory) ---------------------------------------
 
 
 @pytest.mark.parametrize("name", list(KEY_FILES))
 def test_state_dict_keys_shapes_and_order_equal_the_reference_lists(name):
-    ref = json.loads((DATA / KEY_FILES[name]).read_text())
-    shapes = preset_shapes(name)
-    assert list(shapes) == list(ref)
-    assert {k: list(v) for k, v in shapes.items()} == ref
+    assert_keys_equal_reference(name, DATA / KEY_FILES[name])
 
 
 @pytest.mark.parametrize("name", list(PARAMS))
@@ -90,9 +89,7 @@ def test_parameter_counts_match_the_spec(name):
     with torch.device("meta"):
         model = MixFormer(get_config(name), name)
     assert isinstance(model, MixFormerV2) and not list(model.buffers())
-    total = sum(p.numel() for p in model.parameters())
-    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    assert (total, frozen) == PARAMS[name]
+    assert parameter_counts(name) == PARAMS[name]
 
 
 def test_family_and_head_are_registered():
@@ -124,15 +121,15 @@ def test_position_tables_are_the_float32_reference_tables(vectors):
 def test_joint_forward_matches_reference(vectors, small):
     i, j = vectors["inputs"], vectors["joint"]
     out = small(i["template"], i["online_template"], i["search"])
-    _close(out["pred_boxes"], j["pred_boxes"], 1e-5)
-    _close(out["pred_scores"], j["pred_scores"], 1e-5)
+    close(out["pred_boxes"], j["pred_boxes"], 1e-5)
+    close(out["pred_scores"], j["pred_scores"], 1e-5)
     for k in ("prob_l", "prob_t", "prob_r", "prob_b", "reg_tokens"):
-        _close(out[k], j[k], 1e-5)
+        close(out[k], j[k], 1e-5)
     z, o, x, tokens = small.backbone.forward_all(i["template"], i["online_template"], i["search"])
     b = vectors["backbone"]
     for got, key in ((z, "template"), (o, "online_template"), (x, "search")):
-        _close(got, b[key], 1e-5)
-    _close(tokens, b["reg_tokens"], 1e-5)
+        close(got, b[key], 1e-5)
+    close(tokens, b["reg_tokens"], 1e-5)
 
 
 @torch.inference_mode()
@@ -148,9 +145,9 @@ def test_per_block_tokens_and_patch_embedding_match_reference(vectors, small):
     finally:
         for h in hooks:
             h.remove()
-    _close(torch.stack(seen), inter["blocks"], 1e-5)
+    close(torch.stack(seen), inter["blocks"], 1e-5)
     for part in ("template", "online_template", "search"):
-        _close(small.backbone.embed(i[part]), inter[f"patch_embed_{part}"], 1e-6)
+        close(small.backbone.embed(i[part]), inter[f"patch_embed_{part}"], 1e-6)
 
 
 @torch.inference_mode()
@@ -159,14 +156,14 @@ def test_box_and_score_heads_match_reference(vectors, small):
     head = small.box_head
     assert torch.equal(head.bin_positions, h["bin_positions"][0])  # fl32(i * fl32(96 / 36))
     assert head.img_size == h["img_sz"]
-    _close(head.hidden(tokens), h["hidden"], 1e-5)
-    _close(head.bin_logits(tokens), h["bin_logits"], 1e-5)
+    close(head.hidden(tokens), h["hidden"], 1e-5)
+    close(head.bin_logits(tokens), h["bin_logits"], 1e-5)
     logits = vectors["joint_logits"]  # the reference's softmax=False: raw (normed) logits
     for k, t in (("prob_l", 0), ("prob_r", 1), ("prob_t", 2), ("prob_b", 3)):
-        _close(head.bin_logits(tokens)[:, t], logits[k], 1e-5)
-    _close(box_xyxy_to_cxcywh(head(tokens))[:, None], vectors["joint"]["pred_boxes"], 1e-5)
-    _close(small.score_head.per_token(tokens), vectors["score_head"]["per_token_logits"], 1e-5)
-    _close(small.score(tokens, None, None), vectors["joint"]["pred_scores"], 1e-5)
+        close(head.bin_logits(tokens)[:, t], logits[k], 1e-5)
+    close(box_xyxy_to_cxcywh(head(tokens))[:, None], vectors["joint"]["pred_boxes"], 1e-5)
+    close(small.score_head.per_token(tokens), vectors["score_head"]["per_token_logits"], 1e-5)
+    close(small.score(tokens, None, None), vectors["joint"]["pred_scores"], 1e-5)
 
 
 @pytest.mark.parametrize("fused", [False, True], ids=["plain", "fused"])
@@ -178,15 +175,15 @@ def test_cached_path_equals_joint_forward_and_reference(vectors, small, fused):
     out = engine.track(i["search"], cache)
     joint = engine(i["template"], i["online_template"], i["search"])
     for k in ("pred_boxes", "pred_scores", "prob_l", "prob_b", "reg_tokens"):
-        _close(out[k], j[k], 1e-5)
-        _close(out[k], joint[k], 1e-5)
+        close(out[k], j[k], 1e-5)
+        close(out[k], joint[k], 1e-5)
 
 
 @torch.inference_mode()
 def test_encode_templates_is_set_online_for_two_online_templates(vectors, small):
     s = vectors["set_online"]
     cache = small.encode_templates(s["template"], s["online_templates"])
-    _close(cache.template_feat, s["template_features"], 1e-5)
+    close(cache.template_feat, s["template_features"], 1e-5)
     assert cache.num_online == 2 and cache.kv[0][0].shape[2] == 3 * 9
 
 
@@ -201,7 +198,7 @@ def test_any_number_of_online_templates_and_batches(small):
     both = small.track(x, small.encode_templates(t, o))
     one = [small.track(x[i : i + 1], small.encode_templates(t[i : i + 1], o[i])) for i in range(2)]
     for k in ("pred_boxes", "pred_scores"):
-        _close(both[k], torch.cat([r[k] for r in one]), 1e-5)
+        close(both[k], torch.cat([r[k] for r in one]), 1e-5)
     fewer = small.track(x, small.encode_templates(t, o[:, :1]))
     assert (fewer["pred_boxes"] - both["pred_boxes"]).abs().max() > 1e-4
     with pytest.raises(NotImplementedError, match="no corner heat maps"):
@@ -296,7 +293,7 @@ def test_forward_shapes_and_gradients(name):
 
 
 @torch.inference_mode()
-def test_fused_matches_plain_low_precision_close(small, vectors):
+def test_fused_matches_plain_low_precisionclose(small, vectors):
     i = vectors["inputs"]
     ref = small.track(
         i["search"], small.encode_templates(i["template"], i["online_template"][:, None])
@@ -304,7 +301,7 @@ def test_fused_matches_plain_low_precision_close(small, vectors):
     bf = fuse_model(small, "bf16")
     got = bf.track(i["search"], bf.encode_templates(i["template"], i["online_template"][:, None]))
     assert got["pred_boxes"].dtype == got["pred_scores"].dtype == torch.float32
-    _close(got["pred_boxes"], ref["pred_boxes"], 0.03)
+    close(got["pred_boxes"], ref["pred_boxes"], 0.03)
 
 
 def test_onnx_export_and_runtime_match_torch(vectors, small, tmp_path):
@@ -322,10 +319,10 @@ def test_onnx_export_and_runtime_match_torch(vectors, small, tmp_path):
         with torch.inference_mode():
             ref = small.track(x, small.encode_templates(t, o))
         got = ort_model.track(x, ort_model.encode_templates(t, o))
-        _close(got["pred_boxes"], ref["pred_boxes"], 1e-4)
-        _close(got["pred_scores"], ref["pred_scores"], 1e-4)
+        close(got["pred_boxes"], ref["pred_boxes"], 1e-4)
+        close(got["pred_scores"], ref["pred_scores"], 1e-4)
         if n == 1:
-            _close(got["pred_boxes"], vectors["joint"]["pred_boxes"][:1], 1e-4)
+            close(got["pred_boxes"], vectors["joint"]["pred_boxes"][:1], 1e-4)
     with pytest.raises(ValueError, match="no corner_prior input"):
         ort_model.track(x, ort_model.encode_templates(t, o), corner_prior=torch.zeros(1, 2, 36))
 
@@ -347,8 +344,8 @@ def test_onnx_full_presets_match_torch(name, tmp_path):
     with torch.inference_mode():
         ref = model.track(x, model.encode_templates(t, t))
     got = ort_model.track(x, ort_model.encode_templates(t, t))
-    _close(got["pred_boxes"], ref["pred_boxes"], 1e-4)
-    _close(got["pred_scores"], ref["pred_scores"], 1e-4)
+    close(got["pred_boxes"], ref["pred_boxes"], 1e-4)
+    close(got["pred_scores"], ref["pred_scores"], 1e-4)
 
 
 # ---- weights files ---------------------------------------------------------------------------

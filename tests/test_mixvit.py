@@ -5,14 +5,19 @@ the fused and ONNX forms, and the weights files of these families."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import reference_tracker_config, tracker_frames
+from conftest import (
+    assert_keys_equal_reference,
+    close,
+    parameter_counts,
+    reference_tracker_config,
+    tracker_frames,
+)
 from mixformer import Tracker, TrackerConfig, build_model
 from mixformer.models import (
     BACKBONES,
@@ -81,28 +86,17 @@ def family(request) -> tuple[dict, MixFormer]:
     return v, model
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float) -> None:
-    torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=0)
-
-
 # ---- the released models' keys (meta device: no memory) ---------------------------------------
 
 
 @pytest.mark.parametrize("name", list(KEY_FILES))
 def test_state_dict_keys_shapes_and_order_equal_the_reference_lists(name):
-    ref = json.loads((DATA / KEY_FILES[name]).read_text())
-    shapes = preset_shapes(name)
-    assert list(shapes) == list(ref)
-    assert {k: list(v) for k, v in shapes.items()} == ref
+    assert_keys_equal_reference(name, DATA / KEY_FILES[name])
 
 
 @pytest.mark.parametrize("name", list(PARAMS))
 def test_parameter_counts_match_the_spec(name):
-    with torch.device("meta"):
-        model = MixFormer(get_config(name), name)
-    total = sum(p.numel() for p in model.parameters())
-    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    assert (total, frozen) == PARAMS[name]
+    assert parameter_counts(name) == PARAMS[name]
 
 
 def test_registry_knows_every_family_and_refuses_duplicates():
@@ -121,12 +115,12 @@ def test_joint_forward_matches_reference(family):
     v, model = family
     i = v["inputs"]
     out = model(i["template"], i["online_template"], i["search"])
-    _close(out["pred_boxes"], v["joint"]["pred_boxes"], 1e-4)
-    _close(out["pred_scores"], v["joint"]["pred_scores"], 1e-4)
+    close(out["pred_boxes"], v["joint"]["pred_boxes"], 1e-4)
+    close(out["pred_scores"], v["joint"]["pred_scores"], 1e-4)
     z, o, x = model.backbone.forward_all(i["template"], i["online_template"], i["search"])
-    _close(z, v["backbone"]["template"], 1e-5)
-    _close(o, v["backbone"]["online_template"], 1e-5)
-    _close(x, v["backbone"]["search"], 1e-5)
+    close(z, v["backbone"]["template"], 1e-5)
+    close(o, v["backbone"]["online_template"], 1e-5)
+    close(x, v["backbone"]["search"], 1e-5)
 
 
 @torch.inference_mode()
@@ -143,27 +137,27 @@ def test_per_block_and_embedding_features_match_reference(family):
     finally:
         for h in hooks:
             h.remove()
-    _close(torch.stack(seen), inter["blocks"], 1e-5)
+    close(torch.stack(seen), inter["blocks"], 1e-5)
     bb = model.backbone
     for part in ("template", "online_template", "search"):
         if v["config"]["family"] == "vit":
-            _close(bb.embed(i[part]), inter[f"patch_embed_{part}"], 1e-5)
+            close(bb.embed(i[part]), inter[f"patch_embed_{part}"], 1e-5)
         else:
             s1, s2 = bb.conv_stages(i[part])
-            _close(s1, inter[f"stage1_{part}"], 1e-5)
-            _close(s2, inter[f"stage2_{part}"], 1e-5)
-            _close(bb.embed(i[part]), inter[f"patch_embed4_{part}"], 1e-5)
+            close(s1, inter[f"stage1_{part}"], 1e-5)
+            close(s2, inter[f"stage2_{part}"], 1e-5)
+            close(bb.embed(i[part]), inter[f"patch_embed4_{part}"], 1e-5)
 
 
 @torch.inference_mode()
 def test_corner_maps_and_score_module_match_reference(family):
     v, model = family
     tl, br = model.corner_maps(v["backbone"]["search"])
-    _close(tl, v["corner_maps"]["tl"], 1e-5)
-    _close(br, v["corner_maps"]["br"], 1e-5)
+    close(tl, v["corner_maps"]["tl"], 1e-5)
+    close(br, v["corner_maps"]["br"], 1e-5)
     s = v["score_module"]
     logits = model.score_branch(s["search_features"], s["template_features"], s["boxes_xyxy"])
-    _close(logits, s["logits"], 1e-4)
+    close(logits, s["logits"], 1e-4)
 
 
 @pytest.mark.parametrize("key", ["cached", "cached_one"])
@@ -175,10 +169,10 @@ def test_cached_path_matches_reference(family, key, fused):
     c = v[key]
     cache = engine.encode_templates(c["template"], c["online_templates"])
     out = engine.track(c["search"], cache)
-    _close(out["pred_boxes"], c["pred_boxes"], 1e-4)
-    _close(out["pred_scores"], c["pred_scores"], 1e-4)
+    close(out["pred_boxes"], c["pred_boxes"], 1e-4)
+    close(out["pred_scores"], c["pred_scores"], 1e-4)
     if key == "cached":
-        _close(cache.template_feat, c["template_features"], 1e-5)
+        close(cache.template_feat, c["template_features"], 1e-5)
 
 
 @torch.inference_mode()
@@ -195,7 +189,7 @@ def test_batched_cache_equals_per_sample(family):
             for i in range(2)
         ]
     )
-    _close(both, one, 1e-5)
+    close(both, one, 1e-5)
 
 
 # ---- the reference tracker, frame by frame -----------------------------------------------------
@@ -379,9 +373,9 @@ def test_onnx_export_and_runtime_match_torch(family, tmp_path):
         got = ort_model.track(
             c["search"], ort_model.encode_templates(c["template"], c["online_templates"])
         )
-        _close(got["pred_boxes"], ref["pred_boxes"], 1e-4)
-        _close(got["pred_scores"], ref["pred_scores"], 1e-4)
-        _close(got["pred_boxes"], c["pred_boxes"], 1e-4)
+        close(got["pred_boxes"], ref["pred_boxes"], 1e-4)
+        close(got["pred_scores"], ref["pred_scores"], 1e-4)
+        close(got["pred_boxes"], c["pred_boxes"], 1e-4)
 
 
 def test_stage1_file_loads_with_a_warning_naming_the_score_keys(tmp_path, caplog):

@@ -160,14 +160,6 @@ class V2Backbone(MixedTokens):
         )
         _init_v2(self)
 
-    @property
-    def mixed_blocks(self) -> nn.ModuleList:
-        return self.blocks
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Patch tokens ``(N, G*G, D)`` before the position table."""
-        return self.patch_embed(images)
-
     def pred_tokens(self, batch: int) -> torch.Tensor:
         """Prediction tokens entering block 0: ``reg_tokens + pos_embed_reg``, ``(B, 4, D)``."""
         return (self.reg_tokens + self.pos_embed_reg).expand(batch, -1, -1)

@@ -139,11 +139,13 @@ class MixedTokens(Backbone):
     """
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Patch tokens ``(N, G*G, D)`` before the position table (default: ``patch_embed``)."""
+        return self.patch_embed(images)
 
     @property
     def mixed_blocks(self) -> nn.ModuleList:
-        raise NotImplementedError
+        """The mixed-attention blocks (default: ``blocks``)."""
+        return self.blocks
 
     def _grid(self, size: int) -> int:
         return size // self.config.stride
@@ -261,14 +263,6 @@ class ViTBackbone(MixedTokens):
         self.norm = LayerNorm(d, eps=cfg.norm_eps)
         self.head = nn.Linear(d, cfg.num_classes)
         _init_vit(self)
-
-    @property
-    def mixed_blocks(self) -> nn.ModuleList:
-        return self.blocks
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Patch tokens ``(N, G*G, D)`` before the position table."""
-        return self.patch_embed(images)
 
     @classmethod
     def is_pretrained_file(cls, state_dict: dict[str, torch.Tensor]) -> bool:

@@ -19,11 +19,11 @@ from mixformer.models.backbones.base import BackboneConfig
 from mixformer.models.backbones.vit import (
     MixedTokens,
     ViTAttention,
-    drop_path_rates,
+    init_linear_and_norm,
     load_mae_like,
     make_pos_param,
+    vit_blocks,
 )
-from mixformer.models.blocks import Block
 from mixformer.models.layers import LayerNorm
 from mixformer.models.registry import BACKBONES
 
@@ -136,15 +136,16 @@ class ConvMAEBackbone(MixedTokens):
         k, r = cfg.cblock_kernel, cfg.mlp_ratio
         self.blocks1 = nn.ModuleList(CBlock(c1, r, k) for _ in range(cfg.depths[0]))
         self.blocks2 = nn.ModuleList(CBlock(c2, r, k) for _ in range(cfg.depths[1]))
-        self.blocks3 = nn.ModuleList(
-            Block(c3, ViTAttention(c3, cfg.num_heads), r, rate, cfg.norm_eps, "gelu")
-            for rate in drop_path_rates(cfg.drop_path_rate, cfg.depths[2])
+        self.blocks3 = vit_blocks(
+            c3,
+            cfg.depths[2],
+            lambda: ViTAttention(c3, cfg.num_heads),
+            r,
+            cfg.drop_path_rate,
+            cfg.norm_eps,
         )
         self.norm = LayerNorm(c3, eps=cfg.norm_eps)
-        for m in self.modules():  # training init (SPEC-MIXVIT 6.4); convs keep PyTorch's
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm(self)  # training init (SPEC-MIXVIT 6.4)
 
     @property
     def mixed_blocks(self) -> nn.ModuleList:

@@ -27,11 +27,12 @@ from mixformer.models.backbones.vit import (
     PatchEmbed,
     PlainViTConfig,
     ViTAttention,
-    drop_path_rates,
+    init_linear_and_norm,
     load_mae_like,
     make_pos_param,
+    vit_blocks,
 )
-from mixformer.models.blocks import Block, run_joint, run_search, to_maps
+from mixformer.models.blocks import run_joint, run_search, to_maps
 from mixformer.models.registry import BACKBONES
 
 PRED_TOKEN_NAMES = ("left", "right", "top", "bottom")
@@ -147,16 +148,13 @@ class V2Backbone(MixedTokens):
         self.reg_tokens = nn.Parameter(torch.zeros(1, cfg.num_pred_tokens, d))
         self.pos_embed_reg = nn.Parameter(torch.zeros(1, cfg.num_pred_tokens, d))
         self.patch_embed = LinearPatchEmbed(cfg.patch_size, d)
-        self.blocks = nn.ModuleList(
-            Block(
-                d,
-                PredTokenAttention(d, cfg.num_heads, cfg.qkv_bias, cfg.num_pred_tokens),
-                cfg.mlp_ratio,
-                r,
-                cfg.norm_eps,
-                "gelu",
-            )
-            for r in drop_path_rates(cfg.drop_path_rate, cfg.depth)
+        self.blocks = vit_blocks(
+            d,
+            cfg.depth,
+            lambda: PredTokenAttention(d, cfg.num_heads, cfg.qkv_bias, cfg.num_pred_tokens),
+            cfg.mlp_ratio,
+            cfg.drop_path_rate,
+            cfg.norm_eps,
         )
         _init_v2(self)
 
@@ -225,12 +223,5 @@ class V2Backbone(MixedTokens):
 def _init_v2(module: nn.Module) -> None:
     """Training init: Linear trunc-normal 0.02 / bias 0, LayerNorm 1/0, ``reg_tokens``
     trunc-normal 0.02, ``pos_embed_reg`` zeros (SPEC-MIXFORMERV2 2.2)."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    init_linear_and_norm(module)
     nn.init.trunc_normal_(module.reg_tokens, std=0.02)

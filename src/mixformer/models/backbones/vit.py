@@ -9,6 +9,7 @@ but kept: the released files load with ``strict=True``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,6 +132,35 @@ def drop_path_rates(rate: float, depth: int) -> list[float]:
     return [float(r) for r in np.linspace(0.0, rate, depth)] if depth else []
 
 
+def vit_blocks(
+    dim: int,
+    depth: int,
+    attn: Callable[[], MixedAttention],
+    mlp_ratio: float,
+    drop_path_rate: float,
+    norm_eps: float,
+) -> nn.ModuleList:
+    """``depth`` pre-norm blocks (exact erf GELU) over ``attn()`` layers, stochastic depth
+    ramped by :func:`drop_path_rates`: the mixed-attention stage of MixViT, ConvMAE and V2."""
+    return nn.ModuleList(
+        Block(dim, attn(), mlp_ratio, r, norm_eps, "gelu")
+        for r in drop_path_rates(drop_path_rate, depth)
+    )
+
+
+def init_linear_and_norm(module: nn.Module) -> None:
+    """Training init of the ViT-style families (SPEC-MIXVIT 6.4): Linear weights trunc-normal
+    std 0.02, biases 0; LayerNorm 1 / 0; convolutions keep PyTorch's."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class MixedTokens(Backbone):
     """Shared part of the ViT-style families: position tables and the mixed-attention stage.
 
@@ -249,16 +279,13 @@ class ViTBackbone(MixedTokens):
         self.pos_embed_s = make_pos_param(search_size // cfg.patch_size, d)
         self.pos_embed_t = make_pos_param(template_size // cfg.patch_size, d)
         self.patch_embed = PatchEmbed(cfg.patch_size, d)
-        self.blocks = nn.ModuleList(
-            Block(
-                d,
-                ViTAttention(d, cfg.num_heads, cfg.qkv_bias),
-                cfg.mlp_ratio,
-                r,
-                cfg.norm_eps,
-                "gelu",
-            )
-            for r in drop_path_rates(cfg.drop_path_rate, cfg.depth)
+        self.blocks = vit_blocks(
+            d,
+            cfg.depth,
+            lambda: ViTAttention(d, cfg.num_heads, cfg.qkv_bias),
+            cfg.mlp_ratio,
+            cfg.drop_path_rate,
+            cfg.norm_eps,
         )
         self.norm = LayerNorm(d, eps=cfg.norm_eps)
         self.head = nn.Linear(d, cfg.num_classes)
@@ -278,15 +305,9 @@ class ViTBackbone(MixedTokens):
 
 
 def _init_vit(module: nn.Module) -> None:
-    """Training init (SPEC-MIXVIT 6.4): Linear trunc-normal 0.02 / bias 0, LayerNorm 1/0."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    """Training init (SPEC-MIXVIT 6.4): :func:`init_linear_and_norm`, then the dead timm
+    ``pos_embed`` and ``cls_token`` trunc-normal 0.02."""
+    init_linear_and_norm(module)
     for name in ("pos_embed", "cls_token"):
         if hasattr(module, name):
             nn.init.trunc_normal_(getattr(module, name), std=0.02)

@@ -182,3 +182,30 @@ def parameter_counts(name: str) -> tuple[int, int]:
         model = MixFormer(get_config(name), name)
     params = list(model.parameters())
     return sum(p.numel() for p in params), sum(p.numel() for p in params if not p.requires_grad)
+
+
+def micro_training(preset: str, model_overrides: dict, **changes: object):
+    """Training preset ``preset`` shrunk to seconds: a micro network (``model_overrides``, whose
+    crop sizes the run takes), four synthetic samples per epoch, no validation, one thread."""
+    from mixformer.train import get_train_config
+
+    small = dict(
+        model_overrides=model_overrides,
+        pretrained="",
+        template_size=model_overrides["template_size"],
+        search_size=model_overrides["search_size"],
+        datasets=("synthetic",),
+        dataset_ratio=(1.0,),
+        synthetic_sequences=4,
+        synthetic_frames=24,
+        synthetic_size=(96, 128),
+        samples_per_epoch=4,
+        batch_size=2,
+        val_datasets=(),
+        num_workers=0,
+        tensorboard=False,
+        threads=1,
+        epochs=1,
+        lr_drop_epoch=1,
+    )
+    return get_train_config(preset).replace(**{**small, **changes})

@@ -15,6 +15,7 @@ import torch
 from conftest import (
     assert_keys_equal_reference,
     close,
+    micro_training,
     parameter_counts,
     reference_tracker_config,
     tracker_frames,
@@ -440,7 +441,7 @@ def test_stage1_file_without_score_head_loads_with_a_warning(tmp_path, caplog):
 
 
 def test_stage1_and_stage2_train_through_the_trainer(tmp_path):
-    from mixformer.train import Trainer, get_train_config
+    from mixformer.train import Trainer
 
     overrides = {
         "embed_dim": 32,
@@ -450,28 +451,9 @@ def test_stage1_and_stage2_train_through_the_trainer(tmp_path):
         "template_size": 48,
         "search_size": 96,
     }
-    common = dict(
-        model_overrides=overrides,
-        pretrained="",
-        template_size=48,
-        search_size=96,
-        datasets=("synthetic",),
-        dataset_ratio=(1.0,),
-        synthetic_sequences=4,
-        synthetic_frames=24,
-        synthetic_size=(96, 128),
-        samples_per_epoch=4,
-        batch_size=2,
-        val_datasets=(),
-        num_workers=0,
-        tensorboard=False,
-        threads=1,
-    )
-    s1 = get_train_config("mixformerv2-s-stage1").replace(**common, epochs=1, lr_drop_epoch=1)
+    s1 = micro_training("mixformerv2-s-stage1", overrides)
     first = Trainer(s1, tmp_path / "s1", progress=False).fit()
-    s2 = get_train_config("mixformerv2-s-stage2").replace(
-        **common, epochs=1, lr_drop_epoch=1, stage1_checkpoint=str(first)
-    )
+    s2 = micro_training("mixformerv2-s-stage2", overrides, stage1_checkpoint=str(first))
     final = Trainer(s2, tmp_path / "s2", progress=False).fit()
     net = build_model(None, weights=final)
     assert isinstance(net, MixFormerV2) and net.score_head is not None

@@ -14,6 +14,7 @@ import torch
 from conftest import (
     assert_keys_equal_reference,
     close,
+    micro_training,
     parameter_counts,
     reference_tracker_config,
     tracker_frames,
@@ -323,35 +324,15 @@ _MICRO = {
 
 @pytest.mark.parametrize("fam", FAMILIES)
 def test_stage1_resume_and_stage2_train_through_the_trainer(fam, tmp_path):
-    from mixformer.train import Trainer, get_train_config
+    from mixformer.train import Trainer
 
     model = "mixvit-b" if fam == "vit" else "mixvit-convmae-b"
     overrides = {**_MICRO[fam], "head_dim": 16, "template_size": 64, "search_size": 128}
-    common = dict(
-        model=model,
-        model_overrides=overrides,
-        pretrained="",
-        template_size=64,
-        search_size=128,
-        datasets=("synthetic",),
-        dataset_ratio=(1.0,),
-        synthetic_sequences=4,
-        synthetic_frames=24,
-        synthetic_size=(96, 128),
-        samples_per_epoch=4,
-        batch_size=2,
-        val_datasets=(),
-        num_workers=0,
-        tensorboard=False,
-        threads=1,
-    )
-    s1 = get_train_config(f"{model}-stage1").replace(**common, epochs=1, lr_drop_epoch=1)
+    s1 = micro_training(f"{model}-stage1", overrides)
     Trainer(s1, tmp_path / "s1", progress=False).fit()
     resumed = Trainer(s1.replace(epochs=2), tmp_path / "s1", resume=True, progress=False).fit()
     assert resumed is not None and resumed.name == "model_final.pth"
-    s2 = get_train_config(f"{model}-stage2").replace(
-        **common, epochs=1, lr_drop_epoch=1, stage1_checkpoint=str(resumed)
-    )
+    s2 = micro_training(f"{model}-stage2", overrides, stage1_checkpoint=str(resumed))
     final = Trainer(s2, tmp_path / "s2", progress=False).fit()
     net = build_model(None, weights=final)
     assert net.config.family == fam and net.score_branch is not None

@@ -108,8 +108,8 @@ def load_weights(model: MixFormer, ckpt: Checkpoint | str | Path) -> MixFormer:
     foreign = ckpt.family not in (readable if ckpt.kind == "backbone" else (family,))
     if ckpt.family is not None and foreign:
         prefix = "backbone." if ckpt.kind == "network" else ""
-        fits = matching_presets(ckpt.state_dict, prefix)
-        where = f" (its shapes fit {', '.join(repr(f) for f in fits)})" if fits else ""
+        fits = _fits(ckpt.state_dict, prefix)
+        where = f" ({fits})" if fits else ""
         what = "network" if ckpt.kind == "network" else "pretrained backbone"
         raise CheckpointError(
             f"this is a {ckpt.family} {what} file{where}; model "
@@ -119,8 +119,8 @@ def load_weights(model: MixFormer, ckpt: Checkpoint | str | Path) -> MixFormer:
         try:
             ignored = model.backbone.load_pretrained(ckpt.state_dict)
         except CheckpointError as exc:
-            fits = matching_presets(ckpt.state_dict, prefix="")
-            hint = f"; its shapes fit {', '.join(repr(f) for f in fits)}" if fits else ""
+            fits = _fits(ckpt.state_dict, prefix="")
+            hint = f"; {fits}" if fits else ""
             raise CheckpointError(f"{exc}{hint}") from exc
         if ignored:
             log.info(
@@ -131,8 +131,7 @@ def load_weights(model: MixFormer, ckpt: Checkpoint | str | Path) -> MixFormer:
     own = model.state_dict()
     mismatched = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
     if mismatched:
-        fits = matching_presets(sd)
-        where = f"its shapes fit {', '.join(repr(f) for f in fits)}" if fits else "no preset fits"
+        where = _fits(sd) or "no preset fits"
         raise CheckpointError(
             f"checkpoint does not fit model {model.name or 'of this config'!r}: {where} "
             f"(first mismatch: {mismatched[0]} {tuple(sd[mismatched[0]].shape)} vs "
@@ -143,8 +142,8 @@ def load_weights(model: MixFormer, ckpt: Checkpoint | str | Path) -> MixFormer:
     missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in sd if k not in own]
     if unexpected or [k for k in missing if not k.startswith(f"{model.score_attr}.")]:
-        fits = matching_presets(sd) if ckpt.family is not None else []
-        hint = f"; its shapes fit {', '.join(repr(f) for f in fits)}" if fits else ""
+        fits = _fits(sd) if ckpt.family is not None else ""
+        hint = f"; {fits}" if fits else ""
         raise CheckpointError(
             f"checkpoint keys do not match the model{hint}: missing {missing[:5]}"
             f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
@@ -160,3 +159,9 @@ def load_weights(model: MixFormer, ckpt: Checkpoint | str | Path) -> MixFormer:
         )
     model.load_state_dict(sd, strict=False)
     return model
+
+
+def _fits(sd: dict, prefix: str = "backbone.") -> str:
+    """``"its shapes fit 'a', 'b'"`` for the presets ``sd`` fits, ``""`` when none does."""
+    fits = matching_presets(sd, prefix)
+    return f"its shapes fit {', '.join(repr(f) for f in fits)}" if fits else ""

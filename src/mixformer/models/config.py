@@ -231,9 +231,6 @@ def _build_sub(kind: type, values: Mapping[str, Any]) -> Any:
     return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-_FLAT_TOP = {"score_head", "template_size", "search_size"}
-
-
 def _from_flat_cvt(d: Mapping[str, Any]) -> ModelConfig:
     """A config dict of version <= 0.1 checkpoints: CvT fields, head fields and crops flat."""
     d = {k: v for k, v in d.items() if k != "extra"}

@@ -283,12 +283,8 @@ class Trainer:
         self.use_amp = cfg.amp and self.info.device.type == "cuda"
         if cfg.amp and not self.use_amp:
             log.warning("amp=true ignored: mixed precision is used on CUDA only")
+        cfg = self.cfg = cfg.with_model_crops()  # crop sizes 0 in the config mean the model's
         self.model = build_network(cfg).to(self.info.device)
-        mc = self.model.config  # crop sizes 0 in the config mean the model's
-        cfg = self.cfg = cfg.replace(
-            template_size=cfg.template_size or mc.template_size,
-            search_size=cfg.search_size or mc.search_size,
-        )
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)

@@ -10,7 +10,13 @@ from mixformer import Tracker, build_model, list_models
 from mixformer.geometry import normalize_patch, sample_target
 from mixformer.models import get_config
 from mixformer.models.fuse import fuse_model, is_fused, resolve_dtype
-from mixformer.models.layers import FrozenBatchNorm2d
+from mixformer.models.layers import (
+    FrozenBatchNorm2d,
+    GemmPacks,
+    PackedLinear,
+    mkl_packing_available,
+    pack_linears_,
+)
 from mixformer.models.mixformer import MixFormer
 from mixformer.tracking.preprocess import SearchCropper
 
@@ -142,3 +148,57 @@ def test_search_cropper_bit_identical_to_reference_preprocessing(tracker_vectors
         assert rf == rf_ref
         assert torch.equal(x, normalize_patch(patch))  # same values, bit for bit
         assert x.is_contiguous(memory_format=torch.channels_last)
+
+
+needs_mkl = pytest.mark.skipif(not mkl_packing_available(), reason="no MKL packed GEMM")
+
+
+@needs_mkl
+def test_packed_linear_equals_linear_and_repacks_edited_weights():
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(48, 80)
+    packed = torch.nn.Sequential(torch.nn.Linear(48, 80))
+    packed[0].load_state_dict(plain.state_dict())
+    assert pack_linears_(packed) == 1 and isinstance(packed[0], PackedLinear)
+    assert list(packed.state_dict()) == ["0.weight", "0.bias"]
+    with torch.inference_mode():
+        for shape in [(5, 48), (1, 200, 48), (2, 7, 48), (5, 48)]:
+            x = torch.randn(shape)
+            torch.testing.assert_close(packed(x), plain(x), atol=1e-5, rtol=0)
+        packs = packed[0].packs
+        assert set(packs._packs) == {5, 200, 14}  # one pack per row count, reused
+        for m in range(1, GemmPacks.max_packs + 3):  # least recently used ones are dropped
+            packed(torch.randn(m, 48))
+        assert len(packs._packs) == GemmPacks.max_packs
+    with torch.no_grad():  # an in-place edit must not reuse the stale pack
+        packed[0].weight.mul_(-2.0)
+        plain.weight.mul_(-2.0)
+    with torch.inference_mode():
+        x = torch.randn(5, 48)
+        torch.testing.assert_close(packed(x), plain(x), atol=1e-5, rtol=0)
+
+
+@needs_mkl
+def test_packed_linear_trains_like_linear():
+    torch.manual_seed(0)
+    lin = torch.nn.Sequential(torch.nn.Linear(16, 8))
+    ref = torch.nn.Linear(16, 8)
+    ref.load_state_dict(lin[0].state_dict())
+    pack_linears_(lin)
+    x = torch.randn(4, 16)
+    lin(x).square().sum().backward()
+    ref(x).square().sum().backward()
+    torch.testing.assert_close(lin[0].weight.grad, ref.weight.grad)
+    assert not lin[0].__dict__.get("packs") or not lin[0].packs._packs  # autograd: F.linear
+
+
+@needs_mkl
+def test_fused_fp32_packs_every_linear_and_plain_none():
+    model = build_model("mixformerv2-s")
+    fast = fuse_model(model)
+    assert not any(isinstance(m, PackedLinear) for m in model.modules())
+    linears = [m for m in fast.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(isinstance(m, PackedLinear) for m in linears)
+    assert list(fast.state_dict()) == list(model.state_dict())
+    low = fuse_model(model, "bf16")
+    assert not any(isinstance(m, PackedLinear) for m in low.modules())

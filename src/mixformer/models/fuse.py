@@ -10,7 +10,9 @@ the same ``encode_templates`` / ``track`` contract. What the layers do:
 * fused attention (``scaled_dot_product_attention``) with each family's explicit scale;
 * QuickGELU MLPs (CvT) as one SiLU with the 1.702 factor folded into the Linear layers (erf
   GELU, ViT/ConvMAE, has no such folding);
-* channels-last conv weights (the token layout ``(B, T, D)`` *is* channels-last maps).
+* channels-last conv weights (the token layout ``(B, T, D)`` *is* channels-last maps);
+* in fp32 on the CPU, every Linear as a :class:`~mixformer.models.layers.PackedLinear` (MKL's
+  packed GEMM, weights re-laid out once per input row count).
 
 In fp32 the fused network gives the plain network's numbers up to float rounding (boxes within
 ~1e-5). In bf16/fp16 the backbone and box head compute in that dtype; the soft-argmax and the
@@ -25,6 +27,7 @@ from typing import Literal
 
 import torch
 
+from mixformer.models.layers import pack_linears_
 from mixformer.models.mixformer import MixFormer
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,8 @@ def fuse_model(model: MixFormer, dtype: str | torch.dtype = "fp32") -> MixFormer
     fused.box_head.to(dt)
     fused.dtype = dt
     fused.fused = True
+    if dt == torch.float32 and all(p.device.type == "cpu" for p in fused.parameters()):
+        pack_linears_(fused)
     for p in fused.parameters():
         p.requires_grad_(False)
     log.debug("fused %s in %s", model.name, dt)

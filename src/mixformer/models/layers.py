@@ -7,6 +7,7 @@ to a copy of a network. A fused layer computes the same function up to float rou
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -180,3 +181,119 @@ class Mlp(nn.Module):
             self.fc1.bias.mul_(QUICK_GELU_ALPHA)
             self.fc2.weight.div_(QUICK_GELU_ALPHA)
             self.act = nn.SiLU(inplace=True)
+
+
+@functools.cache
+def mkl_packing_available() -> bool:
+    """Whether this PyTorch build has MKL's packed-GEMM linear (x86 CPU builds do)."""
+    mkl = getattr(torch.ops, "mkl", None)
+    return bool(
+        torch.backends.mkl.is_available()
+        and mkl is not None
+        and hasattr(mkl, "_mkl_linear")
+        and hasattr(mkl, "_mkl_reorder_linear_weight")
+    )
+
+
+class GemmPacks:
+    """MKL packed-GEMM copies of one weight matrix, one per input row count: the float32 CPU
+    deployment form of a Linear (:class:`PackedLinear`, and layers that multiply by a view of a
+    weight, such as a flattened patch-embedding conv or a slice of a fused ``qkv``).
+
+    MKL re-lays the weight out once per row count ``M`` (tokens times batch), and each later
+    call with that ``M`` skips the per-call packing of ``F.linear``: measured on 2 cores, 20-25%
+    faster for the 768 -> 2304 / 1536 projections of MixFormerV2-S, 8-10% for square ones, with
+    the same numbers (MKL runs the same kernels; differences 0 to 2e-5). A pack costs about one
+    copy of the weight in memory; the table keeps the ``max_packs`` most recently used row
+    counts and is emptied when the weight's storage or version changes (weights edited in place
+    are re-packed).
+
+    Off until :meth:`enable` (a layer's ``fuse()``), so plain networks stay plain. Autograd,
+    tracing, ONNX export, ``torch.compile``, other dtypes and devices (and builds without MKL)
+    run ``F.linear``.
+    """
+
+    max_packs = 3
+    """Row counts kept per weight: the search step, the template update and one more."""
+
+    def __init__(self, enabled: bool = False) -> None:
+        self.enabled = enabled
+        self._tag: tuple[int, int] | None = None
+        self._packs: dict[int, torch.Tensor] = {}
+
+    def enable(self) -> None:
+        """Use packed GEMMs from now on (where :func:`mkl_packing_available`)."""
+        self.enabled = True
+
+    def linear(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``F.linear(x, weight, bias)``: ``x (..., K)``, ``weight (N, K)`` -> ``(..., N)``."""
+        if not (self.enabled and _packable(x, weight)):
+            return F.linear(x, weight, bias)
+        m = x.numel() // weight.shape[1]
+        # Inference tensors (made under inference_mode) keep no version counter.
+        tag = (weight.data_ptr(), -1 if weight.is_inference() else weight._version)
+        if tag != self._tag:  # new or edited weights: pack afresh
+            self._tag, self._packs = tag, {}
+        packed = self._packs.pop(m, None)
+        if packed is None:
+            packed = torch.ops.mkl._mkl_reorder_linear_weight(weight.detach(), m)
+            while len(self._packs) >= self.max_packs:
+                self._packs.pop(next(iter(self._packs)))
+        self._packs[m] = packed  # most recently used last
+        return torch.ops.mkl._mkl_linear(x, packed, weight, bias, m)
+
+
+def _packable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    if (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+    ):
+        return False
+    return (
+        x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and x.device.type == "cpu"
+        and weight.device.type == "cpu"
+        and x.numel() > 0
+        and weight.is_contiguous()
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        and mkl_packing_available()
+    )
+
+
+class PackedLinear(nn.Linear):
+    """``nn.Linear`` computed through :class:`GemmPacks` (MKL's packed GEMM for float32 CPU
+    inference, ``F.linear`` otherwise): the deployment form every Linear of a fused fp32
+    network takes (:func:`pack_linears_`). State-dict keys and shapes are ``nn.Linear``'s."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        packs = self.__dict__.get("packs")
+        if packs is None:
+            packs = self.__dict__["packs"] = GemmPacks(enabled=True)
+        return packs.linear(x, self.weight, self.bias)
+
+
+def pack_linears_(module: nn.Module) -> int:
+    """Turn every plain ``nn.Linear`` inside ``module`` into a :class:`PackedLinear` sharing its
+    parameters, in place, when :func:`mkl_packing_available`; returns how many."""
+    if not mkl_packing_available():
+        return 0
+    count = 0
+    for parent in module.modules():
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                packed = PackedLinear(
+                    child.in_features,
+                    child.out_features,
+                    bias=child.bias is not None,
+                    device="meta",
+                )
+                packed.weight = child.weight
+                packed.bias = child.bias
+                setattr(parent, name, packed)
+                count += 1
+    return count

@@ -18,7 +18,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mixformer.models.attention import KVCache, Segment
@@ -33,6 +32,7 @@ from mixformer.models.backbones.vit import (
     vit_blocks,
 )
 from mixformer.models.blocks import run_joint, run_search, to_maps
+from mixformer.models.layers import GemmPacks
 from mixformer.models.registry import BACKBONES
 
 PRED_TOKEN_NAMES = ("left", "right", "top", "bottom")
@@ -61,6 +61,14 @@ class PredTokenAttention(ViTAttention):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool, num_pred: int) -> None:
         super().__init__(dim, num_heads, qkv_bias)
         self.num_pred = num_pred
+        self._q_packs = GemmPacks()  # the two halves of qkv in forward_pred_queries
+        self._kv_packs = GemmPacks()
+
+    def fuse(self) -> None:
+        """Fused attention, and packed GEMMs for the halves of ``qkv``."""
+        super().fuse()
+        self._q_packs.enable()
+        self._kv_packs.enable()
 
     def forward_search(self, tokens: torch.Tensor, h: int, w: int, cache: KVCache) -> torch.Tensor:
         """Search + prediction-token queries ``(B, h*w + num_pred, D)`` over all keys."""
@@ -86,10 +94,10 @@ class PredTokenAttention(ViTAttention):
         """
         b, t, d = tokens.shape
         n, hd = self.num_pred, d // self.num_heads
-        bias = self.qkv.bias
-        kv = F.linear(tokens, self.qkv.weight[d:], None if bias is None else bias[d:])
+        w, bias = self.qkv.weight, self.qkv.bias
+        kv = self._kv_packs.linear(tokens, w[d:], None if bias is None else bias[d:])
         k, v = kv.reshape(b, t, 2, self.num_heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
-        q = F.linear(tokens[:, t - n :], self.qkv.weight[:d], None if bias is None else bias[:d])
+        q = self._q_packs.linear(tokens[:, t - n :], w[:d], None if bias is None else bias[:d])
         k = torch.cat([cache[0], k], dim=2)
         v = torch.cat([cache[1], v], dim=2)
         q_seg: tuple[Segment, ...] = (("pred_tokens", n, 1),)
@@ -99,11 +107,13 @@ class PredTokenAttention(ViTAttention):
 class LinearPatchEmbed(PatchEmbed):
     """:class:`PatchEmbed` whose deployment form is one Linear over the flattened patches
     (``(c, ky, kx)`` order, the conv weight's own): faster on the CPU than the strided conv
-    (1.1 vs 1.9 ms at 224 px, 2 threads), same numbers up to float rounding."""
+    (1.1 vs 1.9 ms at 224 px, 2 threads), same numbers up to float rounding; MKL's packed
+    GEMM (:class:`~mixformer.models.layers.GemmPacks`) in float32 on the CPU."""
 
     def __init__(self, patch: int, dim: int, in_chans: int = 3) -> None:
         super().__init__(patch, dim, in_chans)
         self.as_linear = False
+        self._packs = GemmPacks()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.as_linear:
@@ -112,12 +122,12 @@ class LinearPatchEmbed(PatchEmbed):
         p = self.proj.kernel_size[0]
         patches = x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
         patches = patches.reshape(n, (h // p) * (w // p), c * p * p)
-        return F.linear(
-            patches, self.proj.weight.reshape(self.proj.out_channels, -1), self.proj.bias
-        )
+        weight = self.proj.weight.reshape(self.proj.out_channels, -1)
+        return self._packs.linear(patches, weight, self.proj.bias)
 
     def fuse(self) -> None:
         self.as_linear = True
+        self._packs.enable()
 
 
 @BACKBONES.register("v2")

@@ -158,6 +158,18 @@ def micro_config(**kw: object) -> TrackerConfig:
     )
 
 
+def block_outputs(blocks, run) -> torch.Tensor:
+    """The outputs of every module in ``blocks`` while ``run()`` runs, stacked (forward hooks)."""
+    seen: list[torch.Tensor] = []
+    hooks = [b.register_forward_hook(lambda m, a, out: seen.append(out.clone())) for b in blocks]
+    try:
+        run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return torch.stack(seen)
+
+
 def close(a: torch.Tensor, b: torch.Tensor, atol: float) -> None:
     """``a`` equals ``b`` within ``atol`` (absolute, both compared in float32)."""
     torch.testing.assert_close(a.float(), b.float(), atol=atol, rtol=0)

@@ -14,6 +14,7 @@ import torch
 
 from conftest import (
     assert_keys_equal_reference,
+    block_outputs,
     close,
     micro_training,
     parameter_counts,
@@ -136,17 +137,10 @@ def test_joint_forward_matches_reference(vectors, small):
 @torch.inference_mode()
 def test_per_block_tokens_and_patch_embedding_match_reference(vectors, small):
     i, inter = vectors["inputs"], vectors["intermediate"]
-    seen: list[torch.Tensor] = []
-    hooks = [
-        b.register_forward_hook(lambda m, a, out: seen.append(out.clone()))
-        for b in small.backbone.blocks
-    ]
-    try:
-        small(i["template"], i["online_template"], i["search"])
-    finally:
-        for h in hooks:
-            h.remove()
-    close(torch.stack(seen), inter["blocks"], 1e-5)
+    seen = block_outputs(
+        small.backbone.blocks, lambda: small(i["template"], i["online_template"], i["search"])
+    )
+    close(seen, inter["blocks"], 1e-5)
     for part in ("template", "online_template", "search"):
         close(small.backbone.embed(i[part]), inter[f"patch_embed_{part}"], 1e-6)
 

@@ -13,6 +13,7 @@ import torch
 
 from conftest import (
     assert_keys_equal_reference,
+    block_outputs,
     close,
     micro_training,
     parameter_counts,
@@ -128,17 +129,10 @@ def test_joint_forward_matches_reference(family):
 def test_per_block_and_embedding_features_match_reference(family):
     v, model = family
     i, inter = v["inputs"], v["intermediate"]
-    seen: list[torch.Tensor] = []
-    hooks = [
-        b.register_forward_hook(lambda m, a, out: seen.append(out.clone()))
-        for b in model.backbone.mixed_blocks
-    ]
-    try:
-        model(i["template"], i["online_template"], i["search"])
-    finally:
-        for h in hooks:
-            h.remove()
-    close(torch.stack(seen), inter["blocks"], 1e-5)
+    seen = block_outputs(
+        model.backbone.mixed_blocks, lambda: model(i["template"], i["online_template"], i["search"])
+    )
+    close(seen, inter["blocks"], 1e-5)
     bb = model.backbone
     for part in ("template", "online_template", "search"):
         if v["config"]["family"] == "vit":

@@ -204,9 +204,11 @@ class GemmPacks:
     call with that ``M`` skips the per-call packing of ``F.linear``: measured on 2 cores, 20-25%
     faster for the 768 -> 2304 / 1536 projections of MixFormerV2-S, 8-10% for square ones, with
     the same numbers (MKL runs the same kernels; differences 0 to 2e-5). A pack costs about one
-    copy of the weight in memory; the table keeps the ``max_packs`` row counts packed last
-    and is emptied when the weight's storage or version changes (weights edited in place
-    are re-packed).
+    copy of the weight in memory. The first ``max_packs`` row counts seen are packed and kept
+    (later ones run ``F.linear``: evicting instead would re-pack every frame when a
+    :class:`~mixformer.tracking.MultiTracker` cycles through more batch sizes); the table is
+    emptied when the weight's storage or version changes (weights edited in place are
+    re-packed).
 
     Off until :meth:`enable` (a layer's ``fuse()``), so plain networks stay plain. Autograd,
     tracing, ONNX export, ``torch.compile``, other dtypes and devices (and builds without MKL)
@@ -214,7 +216,7 @@ class GemmPacks:
     """
 
     max_packs = 3
-    """Row counts kept per weight: the search step, the template update and one more."""
+    """Row counts packed per weight: the search step, the template update and one more."""
     min_rows = 32
     min_weight = 384 * 384
     """Below these (row count ``M``, weight elements ``N * K``) ``F.linear`` is as fast or
@@ -272,9 +274,9 @@ class GemmPacks:
             self._tag, self._packs = tag, {}
         packed = self._packs.get(m)
         if packed is None:
+            if len(self._packs) >= self.max_packs:  # table full: this row count stays plain
+                return F.linear(x, weight, bias)
             packed = torch.ops.mkl._mkl_reorder_linear_weight(weight.detach(), m)
-            while len(self._packs) >= self.max_packs:  # drop the oldest
-                self._packs.pop(next(iter(self._packs)))
             self._packs[m] = packed
         return torch.ops.mkl._mkl_linear(x, packed, weight, bias, m)
 

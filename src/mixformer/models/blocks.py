@@ -48,32 +48,32 @@ class Block(nn.Module):
         self.norm1 = LayerNorm(dim, eps=norm_eps)
         self.attn = attn
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self._drops = drop_path > 0  # skip the Identity call (Python between ops costs)
         self.norm2 = LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act)
 
-    def _residual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x + (self.drop_path(y) if self._drops else y)
-
-    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
-        return self._residual(x, self.mlp(self.norm2(x)))
+    def after_attention(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """The rest of the block once the attention output ``a`` of the tokens ``x`` is known:
+        ``x + a``, then ``+ Mlp(LN2 .)`` (stochastic depth on both branches in training).
+        Outside training the drop-path modules are not called at all (Python between the
+        operations costs the fast path measurable time)."""
+        x = x + (self.drop_path(a) if self.training else a)
+        y = self.mlp(self.norm2(x))
+        return x + (self.drop_path(y) if self.training else y)
 
     def forward(self, x: torch.Tensor, t_h: int, t_w: int, s_h: int, s_w: int) -> torch.Tensor:
         """Joint forward on ``(B, 2*t_h*t_w + s_h*s_w, D)`` tokens ``[z ; o ; x]``."""
-        x = self._residual(x, self.attn.mixed(self.norm1(x), t_h, t_w, s_h, s_w))
-        return self._mlp(x)
+        return self.after_attention(x, self.attn.mixed(self.norm1(x), t_h, t_w, s_h, s_w))
 
     def forward_templates(
         self, x: torch.Tensor, n_images: int, h: int, w: int
     ) -> tuple[torch.Tensor, KVCache]:
         """Template-side block on ``(B, n_images*h*w, D)``; also returns this block's k/v cache."""
         a, cache = self.attn.forward_templates(self.norm1(x), n_images, h, w)
-        return self._mlp(self._residual(x, a)), cache
+        return self.after_attention(x, a), cache
 
     def forward_search(self, x: torch.Tensor, h: int, w: int, cache: KVCache) -> torch.Tensor:
         """Search-side block on ``(B, h*w, D)`` against this block's template cache."""
-        x = self._residual(x, self.attn.forward_search(self.norm1(x), h, w, cache))
-        return self._mlp(x)
+        return self.after_attention(x, self.attn.forward_search(self.norm1(x), h, w, cache))
 
 
 def run_joint(

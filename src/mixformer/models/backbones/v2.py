@@ -217,7 +217,7 @@ class V2Backbone(MixedTokens):
         # feed nothing), 14% of MixFormerV2-S's multiply-adds; same numbers up to rounding.
         tokens = run_search(self.blocks[:-1], tokens, g, g, kv[:-1])
         a = last.attn.forward_pred_queries(last.norm1(tokens), g, g, kv[-1])
-        return last._mlp(last._residual(tokens[:, g * g :], a))
+        return last.after_attention(tokens[:, g * g :], a)
 
     @classmethod
     def is_pretrained_file(cls, state_dict: dict[str, torch.Tensor]) -> bool:

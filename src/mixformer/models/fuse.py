@@ -11,8 +11,9 @@ the same ``encode_templates`` / ``track`` contract. What the layers do:
 * QuickGELU MLPs (CvT) as one SiLU with the 1.702 factor folded into the Linear layers (erf
   GELU, ViT/ConvMAE, has no such folding);
 * channels-last conv weights (the token layout ``(B, T, D)`` *is* channels-last maps);
-* in fp32 on the CPU, every Linear as a :class:`~mixformer.models.layers.PackedLinear` (MKL's
-  packed GEMM, weights re-laid out once per input row count).
+* in fp32 on the CPU, every Linear of at least ``GemmPacks.min_weight`` (384x384) weights as a
+  :class:`~mixformer.models.layers.PackedLinear` (MKL's packed GEMM, weights re-laid out once
+  per input row count).
 
 In fp32 the fused network gives the plain network's numbers up to float rounding (boxes within
 ~1e-5). In bf16/fp16 the backbone and box head compute in that dtype; the soft-argmax and the

@@ -308,11 +308,12 @@ class PackedLinear(nn.Linear):
     inference, ``F.linear`` otherwise): the deployment form every Linear of a fused fp32
     network takes (:func:`pack_linears_`). State-dict keys and shapes are ``nn.Linear``'s."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.packs = GemmPacks(enabled=True)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        packs = self.__dict__.get("packs")
-        if packs is None:
-            packs = self.__dict__["packs"] = GemmPacks(enabled=True)
-        return packs.linear(x, self.weight, self.bias)
+        return self.packs.linear(x, self.weight, self.bias)
 
 
 def pack_linears_(module: nn.Module) -> int:

@@ -75,7 +75,14 @@ class MixFormer(nn.Module):
         self.box_head = HEADS.get(config.head.type)(
             config.hidden_dim, config.head, config.search_size, config.feat_stride
         )
-        self.score_branch = ScorePredictionModule(config.hidden_dim) if config.score_head else None
+        score = self.build_score_module(config.hidden_dim) if config.score_head else None
+        setattr(self, self.score_attr, score)
+
+    @classmethod
+    def build_score_module(cls, dim: int) -> nn.Module:
+        """The family's score module on ``dim``-wide features (registered as ``score_attr``):
+        the SPM (PrRoIPool + cross-attention + MLP) here."""
+        return ScorePredictionModule(dim)
 
     def _heads(
         self,

@@ -16,11 +16,9 @@ import torch
 from torch import nn
 
 from mixformer.geometry import box_xyxy_to_cxcywh
-from mixformer.models.config import ModelConfig
 from mixformer.models.heads.mlp import MlpBoxHead
 from mixformer.models.heads.mlp_score import MlpScoreHead
 from mixformer.models.mixformer import NETWORKS, MixFormer
-from mixformer.models.registry import BACKBONES, HEADS
 
 
 class MixFormerV2(MixFormer):
@@ -40,18 +38,12 @@ class MixFormerV2(MixFormer):
 
     score_attr: ClassVar[str] = "score_head"
 
-    def __init__(self, config: ModelConfig, name: str | None = None) -> None:
-        nn.Module.__init__(self)
-        self.config = config
-        self.name = name
-        self.dtype = torch.float32
-        self.backbone = BACKBONES.get(config.family)(
-            config.backbone, config.template_size, config.search_size
-        )
-        self.box_head: MlpBoxHead = HEADS.get(config.head.type)(
-            config.hidden_dim, config.head, config.search_size, config.feat_stride
-        )
-        self.score_head = MlpScoreHead(config.hidden_dim) if config.score_head else None
+    box_head: MlpBoxHead
+
+    @classmethod
+    def build_score_module(cls, dim: int) -> nn.Module:
+        """:class:`MlpScoreHead` on the prediction tokens (no PrRoIPool)."""
+        return MlpScoreHead(dim)
 
     @property
     def score_branch(self) -> MlpScoreHead | None:  # type: ignore[override]

@@ -4,7 +4,8 @@ Each subcommand lives in its own module of this package and exposes
 ``register(subparsers) -> None``; the module adds a parser whose ``func`` default takes the parsed
 ``argparse.Namespace`` and returns an exit code. Add new modules to ``_COMMAND_MODULES``.
 Errors a user can fix (bad box, missing file, ...) raise :class:`CLIError` or ``ValueError`` and
-end with a one-line message and exit code 2.
+end with a one-line message and exit code 2; so does any ``OSError`` (a read-only folder, a path
+under a file, a full disk), printed as ``PATH: reason``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,20 @@ _COMMAND_MODULES = (
 
 class CLIError(Exception):
     """An error caused by the user's input; printed without a traceback, exit code 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by a SIGTERM handler (see ``mixformer track``): stop like Ctrl-C, exit code 143."""
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an ``OSError``: ``PATH: reason`` (``PATH -> PATH2: reason`` for a rename)."""
+    if exc.filename is None or not exc.strerror:
+        return exc.strerror or str(exc) or type(exc).__name__
+    where = str(exc.filename)
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    return f"{where}: {exc.strerror}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,10 +78,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    except (CLIError, ValueError, OSError, KeyError) as exc:
+        if isinstance(exc, KeyError) and exc.args:
+            msg = exc.args[0]
+        elif isinstance(exc, OSError):
+            msg = os_error_message(exc)
+        else:
+            msg = exc
         print(f"mixformer {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

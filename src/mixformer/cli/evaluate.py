@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,15 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mixformer.evaluate")
 
 
-def _parse_value(text: str) -> int | float | str:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def add_tracker_set_arg(p: argparse.ArgumentParser) -> None:
     """``--set KEY=VALUE`` (repeatable): tracker settings over the preset; see :func:`apply_set`."""
     p.add_argument(
@@ -48,18 +40,53 @@ def add_tracker_set_arg(p: argparse.ArgumentParser) -> None:
 
 
 def apply_set(config: TrackerConfig, items: list[str]) -> TrackerConfig:
-    """``config`` with the ``--set KEY=VALUE`` items applied (unknown keys: ``KeyError``)."""
-    return config.replace(**_overrides(items)) if items else config
+    """``config`` with the ``--set KEY=VALUE`` items applied.
 
+    Each value is parsed as the type of its :class:`~mixformer.tracking.TrackerConfig` field
+    (an integer for ``int`` fields, a finite number for ``float`` fields).
 
-def _overrides(items: list[str]) -> dict[str, int | float | str]:
-    out = {}
+    Raises:
+        KeyError: an unknown key (naming the closest setting).
+        CLIError: not ``KEY=VALUE``, or a value of the wrong type.
+    """
+    if not items:
+        return config
+    types = {f.name: f.type for f in dataclasses.fields(config)}
+    out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
             raise CLIError(f"--set expects KEY=VALUE (e.g. search_factor=4.5), got {item!r}")
-        out[key.strip().replace("-", "_")] = _parse_value(value.strip())
-    return out
+        if key not in types:
+            config.replace(**{key: None})  # raises KeyError naming the closest setting
+        out[key] = _typed_value(key, value.strip(), types[key])
+    return config.replace(**out)
+
+
+def _typed_value(key: str, text: str, kind: object) -> object:
+    """``text`` as a value of a field annotated ``kind`` (``"int"``, ``"float"``, ...)."""
+    kind = getattr(kind, "__name__", kind)
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise CLIError(f"--set {key}: expects an integer, got {text!r}") from None
+    if kind == "float":
+        try:
+            number = float(text)
+        except ValueError:
+            raise CLIError(f"--set {key}: expects a number, got {text!r}") from None
+        if not math.isfinite(number):
+            raise CLIError(f"--set {key}: expects a finite number, got {text!r}")
+        return number
+    if kind == "bool":
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise CLIError(f"--set {key}: expects true or false, got {text!r}")
+    return text
 
 
 def _sequence_names(text: str | None) -> list[str] | None:

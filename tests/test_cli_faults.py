@@ -8,8 +8,15 @@ file-size limit run the command in a subprocess.
 
 from __future__ import annotations
 
+import resource
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from mixformer.cli import build_parser, main
@@ -138,3 +145,303 @@ def test_os_error_message():
     assert os_error_message(FileNotFoundError("weights not found: w.pth")) == (
         "weights not found: w.pth"
     )
+
+
+# ---------------------------------------------------------------- mixformer track outputs
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """A 6-frame 160x120 mp4 of a moving square."""
+    path = tmp_path_factory.mktemp("vid") / "moving.mp4"
+    _write_video(path, 6)
+    return path
+
+
+def _write_video(path: Path, n: int, fourcc: str = "mp4v", noise: bool = False) -> None:
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (160, 120))
+    for i in range(n):
+        if noise:
+            frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+        else:
+            frame = np.full((120, 160, 3), 40, np.uint8)
+        x = 20 + (4 * i) % 80
+        cv2.rectangle(frame, (x, 30), (x + 30, 60), (255, 0, 0), -1)
+        writer.write(frame)
+    writer.release()
+
+
+def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(args):  # noqa: ANN001, ANN202
+        raise AssertionError("the model was loaded before the outputs were checked")
+
+    monkeypatch.setattr("mixformer.cli.track.load_model_from_args", refuse)
+
+
+def _left_over(folder: Path) -> list[str]:
+    """Hidden or partial files a run left in ``folder``."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or "partial" in p.name)
+
+
+TRACK = ["--box", "20,30,30,30", "--threads", "1"]
+
+
+def test_track_out_equal_to_the_source_is_refused(video, monkeypatch, capsys):
+    _no_model(monkeypatch)
+    before = video.read_bytes()
+    assert main(["track", str(video), *TRACK, "--out", str(video)]) == 2
+    assert "is the source" in _one_line_error(capsys, "track")
+    assert main(["track", str(video), *TRACK, "--boxes", str(video)]) == 2
+    assert "is the source" in _one_line_error(capsys, "track")
+    assert video.read_bytes() == before
+    assert _left_over(video.parent) == []
+
+
+@pytest.mark.parametrize("name", ["o.txt", "o.gif"])
+def test_track_out_without_an_encoder_fails_before_the_model(
+    name, video, tmp_path, monkeypatch, capsys
+):
+    _no_model(monkeypatch)
+    out = tmp_path / name
+    assert main(["track", str(video), *TRACK, "--out", str(out)]) == 2
+    msg = _one_line_error(capsys, "track")
+    assert f"cannot write video {out}" in msg and "use .mp4" in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["--out", "--boxes"])
+def test_track_output_under_a_file_fails_before_the_model(flag, video, a_file, monkeypatch, capsys):
+    _no_model(monkeypatch)
+    assert main(["track", str(video), *TRACK, flag, str(a_file / "sub" / "o.mp4")]) == 2
+    assert f"{a_file / 'sub'}: Not a directory" in _one_line_error(capsys, "track")
+    assert _left_over(a_file.parent) == []
+
+
+def test_track_output_folders_are_checked_together(video, tmp_path, a_file, monkeypatch, capsys):
+    """A bad --boxes must not leave the video's temporary file behind."""
+    _no_model(monkeypatch)
+    args = ["--out", str(tmp_path / "o.mp4"), "--boxes", str(a_file / "b.txt")]
+    assert main(["track", str(video), *TRACK, *args]) == 2
+    _one_line_error(capsys, "track")
+    assert _left_over(tmp_path) == []
+
+
+def test_track_negative_box_and_fps(tmp_path, capsys, caplog):
+    import logging
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"{i + 1:05d}.png"), np.full((120, 160, 3), 30 * i, np.uint8))
+    with caplog.at_level(logging.INFO):
+        assert main(["track", str(frames), "--box", "-5,-5,40,40", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0] == "-5.00,-5.00,40.00,40.00"
+    assert "tracked 3 frames in" in caplog.text and "FPS)" in caplog.text
+
+
+def test_attach_negative_values():
+    from mixformer.cli import attach_negative_values
+
+    argv = ["track", "v.mp4", "--box", "-50,-50,100,100", "--box", "-5 -5 9 9", "--frames", "-3"]
+    assert attach_negative_values(argv) == [
+        "track",
+        "v.mp4",
+        "--box=-50,-50,100,100",
+        "--box=-5 -5 9 9",
+        "--frames",
+        "-3",
+    ]
+    assert attach_negative_values(["--box", "--out", "x"]) == ["--box", "--out", "x"]
+    assert attach_negative_values(["--", "--box", "-1,2,3,4"]) == ["--", "--box", "-1,2,3,4"]
+
+
+def test_track_video_that_ends_early_warns(tmp_path, caplog):
+    import logging
+
+    src = tmp_path / "full.avi"
+    _write_video(src, 20, fourcc="MJPG")
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING):
+        assert main(["track", str(cut), *TRACK, "--boxes", str(tmp_path / "b.txt")]) == 0
+    n = len((tmp_path / "b.txt").read_text().splitlines())
+    assert n < 20
+    assert f"{cut} ended after {n} of the 20 frames its header lists" in caplog.text
+
+
+def test_video_writers_of_one_name_use_their_own_temporary_files(tmp_path):
+    from mixformer.tracking.render import VideoWriter
+
+    out = tmp_path / "o.mp4"
+    a, b = VideoWriter(out, 10), VideoWriter(out, 10)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    a.write(frame)
+    b.write(frame + 100)
+    b.write(frame + 100)
+    assert a.tmp != b.tmp and a.tmp.name.startswith(".o.") and a.tmp.name.endswith(".partial.mp4")
+    assert b.close() == out
+    assert a.close() == out  # the later close wins, whole
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 1
+    cap.release()
+    assert _left_over(tmp_path) == []
+
+
+def test_stale_temporary_videos_are_removed(tmp_path):
+    import os
+    import time
+
+    from mixformer.tracking.render import STALE_SECONDS, VideoWriter
+
+    old = tmp_path / ".o.k1ll3d00.partial.mp4"
+    fresh = tmp_path / ".o.running.partial.mp4"
+    other = tmp_path / ".x.k1ll3d00.partial.mp4"
+    for p in (old, fresh, other):
+        p.write_bytes(b"\0" * 10)
+    then = time.time() - STALE_SECONDS - 60
+    os.utime(old, (then, then))
+    os.utime(other, (then, then))
+    w = VideoWriter(tmp_path / "o.mp4", 10)
+    w.open(64, 48)
+    assert not old.exists() and fresh.exists() and other.exists()
+    w.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name, other.name])
+
+
+def _limited(limit: int):  # noqa: ANN202 - preexec_fn
+    """A ``preexec_fn``: files may not grow past ``limit`` bytes; writes past it fail (EFBIG)."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    return apply
+
+
+@pytest.mark.parametrize("backend", ["pyav", "opencv"])
+def test_track_full_disk_keeps_boxes_and_no_broken_video(backend, tmp_path):
+    if backend == "pyav":
+        pytest.importorskip("av")
+    src = tmp_path / "noise.mp4"
+    _write_video(src, 40, noise=True)
+    out, boxes = tmp_path / "out" / "o.mp4", tmp_path / "out" / "b.txt"
+    code = (
+        "import sys, mixformer.tracking.render as r; from mixformer.cli import main; "
+        f"r.video_backend = lambda: {backend!r}; sys.exit(main(sys.argv[1:]))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, "track", str(src), *TRACK]
+        + ["--out", str(out), "--boxes", str(boxes)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limited(60_000),
+    )
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"mixformer track: error: {out}: "), last
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+    lines = boxes.read_text().splitlines()
+    assert lines and [float(v) for v in lines[0].split(",")] == [20, 30, 30, 30]
+    assert _left_over(out.parent) == []
+
+
+def _start_long_track(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
+    src = tmp_path / "long.mp4"
+    _write_video(src, 2000)
+    boxes, out = tmp_path / "boxes.txt", tmp_path / "out.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mixformer", "track", str(src), *TRACK]
+        + ["--boxes", str(boxes), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while len(_partial_boxes(tmp_path, "boxes.txt")) < 3 and proc.poll() is None:
+        assert time.monotonic() < deadline, "tracking never started"
+        time.sleep(0.05)
+    return proc, boxes, out
+
+
+def _partial_boxes(folder: Path, name: str) -> list[str]:
+    found = list(folder.glob(f"{name}.*.partial"))
+    return found[0].read_text().splitlines() if found else []
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path):
+    proc, boxes, out = _start_long_track(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated after" in err and err.strip().splitlines()[-1] == "terminated"
+    lines = boxes.read_text().splitlines()
+    assert 3 <= len(lines) < 2000
+    assert all(len(line.split(",")) == 4 for line in lines)
+    partial = tmp_path / "out.partial.mp4"
+    assert not out.exists() and partial.is_file()
+    cap = cv2.VideoCapture(str(partial))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) in (len(lines) - 1, len(lines))
+    cap.release()
+    assert _left_over(tmp_path) == ["out.partial.mp4"]
+
+
+def test_sigkill_keeps_the_boxes_tracked_so_far(tmp_path):
+    proc, boxes, _ = _start_long_track(tmp_path)
+    proc.kill()
+    proc.communicate(timeout=120)
+    lines = _partial_boxes(tmp_path, "boxes.txt")
+    assert len(lines) >= 3 and [float(v) for v in lines[0].split(",")] == [20, 30, 30, 30]
+    assert not boxes.exists()
+
+
+# ---------------------------------------------------------------- browser-playable video
+
+
+def test_annotated_video_is_h264(video, tmp_path):
+    pytest.importorskip("av")
+    out = tmp_path / "o.mp4"
+    assert (
+        main(["track", str(video), *TRACK, "--out", str(out), "--boxes", str(tmp_path / "b")]) == 0
+    )
+    cap = cv2.VideoCapture(str(out))
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode()
+    assert fourcc.lower() in ("h264", "avc1")
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    assert n == 6
+
+
+def test_odd_sized_frames_are_padded_for_h264(tmp_path):
+    pytest.importorskip("av")
+    from mixformer.tracking.render import VideoWriter
+
+    w = VideoWriter(tmp_path / "odd.mp4", 10)
+    for i in range(3):
+        w.write(np.full((45, 63, 3), 50 * i, np.uint8))
+    cap = cv2.VideoCapture(str(w.close()))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok and frame.shape == (46, 64, 3)
+
+
+def test_without_pyav_opencv_writes_with_a_warning(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import mixformer.tracking.render as render
+
+    monkeypatch.setattr(render, "video_backend", lambda: "opencv")
+    w = render.VideoWriter(tmp_path / "o.mp4", 10)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            w.write(np.zeros((48, 64, 3), np.uint8))
+    assert w.close() == tmp_path / "o.mp4"
+    assert "browsers do not play" in caplog.text and "mixformer[video]" in caplog.text
+    cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+    cap.release()

@@ -21,6 +21,12 @@ def _mixformer(*args: str, cwd: Path | None = None) -> subprocess.CompletedProce
     )
 
 
+def _partial_boxes(folder: Path, name: str) -> list[str]:
+    """The lines of the box file a running ``track`` is writing (``NAME.XXXXXXXX.partial``)."""
+    found = list(folder.glob(f"{name}.*.partial"))
+    return found[0].read_text().splitlines() if found else []
+
+
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("vid") / "moving.mp4"
@@ -140,9 +146,8 @@ def test_ctrl_c_keeps_the_boxes_and_marks_the_video_partial(tmp_path):
         # A shell may start background jobs with SIGINT ignored; Python then keeps ignoring it.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    hidden = tmp_path / ".out.partial.mp4"  # VideoWriter's temporary file: tracking has begun
     deadline = time.monotonic() + 240
-    while not (hidden.is_file() and hidden.stat().st_size > 0) and proc.poll() is None:
+    while not _partial_boxes(tmp_path, "boxes.txt") and proc.poll() is None:
         assert time.monotonic() < deadline, "tracking never started"
         time.sleep(0.05)
     time.sleep(0.5)
@@ -154,7 +159,8 @@ def test_ctrl_c_keeps_the_boxes_and_marks_the_video_partial(tmp_path):
     assert 1 <= len(lines) < 2000
     assert [float(v) for v in lines[0].split(",")] == [20, 30, 30, 30]
     assert all(len(line.split(",")) == 4 for line in lines)
-    assert not out.exists() and not hidden.exists()
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))  # no hidden temporary file
+    assert not list(tmp_path.glob("boxes.txt.*"))
     partial = tmp_path / "out.partial.mp4"
     cap = cv2.VideoCapture(str(partial))
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -65,10 +66,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--opt -5,-5,40,40`` -> ``--opt=-5,-5,40,40``.
+
+    argparse takes a value that starts with ``-`` and is not a plain number (a box such as
+    ``-50,-50,100,100``) for an option and reports a missing value; joined with ``=`` it parses.
+    """
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if tok == "--":
+            out.extend(args[i:])
+            break
+        nxt = args[i + 1] if i + 1 < len(args) else ""
+        if (
+            tok.startswith("--")
+            and "=" not in tok
+            and re.match(r"-\.?\d", nxt)
+            and re.search(r"[,\s]", nxt)
+        ):
+            out.append(f"{tok}={nxt}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mixformer`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attach_negative_values(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

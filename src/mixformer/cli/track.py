@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -234,8 +237,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and, with --out, an annotated video. Give --box several times to track several "
         "objects in one batched network call per frame; the lines are then "
         "frame,target,x,y,w,h (frame and target counted from 0, target in --box order). "
-        "Ctrl-C keeps the frames tracked so far: their boxes are written and the video is "
-        "finished as NAME.partial.mp4.",
+        "Boxes are written as frames finish (to BOXES.XXXXXXXX.partial, renamed to BOXES at "
+        "the end, so even a killed run leaves them). Ctrl-C or SIGTERM keeps the frames "
+        "tracked so far: their boxes are written and the video is finished as "
+        "NAME.partial.mp4. A box may start with a minus sign (--box -5,-5,40,40).",
     )
     p.add_argument("source", help="video file or folder of frames (sorted by number)")
     p.add_argument(
@@ -289,6 +294,31 @@ def _stepper(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - lazy ty
     return step
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name the same file (or would, once ``a`` is created)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse ``--out`` / ``--boxes`` that would overwrite the source, each other or a folder."""
+    source = Path(args.source)
+    named = [("--out", args.output), ("--boxes", args.boxes)]
+    for flag, path in named:
+        if path is None:
+            continue
+        if _same_file(path, source):
+            raise CLIError(f"{flag} {path} is the source {args.source}; write to another file")
+        if path.is_dir():
+            raise CLIError(f"{flag} {path} is a folder; give a file name")
+    if args.output and args.boxes and _same_file(args.output, args.boxes):
+        raise CLIError(f"--out and --boxes are the same file {args.boxes}")
+
+
 def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames iterator)
     """Check everything the user gave before a model is built or a bar is drawn.
 
@@ -298,8 +328,6 @@ def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames 
         CLIError / ValueError / KeyError: unknown model or preset, bad device or threads,
             unreadable source, or a box that does not fit the first frame.
     """
-    import itertools
-
     from mixformer.data.frames import FrameSource
     from mixformer.tracking import TrackerConfig
     from mixformer.tracking.tracker import check_box
@@ -309,6 +337,7 @@ def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames 
     check_attention_every(args)
     preset = TrackerConfig.preset(args.preset, args.model, got10k_trained=args.got10k_trained)
     set_threads(args.threads)
+    _check_output_paths(args)
     source = FrameSource(args.source)
     frames = iter(source)
     first = next(frames, None)
@@ -325,22 +354,113 @@ def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames 
     return source, itertools.chain([first], frames)
 
 
+class _BoxSink:
+    """Box lines written as frames finish, so a killed run keeps them.
+
+    With a path the lines go to ``NAME.XXXXXXXX.partial`` beside it (flushed per frame), which
+    :meth:`finish` renames to ``NAME``; a run killed outright (SIGKILL) leaves that file. Without
+    a path they go to stdout, flushed per frame when it is a pipe or file (on a terminal they are
+    printed at the end, after the progress bar).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        import tempfile
+
+        from mixformer.utils import default_file_mode
+
+        self.path = path
+        self.lines = 0
+        self.tmp: Path | None = None
+        self._held: list[str] | None = None
+        if path is None:
+            self._f = sys.stdout
+            if sys.stdout.isatty():
+                self._held = []
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".partial")
+        self.tmp = Path(name)
+        os.fchmod(fd, default_file_mode())
+        self._f = os.fdopen(fd, "w")
+
+    def write(self, lines: list[str]) -> None:
+        """Append one frame's lines (one write, then flush: whole frames only)."""
+        text = "".join(line + "\n" for line in lines)
+        if self._held is not None:
+            self._held.append(text)
+        else:
+            self._f.write(text)
+            self._f.flush()
+        self.lines += len(lines)
+
+    def finish(self) -> Path | None:
+        """Close; rename the file to its name (removed instead when it holds no line).
+
+        Returns:
+            The boxes file, or None for stdout or when no line was written.
+        """
+        if self.path is None:
+            if self._held:
+                self._f.write("".join(self._held))
+                self._held = []
+            self._f.flush()
+            return None
+        if self.tmp is None:  # finished already
+            return self.path if self.lines else None
+        if not self._f.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+        if not self.lines:
+            self.tmp.unlink(missing_ok=True)
+        else:
+            os.replace(self.tmp, self.path)
+        self.tmp = None
+        return self.path if self.lines else None
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    from mixformer.cli import Terminated
+
+    raise Terminated()
+
+
 def run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    import time
+
     from tqdm import tqdm
 
     from mixformer.tracking.attention import write_attention
     from mixformer.tracking.render import PALETTE, VideoWriter, draw_box
-    from mixformer.utils import atomic_write_text
 
     source, frames = _validate(args)
-    model = load_model_from_args(args)
-    step = _stepper(args, model)
-    several = len(args.box) > 1
+    first = next(frames)
+    frames = itertools.chain([first], frames)
+    # Open the outputs before the model loads: an unwritable folder or a format without an
+    # encoder fails now, not after the work.
     writer = VideoWriter(args.output, source.fps) if args.output else None
-    lines: list[str] = []
-    count = 0
-    bar = tqdm(total=source.num_frames, unit="frame", desc="tracking", dynamic_ncols=True)
+    if writer:
+        writer.open(first.shape[1], first.shape[0])
     try:
+        sink = _BoxSink(args.boxes)
+    except BaseException:
+        if writer:
+            writer.discard()
+        raise
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_term = signal.getsignal(signal.SIGTERM) if main_thread else None
+    if main_thread:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    count = 0
+    bar = None
+    try:
+        model = load_model_from_args(args)
+        step = _stepper(args, model)
+        several = len(args.box) > 1
+        bar = tqdm(total=source.num_frames, unit="frame", desc="tracking", dynamic_ncols=True)
+        t0 = time.perf_counter()
         for i, frame in enumerate(frames):
             new = []
             shown = frame
@@ -353,24 +473,35 @@ def run(args: argparse.Namespace) -> int:
                 if writer:
                     label = f"{t}: {res.score:.2f}" if several else f"{res.score:.2f}"
                     shown = draw_box(shown, res.box, PALETTE[t % len(PALETTE)], label)
+            sink.write(new)  # whole frames only
+            count += 1
             if writer:
                 writer.write(shown)
-            lines.extend(new)  # whole frames only
-            count += 1
             bar.update(1)
-    except BaseException as exc:  # Ctrl-C too: keep the frames already tracked
+        seconds = time.perf_counter() - t0
         bar.close()
-        _keep_partial(args, writer, lines, count, exc)
+        boxes = sink.finish()
+        if writer:
+            writer.close()
+    except BaseException as exc:  # Ctrl-C and SIGTERM too: keep the frames already tracked
+        if bar is not None:
+            bar.close()
+        _keep_partial(args, writer, sink, count, exc)
         raise
-    bar.close()
-    if writer:
-        writer.close()
-    text = "\n".join(lines) + "\n"
-    if args.boxes:
-        atomic_write_text(args.boxes, text)
-        log.info("wrote %d frames x %d targets to %s", count, len(args.box), args.boxes)
-    else:
-        print(text, end="")
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if old_term is None else old_term)
+    if source.num_frames and count < source.num_frames and Path(args.source).is_file():
+        log.warning(
+            "%s ended after %d of the %d frames its header lists (truncated or corrupt?)",
+            args.source,
+            count,
+            source.num_frames,
+        )
+    fps = count / seconds if seconds > 0 else 0.0
+    log.info("tracked %d frames in %.1f s (%.1f FPS)", count, seconds, fps)
+    if boxes:
+        log.info("wrote %d frames x %d targets to %s", count, len(args.box), boxes)
     if args.output:
         log.info("wrote annotated video to %s", args.output)
     if args.attention:
@@ -381,21 +512,31 @@ def run(args: argparse.Namespace) -> int:
 def _keep_partial(
     args: argparse.Namespace,
     writer: VideoWriter | None,
-    lines: list[str],
+    sink: _BoxSink,
     count: int,
     exc: BaseException,
 ) -> None:
-    """After an error or Ctrl-C: write the finished frames' boxes, mark the video partial."""
-    from mixformer.utils import atomic_write_text
+    """After an error, Ctrl-C or SIGTERM: keep the finished frames' boxes, mark the video
+    partial (a video the encoder could not finish is removed)."""
+    from mixformer.cli import Terminated
 
-    why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped"
-    video = writer.close(complete=False) if writer else None
-    if lines:
-        if args.boxes:
-            atomic_write_text(args.boxes, "\n".join(lines) + "\n")
-        else:
-            print("\n".join(lines), flush=True)
-    where = [f"boxes in {args.boxes}"] if lines and args.boxes else []
-    if video:
-        where.append(f"partial video in {video}")
+    if isinstance(exc, Terminated):
+        why = "terminated"
+    elif isinstance(exc, KeyboardInterrupt):
+        why = "interrupted"
+    else:
+        why = "stopped"
+    where = []
+    try:
+        boxes = sink.finish()
+        if boxes:
+            where.append(f"boxes in {boxes}")
+    except OSError as err:
+        log.warning(
+            "could not finish the boxes file: %s (the lines so far are in %s)", err, sink.tmp
+        )
+    if writer:
+        video = writer.close(complete=False) if count else writer.discard()
+        if video:
+            where.append(f"partial video in {video}")
     log.warning("%s after %d frames%s", why, count, "; " + ", ".join(where) if where else "")

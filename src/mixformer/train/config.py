@@ -517,7 +517,7 @@ _MBV3_REAL = {
 def _s1_mbv3_real() -> TrainConfig:
     """CPU scale: ``mixformer-mbv3``'s mixed-attention blocks and box head on composites."""
     return TrainConfig(
-        **{**_MBV3_REAL, **_TINY_STAGE1, "epochs": 20, "lr_drop_epoch": 16, "lr": 4e-4}
+        **{**_MBV3_REAL, **_TINY_STAGE1, "epochs": 14, "lr_drop_epoch": 11, "lr": 4e-4}
     )
 
 

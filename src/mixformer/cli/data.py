@@ -1,4 +1,5 @@
-"""``mixformer data corpus | bench``: the real-image corpus and benchmarks composited from it."""
+"""``mixformer data corpus | bench | realvideo``: the real-image corpus, benchmarks composited
+from it, and the hand-labelled real-video benchmark."""
 
 from __future__ import annotations
 
@@ -54,6 +55,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--frames", type=int, default=100)
     b.add_argument("--seed", type=int, default=2024)
     b.set_defaults(func=run_bench)
+    r = dsub.add_parser(
+        "realvideo",
+        help="write the hand-labelled real-video benchmark (OTB layout) from Debian packages",
+        description="Real camera clips from Debian packages, with boxes labelled by hand on "
+        "every 5th frame (NaN rows elsewhere). The packages are fetched with 'apt-get download' "
+        "(or taken from --debs) and unpacked with dpkg -x; nothing is installed. Evaluate with "
+        "'mixformer evaluate --dataset realvideo --root OUT' (scores only the labelled frames).",
+    )
+    r.add_argument("--out", type=Path, required=True, help="benchmark folder")
+    r.add_argument(
+        "--debs",
+        type=Path,
+        default=None,
+        help="folder of .deb files (missing ones are downloaded into it; default OUT/debs)",
+    )
+    r.set_defaults(func=run_realvideo)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -82,5 +99,16 @@ def run_bench(args: argparse.Namespace) -> int:
         raise ValueError("need --sequences >= 1 and --frames >= 2")
     write_composite_benchmark(
         args.corpus, args.out, args.variant, args.split, args.sequences, args.frames, args.seed
+    )
+    return 0
+
+
+def run_realvideo(args: argparse.Namespace) -> int:
+    from mixformer.data.realvideo import build_realvideo
+
+    names = build_realvideo(args.out, deb_dir=args.debs)
+    print(
+        f"wrote {len(names)} sequences to {args.out} "
+        f"(evaluate with --dataset realvideo --root {args.out})"
     )
     return 0

@@ -448,6 +448,8 @@ class Benchmark:
         metric: ``"ope"`` (success / precision), ``"got10k"`` (AO / SR, plus OPE) or ``"server"``
             (no public ground truth: pack and submit).
         strict_length: a result shorter than the ground truth is an error (LaSOT).
+        exclude_invalid: score only the frames with a valid box (sparse labels: NaN rows are
+            unlabelled frames, not misses).
     """
 
     name: str
@@ -456,6 +458,7 @@ class Benchmark:
     result_subdir: str = ""
     metric: str = "ope"
     strict_length: bool = False
+    exclude_invalid: bool = False
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -471,6 +474,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("tnl2k", read_tnl2k, "tnl2k"),
         Benchmark("vot", read_vot, "vot20"),
         Benchmark("generic", read_generic, "default"),
+        # `mixformer data realvideo`: real footage labelled every 5th frame (generic layout).
+        Benchmark("realvideo", read_generic, "default", exclude_invalid=True),
     )
 }
 

@@ -290,6 +290,7 @@ def evaluate_sequence(
     visible: np.ndarray | None = None,
     name: str = "",
     strict_length: bool = False,
+    exclude_invalid: bool = False,
 ) -> SequenceScores:
     """Score one sequence the pytracking way (after :func:`prepare_prediction`).
 
@@ -299,6 +300,9 @@ def evaluate_sequence(
         visible: optional ``(T,)`` bool visibility (LaSOT).
         name: sequence name.
         strict_length: a short prediction raises instead of being zero-padded.
+        exclude_invalid: the curves are fractions of the valid frames only (pytracking's
+            ``exclude_invalid_frames``), for sparsely labelled ground truth whose NaN rows mean
+            "not labelled"; by default invalid frames are misses in a whole-sequence denominator.
     """
     gt = _as_boxes(gt_xywh, f"{name} ground truth")
     pred = prepare_prediction(pred_xywh, gt, strict_length=strict_length, name=name)
@@ -309,9 +313,10 @@ def evaluate_sequence(
     ov[~valid] = -1.0
     ce[~valid] = np.inf
     ne[~valid] = np.inf
-    s = (ov[:, None] > SUCCESS_THRESHOLDS[None]).mean(axis=0)
-    p = (ce[:, None] <= PRECISION_THRESHOLDS[None]).mean(axis=0)
-    n = (ne[:, None] <= NORM_PRECISION_THRESHOLDS[None]).mean(axis=0)
+    denom = max(int(valid.sum()), 1) if exclude_invalid else max(len(gt), 1)
+    s = (ov[:, None] > SUCCESS_THRESHOLDS[None]).sum(axis=0) / denom
+    p = (ce[:, None] <= PRECISION_THRESHOLDS[None]).sum(axis=0) / denom
+    n = (ne[:, None] <= NORM_PRECISION_THRESHOLDS[None]).sum(axis=0) / denom
     return SequenceScores(name, ov, ce, ne, valid, s, p, n)
 
 

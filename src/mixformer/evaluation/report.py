@@ -112,6 +112,7 @@ def evaluate_tracker(
                     seq.visible,
                     name=seq.name,
                     strict_length=benchmark.strict_length,
+                    exclude_invalid=benchmark.exclude_invalid,
                 )
             )
         except ValueError as exc:

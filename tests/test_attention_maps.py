@@ -69,7 +69,8 @@ def test_recorded_probabilities_are_the_softmax_of_q_and_k(model, frames, fast, 
 
 def test_recording_does_not_change_the_boxes(model, frames):
     cfg = config(update_interval=2, online_size=3)
-    a, b = Tracker(model, cfg), Tracker(model, cfg, keep_attention=True)
+    a = Tracker(model, cfg, dtype="fp32")
+    b = Tracker(model, cfg, keep_attention=True, dtype="fp32")
     a.init(frames[0], BOX)
     b.init(frames[0], BOX)
     for f in frames[1:]:
@@ -214,11 +215,11 @@ def test_other_families_through_the_same_core(name, tmp_path):
     cfg = TrackerConfig.for_model(model).replace(update_interval=1, online_size=2)
     seq = generate_sequence(3, num_frames=3, height=240, width=320)
     boxes = [(40, 60, 50, 40), (150, 80, 40, 50)]
-    mt = MultiTracker(model, cfg, keep_attention=True)
+    mt = MultiTracker(model, cfg, keep_attention=True, dtype="fp32")
     ids = [mt.add(seq.frames[0], b) for b in boxes]
     for f in seq.frames[1:]:
         got = mt.update(f, observe=True)
-    single = Tracker(model, cfg)
+    single = Tracker(model, cfg, dtype="fp32")
     single.init(seq.frames[0], boxes[1])
     for f in seq.frames[1:]:
         ref = single.update(f)

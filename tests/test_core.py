@@ -47,8 +47,8 @@ def test_fast_is_the_default_and_plain_stays_reachable(model):
 
 
 def test_trackers_over_one_model_share_one_engine(model, frames):
-    a, b = Tracker(model, config()), Tracker(model, config())
-    mt = MultiTracker(model, config())
+    a, b = Tracker(model, config(), dtype="fp32"), Tracker(model, config(), dtype="fp32")
+    mt = MultiTracker(model, config(), dtype="fp32")
     assert a.engine is b.engine is mt.engine
     assert Tracker(model, config(), dtype="bf16").engine is not a.engine  # keyed by dtype
     # interleaved use of the shared engine: each tracker keeps its own state
@@ -65,10 +65,10 @@ def test_changed_weights_get_a_new_engine():
     torch.manual_seed(1)
     model = build_model("mixformer-tiny", **MICRO)
     frames = generate_sequence(4, num_frames=4, height=120, width=160).frames
-    old = Tracker(model, config()).engine
+    old = Tracker(model, config(), dtype="fp32").engine
     torch.manual_seed(2)
     model.load_state_dict(build_model("mixformer-tiny", **MICRO).state_dict())
-    fast = Tracker(model, config())
+    fast = Tracker(model, config(), dtype="fp32")
     assert fast.engine is not old
     plain = Tracker(model, config(), fast=False)
     fast.init(frames[0], BOXES[0])

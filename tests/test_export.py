@@ -126,7 +126,7 @@ def test_onnxruntime_tracker_runs_the_shipped_settings():
     seq = generate_sequence(3, num_frames=12, height=120, width=160)
     boxes = {}
     for backend in ("torch", "onnxruntime"):
-        tracker = Tracker(model, cfg, backend=backend, fast=backend == "torch")
+        tracker = Tracker(model, cfg, backend=backend, fast=backend == "torch", dtype="fp32")
         tracker.init(seq.frames[0], seq.boxes[0])
         boxes[backend] = np.array([tracker.update(f).box for f in seq.frames[1:]])
     np.testing.assert_allclose(boxes["onnxruntime"], boxes["torch"], atol=1e-2, rtol=0)

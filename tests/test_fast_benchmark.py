@@ -57,8 +57,8 @@ def test_run_benchmark_compare_tiny():
 def test_cli_benchmark(capsys):
     from mixformer.cli import main
 
-    code = main(["benchmark", "--model", "mixformer-tiny", "--frames", "1", "--warmup", "0"])
-    assert code == 0
+    argv = ["benchmark", "--model", "mixformer-tiny", "--frames", "1", "--warmup", "0"]
+    assert main([*argv, "--dtype", "fp32"]) == 0
     out = capsys.readouterr().out
     assert "fast torch fp32" in out and "FPS" in out
     assert main(["benchmark", "--frames", "0"]) == 2
@@ -89,7 +89,7 @@ def test_cli_benchmark_accuracy(capsys):
     from mixformer.cli import main
 
     argv = ["benchmark", "--model", "mixformer-tiny", "--accuracy", "1", "--accuracy-frames", "2"]
-    assert main(argv) == 0
+    assert main([*argv, "--dtype", "fp32"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split() == ["variant", "AUC", "%", "IoU", "same", "crops", "IoU", "end-to-end"]
     assert [ln.split()[0] for ln in lines[2:]] == ["fp32", "int8"]

@@ -211,7 +211,7 @@ def test_tracker_reproduces_reference_boxes(vectors, small, run, fast):
     frames = tracker_frames()
     r = vectors["tracker"]["runs"][run]
     config = reference_tracker_config(r)
-    tracker = Tracker(small, config, fast=fast)
+    tracker = Tracker(small, config, fast=fast, dtype="fp32")
     boxes, scores = [tracker.init(frames[0], r["boxes_xywh"][0].tolist()).box], []
     for frame in frames[1:]:
         res = tracker.update(frame)

@@ -197,7 +197,7 @@ def test_tracker_reproduces_reference_boxes(family, run, fast):
     frames = tracker_frames()
     r = v["tracker"]["runs"][run]
     config = reference_tracker_config(r)
-    tracker = Tracker(model, config, fast=fast)
+    tracker = Tracker(model, config, fast=fast, dtype="fp32")
     boxes, scores = [tracker.init(frames[0], r["boxes_xywh"][0].tolist()).box], []
     for frame in frames[1:]:
         res = tracker.update(frame)

@@ -69,7 +69,7 @@ def test_tracker_follows_the_anchor():
     cfg = CFG.replace(velocity=0.5, size_update=0.5)
 
     def run(c, fast):
-        t = Tracker(model, c, fast=fast)
+        t = Tracker(model, c, fast=fast, dtype="fp32")
         t.init(seq.frames[0], box)
         return np.array([t.update(f).box for f in seq.frames[1:]])
 

@@ -68,7 +68,7 @@ def test_tracker_prior_plain_equals_fast_and_changes_boxes(model):
     box = tuple(seq.boxes[0])
     cfg = CFG.replace(motion_prior=0.05)
     plain = _track(model, cfg, seq.frames, box, fast=False)
-    fast = _track(model, cfg, seq.frames, box, fast=True)
+    fast = _track(model, cfg, seq.frames, box, fast=True, dtype="fp32")
     np.testing.assert_allclose(fast, plain, atol=1e-3)
     off = _track(model, CFG, seq.frames, box)
     assert np.abs(off - plain).max() > 1.0

@@ -68,7 +68,7 @@ def test_tracker_reproduces_reference_boxes(tracker_vectors, run, fast):
     model.load_state_dict(weights["state_dict"], strict=True)
     r = runs["runs"][run]
     config = reference_tracker_config(r)
-    tracker = Tracker(model, config, fast=fast)
+    tracker = Tracker(model, config, fast=fast, dtype="fp32")
     assert (tracker.engine is model) != fast
     boxes, scores = [tracker.init(frames[0], r["boxes_xywh"][0]).box], [None]
     for frame in frames[1:]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mixformer.cli import CLIError
+from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
 from mixformer.cli.track import add_model_args, add_plain_arg, load_model_from_args
 
 
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "peak memory. --compare runs the plain path side by side.",
     )
     add_model_args(p)
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    add_dtype_arg(p)
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     p.add_argument("--frames", type=int, default=20, help="timed frames")
@@ -30,6 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also run the plain (reference) path, alternating frame by frame, and print the "
         "speed ratio and the mean IoU of the boxes",
+    )
+    p.add_argument(
+        "--compare-dtype",
+        choices=("fp32", "bf16", "fp16"),
+        default=None,
+        help="with --compare: run the fast path in this dtype side by side instead of the plain "
+        "path (e.g. --dtype bf16 --compare --compare-dtype fp32)",
     )
     add_plain_arg(p)
     p.add_argument(
@@ -57,6 +65,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--accuracy-frames", type=int, default=40, help="frames per sequence for --accuracy"
     )
+    p.add_argument(
+        "--precision",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of timing, the precision study: track N generated 640x480 sequences "
+        "(--scene) with an fp32 and a --dtype tracker (auto: bf16) side by side and print the "
+        "box deviation (px, IoU) on the same crops and end to end, how often the online-template "
+        "decision (score vs threshold) flips, the AUC of each and the time per frame",
+    )
+    p.add_argument(
+        "--precision-frames",
+        type=int,
+        default=30,
+        help="frames per sequence for --precision (template updates every min(preset's, 10) "
+        "frames so that short sequences exercise them)",
+    )
     p.set_defaults(func=run)
 
 
@@ -70,8 +95,13 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--threads must be >= 1")
     if args.device != "cpu":
         raise CLIError("the benchmark runs on the CPU only for now (--device cpu)")
-    if args.plain and (args.compare or args.dtype != "fp32" or args.backend != "torch"):
+    if args.plain and (args.compare or args.backend != "torch"):
         raise CLIError("--plain measures the plain torch fp32 path alone (not with --compare)")
+    if args.compare_dtype and not args.compare:
+        raise CLIError("--compare-dtype goes with --compare")
+    if args.precision < 0 or (args.precision and args.precision_frames < 2):
+        raise CLIError("--precision must be >= 0 and --precision-frames >= 2")
+    dtype = resolve_dtype_arg(args, args.backend)
     if args.backend == "onnxruntime":
         from mixformer.export.onnx import require_onnx
 
@@ -81,15 +111,17 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(str(exc)) from exc
     model = load_model_from_args(args)
     if args.accuracy:
-        return _accuracy(model, args)
+        return _accuracy(model, args, dtype)
     config = None
     if args.preset:
         from mixformer.tracking import TrackerConfig
 
         config = TrackerConfig.for_model(model, args.preset)
+    if args.precision:
+        return _precision(model, args, config)
     report = run_benchmark(
         model,
-        dtype=args.dtype,
+        dtype=dtype,
         backend=args.backend,
         threads=args.threads,
         frames=args.frames,
@@ -99,19 +131,44 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         plain=args.plain,
         scene=args.scene,
+        compare_dtype=args.compare_dtype,
     )
     print(report.format())
     return 0
 
 
-def _accuracy(model: object, args: argparse.Namespace) -> int:
+def _precision(model: object, args: argparse.Namespace, config: object) -> int:
+    import torch
+
+    from mixformer.perf.precision import precision_study
+    from mixformer.tracking.core import reference_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = "bf16" if args.dtype in ("auto", "fp32") else args.dtype
+    cfg = config or reference_config(model).replace(online_size=2)
+    cfg = cfg.replace(update_interval=min(cfg.update_interval, 10))
+    report = precision_study(
+        model,
+        dtype,
+        num_sequences=args.precision,
+        num_frames=args.precision_frames,
+        seed=args.seed,
+        tracker_config=cfg,
+        scene=args.scene,
+    )
+    print(report.format())
+    return 0
+
+
+def _accuracy(model: object, args: argparse.Namespace, dtype: str) -> int:
     import torch
 
     from mixformer.perf.accuracy import precision_study
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    variants = tuple(v for v in (args.dtype, "int8") if v != "fp32")
+    variants = tuple(v for v in (dtype, "int8") if v != "fp32")
     results = precision_study(
         model,
         variants,

@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
 from mixformer.cli.track import (
     add_attention_args,
     add_model_args,
@@ -45,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_threads_arg(p, "2, or 1 on a busy machine")
     add_plain_arg(p)
+    add_dtype_arg(p)
     add_attention_args(p)
     p.set_defaults(func=run)
 
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     check_model_name(args.model)
     check_device(args.device)
     threads = set_threads(args.threads)
+    dtype = resolve_dtype_arg(args)
     if args.scene == "synthetic":
         seq = generate_sequence(args.seed, num_frames=args.frames, name=f"demo-{args.seed}")
     else:
@@ -85,7 +88,12 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     config = TrackerConfig.for_model(model)
     tracker = Tracker(
-        model, config, args.device, fast=not args.plain, keep_attention=bool(args.attention)
+        model,
+        config,
+        args.device,
+        fast=not args.plain,
+        keep_attention=bool(args.attention),
+        dtype=dtype,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     writer = VideoWriter(args.out / "demo.mp4", fps=15)
@@ -120,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     for name, value in aucs.items():
         print(f"AUC {name:28s} {value:5.1f}")
     print(
-        f"{len(boxes)} frames at {fps:.1f} FPS ({threads} thread{'s' if threads > 1 else ''}); "
+        f"{len(boxes)} frames at {fps:.1f} FPS ({threads} thread{'s' if threads > 1 else ''}, "
+        f"{dtype}); "
         f"wrote {args.out}/demo.mp4, success.png, boxes.txt"
         + (f"; attention pictures in {args.attention}" if args.attention else "")
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mixformer.cli import CLIError
+from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
 from mixformer.cli.track import (
     add_got10k_arg,
     add_model_args,
@@ -130,6 +131,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_tracker_set_arg(p)
     add_plain_arg(p)
+    add_dtype_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_evaluate)
 
@@ -203,6 +205,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"--threads must be >= 1, got {args.threads}")
     threads = args.threads or (1 if args.workers > 1 else auto_threads())
     check_device(args.device)
+    dtype = resolve_dtype_arg(args)
     bench = get_benchmark(args.dataset)
     shard = parse_shard(args.shard) if args.shard else (shard_from_env() or (0, 1))
     device = args.device
@@ -223,12 +226,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         weights,
         threads=threads,
         fast=not args.plain,
+        dtype=dtype,
     )
     results = args.results or Path("results") / bench.name / args.model
     print(
         f"evaluate {bench.name}: {len(sequences)} sequences, shard {shard[0]}/{shard[1]}, "
         f"{args.workers} worker(s) x {threads} thread(s), "
-        f"{'plain' if args.plain else 'fast'} path, results in {results}"
+        f"{'plain' if args.plain else 'fast'} path in {dtype}, results in {results}"
     )
     print("tracker settings: " + ", ".join(f"{k}={v}" for k, v in settings.tracker.items()))
     summary = run_benchmark(

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mixformer.cli import CLIError
+from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
+from mixformer.tracking.threads import auto_threads, set_process_threads
 
 if TYPE_CHECKING:
     from mixformer.tracking.render import VideoWriter
@@ -103,45 +105,16 @@ def add_threads_arg(p: argparse.ArgumentParser, default: str) -> None:
     )
 
 
-def auto_threads(cores: int | None = None, load: float | None = None) -> int:
-    """Default intra-op threads for one tracker: 2, or 1 on a busy or single-core machine.
-
-    PyTorch's default (one thread per core) makes every op wait for descheduled OpenMP threads
-    on a busy machine: the demo ran at 4-7 FPS with it on a loaded 2-core machine and at 72 FPS
-    with one thread. So: ``min(2, cores)`` while the 1-minute load average is below half the
-    cores, else 1.
-
-    Args:
-        cores: CPU cores this process may use (default: its affinity mask).
-        load: 1-minute load average (default: ``os.getloadavg()``; 0 where unavailable).
-    """
-    import os
-
-    if cores is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            cores = os.cpu_count() or 1
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):
-            load = 0.0
-    return 1 if cores < 2 or load >= cores / 2 else 2
-
-
 def set_threads(threads: int | None) -> int:
     """Apply ``--threads`` (None: :func:`auto_threads`) to torch; returns the count.
 
     Raises:
         CLIError: ``threads < 1``.
     """
-    import torch
-
     if threads is not None and threads < 1:
         raise CLIError(f"--threads must be >= 1, got {threads}")
     n = threads or auto_threads()
-    torch.set_num_threads(n)
+    set_process_threads(n)  # trackers built with threads=None keep it
     log.debug("%d intra-op thread(s)", n)
     return n
 
@@ -266,6 +239,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_got10k_arg(p)
     add_threads_arg(p, "2, or 1 on a busy machine")
     add_plain_arg(p)
+    add_dtype_arg(p)
     add_attention_args(p)
     p.set_defaults(func=run)
 
@@ -276,6 +250,7 @@ def _stepper(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - lazy ty
 
     config = TrackerConfig.for_model(model, args.preset, args.got10k_trained)
     options = dict(fast=not args.plain, keep_attention=args.attention is not None)
+    options["dtype"] = resolve_dtype_arg(args)
     if len(args.box) == 1:
         single = Tracker(model, config, args.device, **options)
 

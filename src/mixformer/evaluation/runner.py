@@ -77,6 +77,10 @@ class RunSettings:
             (``--plain``). Compared: the two paths' boxes differ by float rounding, which can
             move a written integer box by a pixel. Records written before this field existed
             were made on the plain path and read as ``False``.
+        dtype: the network precision the boxes were made in, resolved (``"fp32"``,
+            ``"bf16"`` or ``"fp16"``; ``--dtype auto`` is recorded as what it resolved to).
+            Compared, like ``fast``. Records written before this field existed read as
+            ``"fp32"`` (the only precision of the CLI then).
     """
 
     dataset: str
@@ -86,6 +90,7 @@ class RunSettings:
     weights: str | None = None
     threads: int | None = None
     fast: bool = True
+    dtype: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (with a format version)."""
@@ -101,6 +106,8 @@ class RunSettings:
         if a["fast"] != b["fast"]:
             path = {True: "fast", False: "plain (--plain)"}
             out.append(f"inference path: {path[a['fast']]} (recorded) vs {path[b['fast']]} (now)")
+        if a["dtype"] != b["dtype"]:
+            out.append(f"dtype: {a['dtype']} (recorded) vs {b['dtype']} (now)")
         for key in sorted(set(a["tracker"]) | set(b["tracker"])):
             va, vb = a["tracker"].get(key), b["tracker"].get(key)
             if va != vb:
@@ -122,6 +129,7 @@ def check_settings(results_dir: str | Path, settings: RunSettings) -> None:
             data = json.loads(path.read_text())
             data.pop("version", None)
             data.setdefault("fast", False)  # older records: the plain path was the only one
+            data.setdefault("dtype", "fp32")  # older records: fp32 was the only precision
             old = RunSettings(**data)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{path}: unreadable settings record ({exc})") from exc
@@ -305,6 +313,7 @@ class _Job:
     threads: int
     parent_pid: int = 0
     fast: bool = True
+    dtype: str = "fp32"
 
 
 _WORKER: dict[str, Any] = {}
@@ -366,7 +375,9 @@ def _run_one(seq: Sequence, box_path: Path, time_path: Path, err_path: Path) -> 
     t0 = time.perf_counter()
     try:
         config = TrackerConfig(**job.tracker)
-        tracker = Tracker(_WORKER["model"], config, _WORKER["device"], fast=job.fast)
+        tracker = Tracker(
+            _WORKER["model"], config, _WORKER["device"], fast=job.fast, dtype=job.dtype, threads=0
+        )
         boxes, times, _ = track_sequence(tracker, seq)
         write_result(box_path, time_path, boxes, times)
     except Exception as exc:
@@ -500,6 +511,7 @@ def _run_locked(
         settings.threads or max(1, ncpu // n_workers),
         parent_pid=os.getpid(),
         fast=settings.fast,
+        dtype=settings.dtype,
     )
     t_start = time.perf_counter()
     lengths = {seq.name: len(seq) for seq, *_ in todo}

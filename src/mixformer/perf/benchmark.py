@@ -296,51 +296,63 @@ def run_benchmark(
     seed: int = 0,
     plain: bool = False,
     scene: str = "synthetic",
+    compare_dtype: str | None = None,
 ) -> BenchmarkReport:
     """Track a generated sequence with the default tracker (or ``plain``) and time it.
 
     Args:
         model: plain network (CPU, eval).
-        dtype: ``"fp32" | "bf16" | "fp16"`` (the latter two on the fast path).
+        dtype: ``"auto" | "fp32" | "bf16" | "fp16"`` (the latter two on the fast path; auto:
+            :func:`~mixformer.tracking.engine.resolve_dtype_setting`).
         backend: ``"torch"`` or ``"onnxruntime"``.
         threads: torch (and ONNX Runtime) intra-op threads; default: the current setting.
         frames: timed frames (after ``warmup`` untimed ones).
         warmup: frames excluded from the medians.
-        compare: also run the plain fp32 path on the same frames, alternating frame by frame
-            with the measured path (so both see the same machine load), and report the ratio
-            and the mean IoU of the measured path's boxes against the plain ones.
+        compare: also run the plain fp32 path (or the fast path in ``compare_dtype``) on the
+            same frames, alternating frame by frame with the measured path (so both see the
+            same machine load), and report the ratio and the mean IoU of the measured path's
+            boxes against that path's.
         tracker_config: :class:`~mixformer.tracking.TrackerConfig` (default: interval 10,
             2 online templates, so template updates are part of the measurement).
         seed: sequence seed.
         plain: measure the plain reference path (``Tracker(fast=False)``) instead of the
             default fast one (torch fp32 only; not with ``compare``).
         scene: ``"synthetic"`` (procedural) or ``"photos"`` (composited from real photos).
+        compare_dtype: with ``compare``, the path run side by side is the fast torch path in
+            this dtype (e.g. ``"fp32"`` next to a bf16 run) instead of the plain path.
     Returns:
-        :class:`BenchmarkReport`.
+        :class:`BenchmarkReport` (its ``dtype`` resolved).
     Raises:
         ValueError: ``plain`` with another dtype or backend, or with ``compare``.
     """
     from mixformer.tracking import Tracker
     from mixformer.tracking.core import reference_config
+    from mixformer.tracking.engine import resolve_dtype_setting
 
-    if plain and (dtype != "fp32" or backend != "torch"):
+    if plain and (dtype not in ("auto", "fp32") or backend != "torch"):
         raise ValueError("the plain path runs torch fp32 only")
     if plain and compare:
         raise ValueError("compare runs the plain path next to the default one; drop plain")
+    dtype = resolve_dtype_setting(dtype, "cpu", backend, not plain)
     if threads:
         torch.set_num_threads(threads)
     n_threads = torch.get_num_threads()
     cfg = tracker_config or reference_config(model).replace(update_interval=10, online_size=2)
     seq_frames, gt = benchmark_frames(frames + warmup + 1, seed, scene)
     probes: list[_Probe] = []
-    if compare:
-        probes.append(_Probe(Tracker(model, cfg, fast=False), path_label(True)))
-    tracker = Tracker(model, cfg, dtype=dtype, backend=backend, fast=not plain)
+    # threads=0: the trackers run with the count set here (or torch's), not their own default
+    if compare and compare_dtype:
+        other = resolve_dtype_setting(compare_dtype, "cpu", "torch", True)
+        probes.append(_Probe(Tracker(model, cfg, dtype=other, threads=0), path_label(False, other)))
+    elif compare:
+        probes.append(_Probe(Tracker(model, cfg, fast=False, threads=0), path_label(True)))
+    tracker = Tracker(model, cfg, dtype=dtype, backend=backend, fast=not plain, threads=0)
     probes.append(_Probe(tracker, path_label(plain, dtype, backend)))
     # fp32 probe at 1024 (~25 ms at 80 GFLOP/s); low-precision probes smaller, since CPUs
     # without native bf16/fp16 matmul run them 10-100x slower.
     peak32 = _PeakProbe("fp32", 1024)
-    peak_dt = peak32 if dtype == "fp32" else _PeakProbe(dtype, 512)
+    low = next((p.label.split()[-1] for p in probes if not p.label.endswith("fp32")), "fp32")
+    peak_dt = peak32 if low == "fp32" else _PeakProbe(low, 512)
     for p in probes:
         p.tracker.init(seq_frames[0], gt[0])
     for i, frame in enumerate(seq_frames[1:], start=1):

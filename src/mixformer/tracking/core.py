@@ -38,7 +38,7 @@ from mixformer.geometry import (
 from mixformer.models.mixformer import MixFormer, TemplateCache
 from mixformer.tracking.checks import check_box, check_image
 from mixformer.tracking.config import TrackerConfig
-from mixformer.tracking.engine import InferenceEngine, shared_engine
+from mixformer.tracking.engine import InferenceEngine, resolve_dtype_setting, shared_engine
 from mixformer.tracking.motion import MotionState, motion_prior
 from mixformer.tracking.preprocess import SearchCropper
 from mixformer.tracking.results import Observation, TrackAttention, TrackResult, Window
@@ -241,7 +241,9 @@ class TrackingCore:
         config: settings shared by all targets (default: ``TrackerConfig.for_model(model)``).
         device: torch device for the network.
         color: channel order of the frames passed in (``"rgb"`` or ``"bgr"``).
-        dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (the latter two on the fast path).
+        dtype: ``"auto"`` (bf16 on CPUs with AMX, else fp32: :func:`~mixformer.tracking.engine.
+            resolve_dtype_setting`), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (the latter two on the
+            fast path); the resolved one is :attr:`dtype`.
         backend: ``"torch"`` or ``"onnxruntime"``.
         fast: the fast torch path (default); False: the plain reference arithmetic.
         engine: a ready engine (anything with the ``encode_templates`` / ``track`` contract,
@@ -261,7 +263,7 @@ class TrackingCore:
         config: TrackerConfig | None = None,
         device: str | torch.device = "cpu",
         color: Literal["rgb", "bgr"] = "rgb",
-        dtype: Literal["fp32", "bf16", "fp16"] = "fp32",
+        dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
         backend: Literal["torch", "onnxruntime"] = "torch",
         fast: bool = True,
         engine: InferenceEngine | None = None,
@@ -275,8 +277,10 @@ class TrackingCore:
             raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.dtype = resolve_dtype_setting(dtype, self.device, backend, fast)
+        """The precision the network runs in (``dtype`` resolved; with ``engine``: as given)."""
         self.engine: InferenceEngine = (
-            engine if engine is not None else shared_engine(self.model, dtype, backend, fast)
+            engine if engine is not None else shared_engine(self.model, self.dtype, backend, fast)
         )
         if keep_attention and not isinstance(self.engine, nn.Module):
             raise ValueError(

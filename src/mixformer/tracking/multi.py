@@ -15,6 +15,7 @@ from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.core import CoreView, TrackingCore, split_cache, stack_caches
 from mixformer.tracking.engine import InferenceEngine
 from mixformer.tracking.results import TrackResult
+from mixformer.tracking.threads import intra_op_threads, resolve_threads
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,10 @@ class MultiTracker(CoreView):
         device: torch device for the network.
         color: channel order of the frames passed in (``"rgb"`` or ``"bgr"``).
         max_batch: largest batch per network call (bounds memory); None: no limit.
-        dtype, backend, fast, engine, keep_attention: as for :class:`~mixformer.Tracker`
-            (default: the fast torch path in fp32, the engine shared with every tracker over
-            ``model``).
+        dtype, backend, fast, engine, keep_attention, threads: as for
+            :class:`~mixformer.Tracker` (default: the fast torch path, bf16 on CPUs with AMX
+            and fp32 elsewhere, the engine shared with every tracker over ``model``; the CLI's
+            thread count around this tracker's own calls).
 
     Example:
         >>> mt = MultiTracker(build_model("mixformer-tiny"))
@@ -66,28 +68,37 @@ class MultiTracker(CoreView):
         device: str | torch.device = "cpu",
         color: Literal["rgb", "bgr"] = "rgb",
         max_batch: int | None = None,
-        dtype: Literal["fp32", "bf16", "fp16"] = "fp32",
+        dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
         fast: bool = True,
         backend: Literal["torch", "onnxruntime"] = "torch",
         engine: InferenceEngine | None = None,
         keep_attention: bool = False,
+        threads: int | None = None,
     ) -> None:
-        self._core = TrackingCore(
-            model,
-            config,
-            device,
-            color,
-            dtype,
-            backend,
-            fast,
-            engine=engine,
-            max_batch=max_batch,
-            keep_attention=keep_attention,
-        )
+        self.threads = resolve_threads(threads)
+        """Intra-op threads of this tracker's calls (0: torch's setting)."""
+        with intra_op_threads(self.threads):
+            self._core = TrackingCore(
+                model,
+                config,
+                device,
+                color,
+                dtype,
+                backend,
+                fast,
+                engine=engine,
+                max_batch=max_batch,
+                keep_attention=keep_attention,
+            )
         self._next_id = 0
         self._frame_index = -1
 
     # -- state -------------------------------------------------------------------------------
+    @property
+    def dtype(self) -> str:
+        """The precision the network runs in: ``"fp32"``, ``"bf16"`` or ``"fp16"``."""
+        return self._core.dtype
+
     @property
     def max_batch(self) -> int | None:
         """Largest batch per network call (None: no limit)."""
@@ -137,7 +148,8 @@ class MultiTracker(CoreView):
             ValueError: a bad image, box or id.
         """
         tid = self._next_id if target_id is None else target_id
-        self._core.add(image, box, tid)
+        with intra_op_threads(self.threads):
+            self._core.add(image, box, tid)
         self._next_id = max(self._next_id, tid + 1)
         self._frame_index = max(self._frame_index, 0)
         log.debug("added target %d at frame %d: %s", tid, self._frame_index, box)
@@ -158,6 +170,7 @@ class MultiTracker(CoreView):
             ``{target_id: TrackResult}`` for every tracked target (empty when there are none);
             ``frame_index`` in each result counts from that target's own first frame.
         """
-        results = self._core.step(image, observe)
+        with intra_op_threads(self.threads):
+            results = self._core.step(image, observe)
         self._frame_index += 1
         return results

@@ -43,7 +43,7 @@ for _module in ("starlette", "uvicorn", "starlette.testclient"):
 from starlette.testclient import TestClient  # noqa: E402
 
 from mixformer.app.server import create_app  # noqa: E402
-from mixformer.app.session import KEEP_FRAMES, Session  # noqa: E402
+from mixformer.app.session import KEEP_FRAMES, MAX_TARGETS, Session  # noqa: E402
 
 HEADERS = {"X-Requested-With": "mixformer"}
 W, H, N = 128, 96, 10
@@ -593,3 +593,82 @@ def test_the_real_attention_renderer(client, session, video):
     picture = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
     plain = client.get(f"/api/frame/{run['id']}/{N - 1}.jpg").content
     assert picture.shape == (H, W, 3) and r.content != plain
+
+
+@pytest.mark.parametrize("boxes", [[[20, 30, 24, 24], [70, 10, 30, 20]]])
+def test_every_target_gets_its_own_attention_picture(client, session, video, monkeypatch, boxes):
+    """Several targets: one picture each, drawn on the plain frame (no map paints over another
+    target's), with the [min, max] of its colour scale in the result; the page picks one."""
+    seen = []
+
+    def render(attention, frame):
+        seen.append(frame.copy())
+        out = frame.copy()
+        out[:] = (255, 0, 0) if attention.box[0] < 50 else (0, 0, 255)  # target 1 red, 2 blue
+        return out
+
+    monkeypatch.setattr(session, "_render_attention", render)
+    _upload(client, video)
+    r = client.post("/api/options", json={"attention": True, "target": 1})
+    assert r.json()["attention"]["target"] == 1
+    run = client.post("/api/track", json={"boxes": boxes}).json()["run"]
+    state = _finish(client, session)
+    assert state["status"] == "done"
+    assert not any((f == (255, 0, 0)).all() or (f == (0, 0, 255)).all() for f in seen)
+    last = state["run"]["results"][-1]
+    assert len(last["attention"]) == 2
+    assert all(lo <= hi for lo, hi in last["attention"])
+    assert "attention" not in state["run"]["results"][0]  # the init frame has none
+
+    def get(target):
+        r = client.get(
+            f"/api/frame/{run['id']}/{N - 1}.jpg", params={"attention": 1, "target": target}
+        )
+        return cv2.cvtColor(cv2.imdecode(np.frombuffer(r.content, np.uint8), 1), cv2.COLOR_BGR2RGB)
+
+    red, blue = get(0), get(1)
+    assert red[..., 0].mean() > 240 and red[..., 2].mean() < 20
+    assert blue[..., 2].mean() > 240 and blue[..., 0].mean() < 20
+    r = client.post("/api/options", json={"attention": True, "target": MAX_TARGETS})
+    assert r.status_code == 400 and "attention target" in r.json()["error"]
+    assert client.post("/api/options", json={"attention": True, "target": "1"}).status_code == 400
+
+
+def test_the_state_names_the_model_its_weights_and_both_frame_rates(client, session, video):
+    state = client.get("/api/state").json()
+    assert state["model"]["name"] == "mixformer-tiny"
+    assert state["model"]["weights"] == "shipped with the package"
+    assert state["model"]["random"] is False
+    _upload(client, video)
+    client.post("/api/track", json={"boxes": [[20, 30, 24, 24]]})
+    run = _finish(client, session)["run"]
+    # network + tracker only, and end to end (decoding, drawing, encoding): both reported
+    assert run["fps"] > 0 and run["fps_end_to_end"] > 0
+
+
+def test_random_weights_are_said_in_the_state(model, tmp_path):
+    from mixformer.app.session import describe_weights
+
+    s = Session(model, tmp_path, weights=None)
+    info = s.snapshot()["model"]
+    assert info["random"] is True and "random" in info["weights"]
+    info = describe_weights("mixformerv2-s", None)
+    assert info["releases"] == ["mixformerv2_small.pth.tar"]
+    assert info["source"] == "github.com/MCG-NJU/MixFormerV2"
+    info = describe_weights("mixformer-22k", tmp_path / "mixformer_cvt_online_22k.pth.tar")
+    assert info["random"] is False and info["weights"] == "file mixformer_cvt_online_22k.pth.tar"
+    assert info["source"] == "official MixFormer release (github.com/MCG-NJU/MixFormer)"
+
+
+def test_the_command_tells_the_page_its_weights(monkeypatch):
+    """``mixformer app`` passes the weights it loaded to the session (shown in the page)."""
+    import argparse
+
+    from mixformer.cli.app import _weights_of
+
+    def ns(model, weights=None):
+        return argparse.Namespace(model=model, weights=weights)
+
+    assert _weights_of(ns("mixformer-tiny")) == "default"
+    assert _weights_of(ns("mixformer-22k")) is None
+    assert _weights_of(ns("mixformer-22k", "x.pth.tar")) == "x.pth.tar"

@@ -168,7 +168,7 @@ def _tracker_boxes(model, path: Path, box) -> list[tuple[float, ...]]:
     return out
 
 
-def test_bad_uploads_and_clicks_get_a_message(page, tmp_path):
+def test_bad_uploads_and_clicks_get_a_message(page, browser, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not a video at all\n" * 40)
     _upload(page, text)
@@ -181,6 +181,57 @@ def test_bad_uploads_and_clicks_get_a_message(page, tmp_path):
     assert "error" in message.get_attribute("class")
     assert "Traceback" not in page.content()
     assert page.locator("#track").is_disabled()
+    # A page opened afterwards does not show this page's error.
+    other = browser.new_context()
+    fresh = other.new_page()
+    fresh.goto(page.url)
+    fresh.wait_for_function("() => window.mixformerApp && window.mixformerApp.state !== null")
+    assert fresh.evaluate("window.mixformerApp.state.message").startswith("notes.txt")
+    assert fresh.locator("#message").is_hidden()
+    other.close()
+
+
+def test_keyboard_opens_a_video_and_a_finger_draws_a_box(page, clip):
+    """Tab reaches "Open video…" and Enter opens the file chooser; a touch drag (pointer
+    events of pointerType 'touch') draws a box; the page names the model and its weights."""
+    path, gt = clip
+    assert page.locator("#model-name").inner_text() == "mixformer-tiny"
+    assert page.locator("#model-weights").inner_text() == "shipped with the package"
+    assert page.locator("#weights-warning").is_hidden()
+    page.bring_to_front()  # the file chooser opens from the active tab only
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "open":
+            break
+    assert page.evaluate("document.activeElement.id") == "open"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(path))
+    page.wait_for_function(
+        "() => window.mixformerApp.state.status === 'ready' && window.mixformerApp.firstFrame"
+    )
+    assert page.locator("#view").evaluate("el => getComputedStyle(el).touchAction") == "none"
+    bb = page.locator("#view").bounding_box()
+    sx, sy = bb["width"] / W, bb["height"] / H
+    x, y, w, h = gt
+    points = [(x, y, "pointerdown"), (x + w / 2, y + h / 2, "pointermove")]
+    points += [(x + w, y + h, "pointermove"), (x + w, y + h, "pointerup")]
+    for px, py, kind in points:
+        page.locator("#view").dispatch_event(
+            kind,
+            {
+                "pointerType": "touch",
+                "pointerId": 7,
+                "isPrimary": True,
+                "button": 0,
+                "clientX": bb["x"] + px * sx,
+                "clientY": bb["y"] + py * sy,
+                "bubbles": True,
+            },
+        )
+    drawn = page.evaluate("window.mixformerApp.drawn")
+    assert len(drawn) == 1
+    np.testing.assert_allclose(drawn[0], gt, atol=1.01)
 
 
 def test_track_a_drawn_box_like_the_tracker(page, clip, model, tmp_path):
@@ -220,6 +271,9 @@ def test_track_a_drawn_box_like_the_tracker(page, clip, model, tmp_path):
     assert cells[1:5] == [f"{v:.2f}" for v in expected[-1]]
     assert page.locator("#frame-index").inner_text() == f"{N} of {N}"
     assert float(page.locator("#fps").inner_text()) > 0
+    assert float(page.locator("#fps-total").inner_text()) > 0
+    assert "network" in page.locator("#fps").evaluate("el => el.previousElementSibling.textContent")
+    assert page.evaluate("window.mixformerApp.plotFrames") == N  # the axis ends at frame N
     assert page.locator("#progress-text").inner_text() == f"done: {N} of {N} frames"
 
     # The downloads.
@@ -299,6 +353,8 @@ def test_demo_clip_with_two_boxes_paused_and_resumed(page, app_server):
 
 
 def test_attention_overlay_toggle(page, clip):
+    """Two nearby targets: one attention map each, the user picks the one shown, a colour-scale
+    legend says whose map it is, and the two box labels do not cover each other."""
     if not page.evaluate("window.mixformerApp.state.attention.available"):
         pytest.skip(page.evaluate("window.mixformerApp.state.attention.reason"))
     path, gt = clip
@@ -309,6 +365,7 @@ def test_attention_overlay_toggle(page, clip):
     page.check("#attention")
     page.wait_for_function("() => window.mixformerApp.state.attention.on")
     _drag(page, gt)
+    _drag(page, (gt[0] + 6, gt[1], gt[2], gt[3]))  # labels at the same height, 6 px apart
     page.click("#track")
     page.wait_for_function(
         "() => window.mixformerApp.state.status === 'done' && window.mixformerApp.shownAttention"
@@ -316,7 +373,22 @@ def test_attention_overlay_toggle(page, clip):
         timeout=60_000,
     )
     assert page.evaluate("window.mixformerApp.state.run.attention") is True
+    (a, b) = page.evaluate("window.mixformerApp.labels")
+    assert a[1] + a[3] <= b[1] or b[1] + b[3] <= a[1] or a[0] + a[2] <= b[0]
+    assert page.locator("#attention-target-label").is_visible()
+    assert page.locator("#attention-target option").all_inner_texts() == ["target 1", "target 2"]
+    legend = page.locator("#attention-legend")
+    assert legend.is_visible() and "target 1" in legend.inner_text()
+    assert page.locator("#legend-max").inner_text().endswith("%")
     canvas = "document.querySelector('#view').toDataURL()"
+    first = page.evaluate(f"() => {canvas}")
+    page.select_option("#attention-target", "1")
+    page.wait_for_function(
+        "() => window.mixformerApp.shownTarget === 1 && window.mixformerApp.state.attention.target"
+        " === 1"
+    )
+    page.wait_for_function(f"() => {canvas} !== {first!r}")
+    assert "target 2" in legend.inner_text()
     with_attention = page.evaluate(f"() => {canvas}")
     page.uncheck("#attention")
     page.wait_for_function("() => !window.mixformerApp.shownAttention")

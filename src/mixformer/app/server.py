@@ -5,14 +5,16 @@ shows as a message):
 
 * ``GET /`` and ``GET /static/{name}``: the page's own files, and nothing else: names are looked
   up in a fixed table read from the package at start-up, never joined to a path.
-* ``GET /api/state?since=K&run=R``: :meth:`Session.snapshot` (status, progress, new results).
+* ``GET /api/state?since=K&run=R``: :meth:`Session.snapshot` (status, progress, new results,
+  the model and its weights).
 * ``POST /api/upload?name=FILE``: the video as the raw request body (streamed to disk; refused
   over the size limit before and while it arrives).
 * ``POST /api/demo``: the built-in demo clip.
 * ``POST /api/track`` with ``{"boxes": [[x, y, w, h], ...]}``; ``POST /api/pause``,
-  ``/api/resume``, ``/api/stop``; ``POST /api/options`` with ``{"attention": true}``.
-* ``GET /api/first-frame.jpg``, ``GET /api/frame/{run}/{index}.jpg[?attention=1]``: JPEG frames
-  (with ``attention=1`` the attention picture where the run has one).
+  ``/api/resume``, ``/api/stop``; ``POST /api/options`` with ``{"attention": true}`` (and
+  optionally ``"target": K``, the target whose attention map the page shows, from 0).
+* ``GET /api/first-frame.jpg``, ``GET /api/frame/{run}/{index}.jpg[?attention=1&target=K]``:
+  JPEG frames (with ``attention=1`` target K's attention picture where the run has one).
 * ``GET /api/download/boxes.txt``, ``GET /api/download/tracked.mp4``: the last run's results.
 
 POST requests must carry the ``X-Requested-With: mixformer`` header, which a page of another
@@ -156,8 +158,8 @@ def create_app(session: Session, allowed_hosts: Sequence[str] | None = None) -> 
     async def options(request: Request) -> Response:
         body = await json_body(request, '{"attention": true}')
         if not isinstance(body.get("attention"), bool):
-            raise AppError('options must be {"attention": true or false}')
-        session.set_attention(body["attention"])
+            raise AppError('options must be {"attention": true or false, "target": K}')
+        session.set_attention(body["attention"], body.get("target"))
         since, run = _int_param(request, "since", 0), _int_param(request, "run", None)
         return _json(session.snapshot(since or 0, run))
 
@@ -174,7 +176,10 @@ def create_app(session: Session, allowed_hosts: Sequence[str] | None = None) -> 
 
     async def frame(request: Request) -> Response:
         attention = request.query_params.get("attention") in ("1", "true")
-        data = session.frame(request.path_params["run"], request.path_params["index"], attention)
+        target = _int_param(request, "target", 0) or 0
+        data = session.frame(
+            request.path_params["run"], request.path_params["index"], attention, target
+        )
         return Response(data, media_type="image/jpeg", headers=_API_HEADERS)
 
     async def download(request: Request) -> Response:

@@ -106,8 +106,10 @@ class Run:
     total: int | None
     results: list[dict[str, Any]] = field(default_factory=list)
     jpegs: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
-    attention: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
+    attention: OrderedDict[int, list[bytes | None]] = field(default_factory=OrderedDict)
     track_seconds: float = 0.0
+    started: float = 0.0
+    ended: float | None = None
     keep_attention: bool = False
     boxes_path: Path | None = None
     video_path: Path | None = None
@@ -157,6 +159,47 @@ def format_boxes_file(results: Sequence[dict[str, Any]], several: bool) -> str:
 AttentionRenderer = Callable[[Any, np.ndarray], np.ndarray]
 
 
+def describe_weights(name: str | None, weights: str | Path | None) -> dict[str, Any]:
+    """What the page says about the network: ``{"name", "weights", "random", "releases",
+    "source"}``.
+
+    Args:
+        name: the model's preset name (None: built from a config).
+        weights: as :func:`~mixformer.build_model` took them: None (random initialisation),
+            ``"default"`` (the weights shipped with the package) or a file.
+    """
+    from mixformer.models import get_config, list_models
+    from mixformer.models.factory import default_weights_path
+
+    releases: list[str] = []
+    source = ""
+    if name in list_models():
+        cfg = get_config(name)
+        releases = list(cfg.releases)
+        source = release_source(cfg.family) if releases else ""
+    shipped = default_weights_path(name) if name else None
+    if weights is None:
+        text, random = "random initialisation (no --weights): the boxes are meaningless", True
+    elif str(weights) == "default" or (shipped is not None and Path(weights) == shipped):
+        text, random = "shipped with the package", False
+    else:
+        text, random = f"file {display_name(str(weights))}", False
+    return {
+        "name": name or "custom config",
+        "weights": text,
+        "random": random,
+        "releases": releases,
+        "source": source,
+    }
+
+
+def release_source(family: str) -> str:
+    """Where the released weights of a model family come from (the official release pages)."""
+    if family == "v2":
+        return "github.com/MCG-NJU/MixFormerV2"
+    return "official MixFormer release (github.com/MCG-NJU/MixFormer)"
+
+
 def attention_renderer() -> tuple[AttentionRenderer | None, str]:
     """The attention picture this version can draw: ``(render, reason)``.
 
@@ -186,6 +229,18 @@ def attention_renderer() -> tuple[AttentionRenderer | None, str]:
     return render, "attention overlay: how strongly each search location attends to the template"
 
 
+def attention_range(attention: Any) -> list[float] | None:
+    """``[min, max]`` attention mass on the template over the search grid: the ends of the
+    colour scale :func:`mixformer.tracking.attention.render_frame` draws (None if unknown)."""
+    try:
+        from mixformer.tracking.attention import segment_mass, select_map
+
+        mass = segment_mass(select_map(attention), "template")
+        return [float(mass.min()), float(mass.max())]
+    except Exception:  # another version's records: the page shows no numbers
+        return None
+
+
 class Session:
     """The one video and the one tracking run of a web-app server.
 
@@ -200,6 +255,8 @@ class Session:
         device: torch device for the trackers.
         fast: the fast inference path (as ``mixformer track``; False: plain reference network).
         max_upload_bytes: largest upload accepted.
+        weights: the weights ``model`` was built with, as :func:`~mixformer.build_model` took
+            them (None: random; ``"default"``: the shipped ones; or the file), shown in the page.
     """
 
     def __init__(
@@ -209,6 +266,7 @@ class Session:
         device: str = "cpu",
         fast: bool = True,
         max_upload_bytes: int = 500 * 2**20,
+        weights: str | Path | None = "default",
     ) -> None:
         if max_upload_bytes <= 0:
             raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
@@ -217,6 +275,7 @@ class Session:
         self.device = device
         self.fast = fast
         self.max_upload_bytes = int(max_upload_bytes)
+        self.model_info = describe_weights(getattr(model, "name", None), weights)
         config = TrackerConfig.for_model(model)
         self._box_factor = max(config.search_factor, config.template_factor)
         self._lock = threading.Lock()
@@ -233,6 +292,7 @@ class Session:
         self._stop = threading.Event()
         self._render_attention, self.attention_reason = attention_renderer()
         self._attention_on = False
+        self._attention_target = 0
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -274,7 +334,9 @@ class Session:
                     "available": self.attention_available,
                     "reason": self.attention_reason,
                     "on": self._attention_on,
+                    "target": self._attention_target,
                 },
+                "model": dict(self.model_info),
                 "upload": dict(self._upload) if self._upload else None,
                 "loading": dict(self._loading) if self._loading else None,
                 "video": None,
@@ -292,12 +354,15 @@ class Session:
             if run is not None:
                 start = max(0, since) if run_id == run.id else 0
                 updates = max(0, len(run.results) - 1)
+                wall = (run.ended or time.perf_counter()) - run.started
                 state["run"] = {
                     "id": run.id,
                     "boxes": [list(b) for b in run.boxes],
                     "done": len(run.results),
                     "total": run.total,
+                    # network + tracker only, and everything (decoding, drawing, encoding)
                     "fps": updates / run.track_seconds if run.track_seconds > 0 else None,
+                    "fps_end_to_end": len(run.results) / wall if run.results and wall > 0 else None,
                     "since": start,
                     "attention": run.keep_attention,
                     "results": run.results[start:],
@@ -549,6 +614,7 @@ class Session:
                 folder=self.workdir / f"run-{run_id}",
                 total=video.frames,
                 keep_attention=self._attention_on,
+                started=time.perf_counter(),
             )
             run.folder.mkdir(parents=True)
             self._run = run
@@ -565,19 +631,29 @@ class Session:
         log.info("run %d: tracking %d box(es) in %s", run.id, len(checked), video.name)
         return self.snapshot()
 
-    def set_attention(self, on: bool) -> None:
-        """Switch the attention overlay on or off.
+    def set_attention(self, on: bool, target: int | None = None) -> None:
+        """Switch the attention overlay on or off, and pick the target whose map is shown.
 
         A run records the attention only when the overlay was on as it started (recording
-        costs speed); switching it off mid-run just stops drawing the pictures.
+        costs speed); switching it off mid-run just stops drawing the pictures. Every target's
+        map is drawn (one picture each), so ``target`` only says which one the page shows.
 
         Raises:
-            AppError: 400 when this version cannot draw it (the reason is the message).
+            AppError: 400 when this version cannot draw it (the reason is the message), or for
+                a target outside ``0 .. MAX_TARGETS - 1``.
         """
         if on and not self.attention_available:
             raise AppError(self.attention_reason)
+        if target is not None and (
+            not isinstance(target, int) or isinstance(target, bool) or not 0 <= target < MAX_TARGETS
+        ):
+            raise AppError(
+                f"the attention target must be 0 to {MAX_TARGETS - 1}, got {target!r:.20}"
+            )
         with self._lock:
             self._attention_on = bool(on)
+            if target is not None:
+                self._attention_target = target
 
     def pause(self) -> None:
         """Pause the running run after its current frame.
@@ -630,10 +706,11 @@ class Session:
         if not self.wait(timeout):
             log.warning("the tracking thread did not stop within %.0f s", timeout)
 
-    def frame(self, run_id: int, index: int, attention: bool = False) -> bytes:
+    def frame(self, run_id: int, index: int, attention: bool = False, target: int = 0) -> bytes:
         """A streamed frame of run ``run_id`` as JPEG.
 
-        With ``attention``, its attention picture where the run has one, else the plain frame.
+        With ``attention``, the attention picture of target ``target`` (counted from 0) where
+        the run has one, else the plain frame.
 
         Raises:
             AppError: 404 when that run or frame is gone (only the newest frames are kept).
@@ -642,7 +719,8 @@ class Session:
             run = self._run
             if run is None or run.id != run_id:
                 raise AppError("that run is gone", 404)
-            data = run.attention.get(index) if attention else None
+            pictures = run.attention.get(index, []) if attention else []
+            data = pictures[target] if 0 <= target < len(pictures) else None
             if data is None:  # no picture for this frame (the first frame has no search step)
                 data = run.jpegs.get(index)
         if data is None:
@@ -689,17 +767,24 @@ class Session:
 
         return step_many
 
-    def _attention_picture(self, frame: np.ndarray, attentions: Sequence[Any]) -> np.ndarray | None:
-        """The frame with every target's attention drawn (None when no target has any)."""
-        picture, drawn = frame, False
+    def _attention_pictures(
+        self, frame: np.ndarray, attentions: Sequence[Any]
+    ) -> list[tuple[np.ndarray, list[float] | None] | None]:
+        """One picture per target: the frame with that target's attention map alone (so maps
+        of nearby targets never paint over each other), and the map's ``[min, max]`` attention
+        mass on the template (the page's colour-scale legend; None when unknown). None for a
+        target without attention."""
+        out: list[tuple[np.ndarray, list[float] | None] | None] = []
         h = frame.shape[0]
         for att in attentions:
             if att is None or self._render_attention is None:
+                out.append(None)
                 continue
-            # The renderer may add a caption below the frame; the page shows the frame's area.
-            picture = np.ascontiguousarray(self._render_attention(att, picture)[:h])
-            drawn = True
-        return picture if drawn else None
+            # The renderer may add a caption below the frame; the page shows the frame's area
+            # and draws the colour scale itself.
+            picture = np.ascontiguousarray(self._render_attention(att, frame)[:h])
+            out.append((picture, attention_range(att)))
+        return out
 
     def _frames(self, video: Video) -> Iterator[np.ndarray]:
         return iter(FrameSource(video.path))
@@ -729,28 +814,33 @@ class Session:
                     shown = draw_box(shown, box, PALETTE[t % len(PALETTE)], label)
                 writer.write(shown)
                 jpeg = encode_jpeg(frame)
-                attention_jpeg = None
+                attention_jpegs: list[bytes | None] = []
+                ranges: list[list[float] | None] = []
                 # Frame 0 is the init frame: no search step, so nothing to draw.
                 if draw_attention and index > 0 and self._attention_on:
                     try:
-                        picture = self._attention_picture(frame, [a for _, _, a in tracked])
+                        pictures = self._attention_pictures(frame, [a for _, _, a in tracked])
                     except Exception as exc:  # a drawing problem must not end the run
                         log.warning("run %d: attention overlay off: %s", run.id, exc)
-                        draw_attention, picture = False, None
-                    if picture is not None:
-                        attention_jpeg = encode_jpeg(picture)
+                        draw_attention, pictures = False, []
+                    for item in pictures:
+                        attention_jpegs.append(encode_jpeg(item[0]) if item else None)
+                        ranges.append(item[1] if item else None)
                 result = {
                     "frame": index,
                     "boxes": [[float(v) for v in box] for box, _, _ in tracked],
                     "scores": [float(score) for _, score, _ in tracked],
                 }
+                if any(j is not None for j in attention_jpegs):
+                    # per target: [min, max] template mass of its map (the legend's scale)
+                    result["attention"] = ranges
                 with self._lock:
                     if index > 0:
                         run.track_seconds += dt
                     run.results.append(result)
                     run.jpegs[index] = jpeg
-                    if attention_jpeg is not None:
-                        run.attention[index] = attention_jpeg
+                    if "attention" in result:
+                        run.attention[index] = attention_jpegs
                     for store in (run.jpegs, run.attention):
                         while len(store) > KEEP_FRAMES:
                             store.popitem(last=False)
@@ -770,6 +860,7 @@ class Session:
             boxes_path = run.folder / "boxes.txt"
             atomic_write_text(boxes_path, format_boxes_file(results, several))
         with self._lock:
+            run.ended = time.perf_counter()
             run.video_path, run.boxes_path = video_path, boxes_path
             if self._run is run:
                 self._status, self._message = status, message

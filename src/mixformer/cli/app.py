@@ -119,13 +119,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = load_model_from_args(args)
         with tempfile.TemporaryDirectory(prefix="mixformer-app-") as workdir:
-            _serve(args, model, sock, Path(workdir))
+            _serve(args, model, sock, Path(workdir), _weights_of(args))
     finally:
         sock.close()
     return 0
 
 
-def _serve(args: argparse.Namespace, model, sock: socket.socket, workdir: Path) -> None:  # noqa: ANN001
+def _weights_of(args: argparse.Namespace) -> str | None:
+    """The weights :func:`load_model_from_args` used, as ``build_model`` takes them (for the page):
+    ``--weights``, else ``"default"`` when weights ship for the preset, else None (random)."""
+    from mixformer.models.factory import default_weights_path
+
+    if args.weights is not None:
+        return args.weights
+    return "default" if default_weights_path(args.model) is not None else None
+
+
+def _serve(  # noqa: ANN001 - model: MixFormer, lazy import
+    args: argparse.Namespace, model, sock: socket.socket, workdir: Path, weights: str | None
+) -> None:
     """Run uvicorn on ``sock`` until it is stopped (Ctrl-C ends with KeyboardInterrupt)."""
     import uvicorn
 
@@ -138,6 +150,7 @@ def _serve(args: argparse.Namespace, model, sock: socket.socket, workdir: Path) 
         device=args.device,
         fast=not args.plain,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
+        weights=weights,
     )
     app = create_app(session, allowed_hosts=allowed_hosts(args.host))
     config = uvicorn.Config(

@@ -19,13 +19,15 @@
     shown: null, // Image of the streamed frame shown
     shownIndex: -1,
     shownAttention: false,
+    shownTarget: 0, // the target whose attention map the shown picture has
     fetching: false,
     editing: true, // showing the first frame with the boxes being drawn
     drawn: [], // boxes drawn by the user
     dragging: null,
     runId: null,
-    results: [], // every result of run runId: {frame, boxes, scores}
-    lastServerMessage: "",
+    results: [], // every result of run runId: {frame, boxes, scores[, attention]}
+    lastServerMessage: null, // null until the first state: a message from before is stale
+    labels: [], // [x, y, w, h] of the box labels drawn last (kept apart from each other)
   };
   window.mixformerApp = app; // for the browser test and for curious users
 
@@ -66,6 +68,9 @@
   // -- state from the server -----------------------------------------------------------------
   function applyState(s) {
     app.state = s;
+    // A message standing from before this page was opened (e.g. an earlier tab's failed
+    // upload) belongs to that page, not this one.
+    if (app.lastServerMessage === null) app.lastServerMessage = s.message;
     if (s.video === null) {
       app.videoId = null;
       app.firstFrame = null;
@@ -132,12 +137,22 @@
     return $("attention").checked && !$("attention").disabled && !!(s && s.run && s.run.attention);
   }
 
+  // The target whose attention map is shown (one picture per target; the user picks).
+  function attentionTarget() {
+    const s = app.state;
+    const k = s && s.run ? s.run.boxes.length : 1;
+    const t = s && s.attention ? s.attention.target || 0 : 0;
+    return Math.min(t, Math.max(0, k - 1));
+  }
+
   // The newest streamed frame; its boxes are drawn from app.results of the same index.
   function fetchFrame() {
     if (app.fetching || app.runId === null || app.editing || app.results.length === 0) return;
     const index = app.results.length - 1;
     const attention = wantAttention();
-    if (index === app.shownIndex && attention === app.shownAttention) return;
+    const target = attentionTarget();
+    if (index === app.shownIndex && attention === app.shownAttention &&
+        (!attention || target === app.shownTarget)) return;
     app.fetching = true;
     const img = new Image();
     img.onload = () => {
@@ -145,6 +160,7 @@
       app.shown = img;
       app.shownIndex = index;
       app.shownAttention = attention;
+      app.shownTarget = target;
       render();
       fetchFrame();
     };
@@ -153,12 +169,31 @@
       app.fetching = false;
       app.shownIndex = index;
       app.shownAttention = attention;
+      app.shownTarget = target;
       render();
     };
-    img.src = `/api/frame/${app.runId}/${index}.jpg${attention ? "?attention=1" : ""}`;
+    img.src = `/api/frame/${app.runId}/${index}.jpg${attention ? `?attention=1&target=${target}` : ""}`;
   }
 
   // -- drawing -------------------------------------------------------------------------------
+  const overlaps = (a, b) =>
+    a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3];
+
+  // Where a label of size tw x th goes: above the box's top-left corner (inside the box at the
+  // top edge), moved down in steps past the labels placed already, so none covers another.
+  function placeLabel(box, tw, th, placed, height) {
+    const [x, y] = box;
+    let ty = y - th >= 0 ? y - th : y;
+    for (let i = 0; i < 64; i++) {
+      const rect = [x, ty, tw, th];
+      if (!placed.some((r) => overlaps(r, rect))) return rect;
+      const below = placed.filter((r) => overlaps(r, rect)).map((r) => r[1] + r[3]);
+      ty = Math.max(...below);
+      if (ty + th > height) break;
+    }
+    return [x, Math.max(0, Math.min(ty, height - th)), tw, th];
+  }
+
   function strokeBox(ctx, box, col, label, lineWidth, dashed = false) {
     const [x, y, w, h] = box;
     ctx.save();
@@ -170,11 +205,12 @@
       ctx.font = `${Math.round(7 * lineWidth)}px system-ui, sans-serif`;
       const tw = ctx.measureText(label).width + 3 * lineWidth;
       const th = 9 * lineWidth;
-      const ty = y - th >= 0 ? y - th : y;
+      const rect = placeLabel(box, tw, th, app.labels, ctx.canvas.height);
+      app.labels.push(rect);
       ctx.fillStyle = col;
-      ctx.fillRect(x - lineWidth / 2, ty, tw, th);
+      ctx.fillRect(rect[0] - lineWidth / 2, rect[1], tw, th);
       ctx.fillStyle = "#000";
-      ctx.fillText(label, x + lineWidth, ty + 7 * lineWidth);
+      ctx.fillText(label, rect[0] + lineWidth, rect[1] + 7 * lineWidth);
     }
     ctx.restore();
   }
@@ -193,6 +229,7 @@
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     const img = app.editing ? app.firstFrame : app.shown || app.firstFrame;
     if (img) ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+    app.labels = [];
     const res = currentResult();
     if (res) {
       res.boxes.forEach((b, t) => {
@@ -204,7 +241,23 @@
       if (app.dragging) strokeBox(ctx, dragBox(), colour(app.drawn.length), null, lw, true);
     }
     renderReadout(res);
+    renderLegend(res);
     renderPlot();
+  }
+
+  // The colour scale of the attention picture shown: whose map, and what its ends mean.
+  function renderLegend(res) {
+    const ranges = res && res.attention;
+    const show = !!(app.shownAttention && ranges && !app.editing);
+    $("attention-legend").hidden = !show;
+    if (!show) return;
+    const t = app.shownTarget;
+    const k = res.boxes.length;
+    $("legend-title").textContent =
+      `attention on the template${k > 1 ? ` of target ${t + 1}` : ""} (blue low, red high):`;
+    const r = ranges[t];
+    $("legend-min").textContent = r ? `${(100 * r[0]).toFixed(1)}%` : "low";
+    $("legend-max").textContent = r ? `${(100 * r[1]).toFixed(1)}%` : "high";
   }
 
   function renderReadout(res) {
@@ -213,6 +266,19 @@
     const total = s && s.run && s.run.total ? s.run.total : s && s.video && s.video.frames;
     $("frame-index").textContent = res ? `${res.frame + 1} of ${total || "?"}` : app.state && app.state.video ? "1 (first frame)" : "–";
     $("fps").textContent = s && s.run && s.run.fps ? s.run.fps.toFixed(1) : "–";
+    $("fps-total").textContent =
+      s && s.run && s.run.fps_end_to_end ? s.run.fps_end_to_end.toFixed(1) : "–";
+    const m = s && s.model;
+    $("model-name").textContent = m ? m.name : "–";
+    $("model-weights").textContent = m ? m.weights : "–";
+    const warn = $("weights-warning");
+    warn.hidden = !(m && m.random);
+    if (m && m.random) {
+      const files = m.releases.length ? ` (${m.releases.join(" or ")}, from the ${m.source})` : "";
+      warn.textContent =
+        `${m.name} runs with RANDOM weights: the boxes are meaningless. Restart with ` +
+        `mixformer app --model ${m.name} --weights FILE${files}.`;
+    }
     const rows = res
       ? res.boxes.map((b, t) => [t, b, res.scores[t].toFixed(3)])
       : app.drawn.map((b, t) => [t, b, "–"]);
@@ -258,11 +324,13 @@
       if (v === 0 || v === 0.5 || v === 1) ctx.fillText(String(v), 6, y + 4);
     }
     const s = app.state;
+    // Frames counted from 1, as the readout ("132 of 132"): result i is frame i + 1.
     const n = Math.max(app.results.length, (s && s.run && s.run.total) || 0, 2);
     const xOf = (i) => pad.l + (pw * i) / (n - 1);
-    ctx.fillText("0", pad.l - 3, H - 6);
+    ctx.fillText("1", pad.l - 3, H - 6);
     ctx.textAlign = "right";
-    ctx.fillText(`frame ${n - 1}`, W - pad.r, H - 6);
+    ctx.fillText(`frame ${n}`, W - pad.r, H - 6);
+    app.plotFrames = n;
     ctx.textAlign = "left";
     if (app.results.length === 0) return;
     const k = app.results[0].scores.length;
@@ -303,7 +371,7 @@
     const hasVideo = s !== null && s.video !== null;
     $("status").textContent = status;
     $("file").disabled = busy();
-    $("open-label").classList.toggle("disabled", busy());
+    $("open").disabled = busy();
     $("demo").disabled = busy();
     $("clear").disabled = busy() || !hasVideo || (app.drawn.length === 0 && app.editing);
     $("track").disabled = busy() || !hasVideo || app.drawn.length === 0;
@@ -320,6 +388,16 @@
     $("attention").checked = att.available && !!att.on;
     $("attention-label").classList.toggle("disabled", !att.available);
     $("attention-label").title = att.available ? "draw the tracker's attention on the frames" : att.reason;
+    // Several targets: one map each; the user picks the one shown.
+    const k = s && s.run && s.run.attention ? s.run.boxes.length : 0;
+    const pick = $("attention-target");
+    $("attention-target-label").hidden = !(att.available && att.on && k > 1);
+    if (pick.options.length !== k) {
+      pick.replaceChildren(
+        ...Array.from({ length: k }, (_, t) => new Option(`target ${t + 1}`, String(t))),
+      );
+    }
+    if (k > 0 && document.activeElement !== pick) pick.value = String(attentionTarget());
     if (!s) return setProgress(0, null);
     if (status === "uploading" && s.upload) {
       const u = s.upload;
@@ -364,21 +442,34 @@
     }
   }
 
-  $("view").addEventListener("mousedown", (ev) => {
-    if (ev.button !== 0 || busy() || !app.state || !app.state.video) return;
+  // Pointer events: a mouse, a pen or a finger draws the same way (the canvas has
+  // touch-action: none, so a drag on a touch screen draws instead of scrolling the page).
+  const view = $("view");
+  view.addEventListener("pointerdown", (ev) => {
+    if (!ev.isPrimary || ev.button !== 0 || busy() || !app.state || !app.state.video) return;
     ev.preventDefault();
+    try {
+      view.setPointerCapture(ev.pointerId); // the drag goes on outside the canvas
+    } catch (err) {
+      // a pointer the browser does not track (synthetic events): no capture needed
+    }
     startEditing();
     const [x, y] = toImage(ev);
-    app.dragging = { x0: x, y0: y, x1: x, y1: y };
+    app.dragging = { x0: x, y0: y, x1: x, y1: y, pointer: ev.pointerId };
     render();
   });
-  window.addEventListener("mousemove", (ev) => {
-    if (!app.dragging) return;
+  view.addEventListener("pointermove", (ev) => {
+    if (!app.dragging || ev.pointerId !== app.dragging.pointer) return;
     [app.dragging.x1, app.dragging.y1] = toImage(ev);
     render();
   });
-  window.addEventListener("mouseup", (ev) => {
-    if (!app.dragging) return;
+  view.addEventListener("pointercancel", (ev) => {
+    if (!app.dragging || ev.pointerId !== app.dragging.pointer) return;
+    app.dragging = null;
+    render();
+  });
+  view.addEventListener("pointerup", (ev) => {
+    if (!app.dragging || ev.pointerId !== app.dragging.pointer) return;
     [app.dragging.x1, app.dragging.y1] = toImage(ev);
     const box = dragBox();
     app.dragging = null;
@@ -395,6 +486,7 @@
     render();
   });
 
+  $("open").addEventListener("click", () => $("file").click());
   $("file").addEventListener("change", () => {
     const file = $("file").files[0];
     $("file").value = "";
@@ -464,6 +556,12 @@
       showMessage("the attention overlay shows from the next run (this one runs without it)", "info");
     }
     fetchFrame(); // the shown frame again, with or without its attention
+    render();
+  });
+  $("attention-target").addEventListener("change", async () => {
+    const target = Number($("attention-target").value);
+    await act(`/api/options${sinceQuery()}`, { attention: $("attention").checked, target });
+    fetchFrame(); // the shown frame with the picked target's map
     render();
   });
   for (const id of ["dl-boxes", "dl-video"]) {

@@ -180,3 +180,38 @@ def clip_box(box: Sequence[float], height: int, width: int, margin: int = 10) ->
     w = max(mx, x2 - x1)
     h = max(my, y2 - y1)
     return (float(x1), float(y1), float(w), float(h))
+
+
+def xywh_rows(a: np.ndarray, what: str) -> np.ndarray:
+    """``(T, 4)`` float64 boxes (one ``(4,)`` box becomes ``(1, 4)``)."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 1 and a.shape[0] == 4:
+        a = a[None]
+    if a.ndim != 2 or a.shape[1] != 4:
+        raise ValueError(f"{what} must be (T, 4) x,y,w,h boxes, got shape {a.shape}")
+    return a
+
+
+def iou(pred_xywh: np.ndarray, gt_xywh: np.ndarray) -> np.ndarray:
+    """Intersection over union of matching rows (continuous ``[x, x + w]`` overlap).
+
+    Args:
+        pred_xywh: ``(T, 4)`` (or one ``(4,)``) ``(x, y, w, h)`` pixel boxes.
+        gt_xywh: the same shape.
+
+    Returns:
+        ``(T,)`` float64 in ``[0, 1]``; 0 where the union is empty; NaN where a box has NaN.
+    Raises:
+        ValueError: not ``(T, 4)`` boxes, or the two differ in length.
+    """
+    p, g = xywh_rows(pred_xywh, "pred"), xywh_rows(gt_xywh, "gt")
+    if p.shape != g.shape:
+        raise ValueError(f"pred {p.shape} and gt {g.shape} differ in length")
+    iw = np.minimum(p[:, 0] + p[:, 2], g[:, 0] + g[:, 2]) - np.maximum(p[:, 0], g[:, 0])
+    ih = np.minimum(p[:, 1] + p[:, 3], g[:, 1] + g[:, 3]) - np.maximum(p[:, 1], g[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = p[:, 2] * p[:, 3] + g[:, 2] * g[:, 3] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    out[np.isnan(union)] = np.nan
+    return out

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mixformer.geometry import iou
+from mixformer.geometry import xywh_rows as _as_boxes
+
 #: Success-curve overlap thresholds: ``0, 0.05, ..., 1`` (21 values, correctly rounded).
 SUCCESS_THRESHOLDS = np.arange(21, dtype=np.float64) / 20
 #: Precision-curve pixel thresholds ``0, 1, ..., 50``.
@@ -31,41 +34,11 @@ NORM_PRECISION_THRESHOLDS = np.arange(51, dtype=np.float64) / 100
 _OP50, _OP75, _PREC20, _NPREC20 = 10, 15, 20, 20
 
 
-def _as_boxes(a: np.ndarray, what: str) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim == 1 and a.shape[0] == 4:
-        a = a[None]
-    if a.ndim != 2 or a.shape[1] != 4:
-        raise ValueError(f"{what} must be (T, 4) x,y,w,h boxes, got shape {a.shape}")
-    return a
-
-
 def _pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred, gt = _as_boxes(pred, "pred"), _as_boxes(gt, "gt")
     if pred.shape != gt.shape:
         raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in length")
     return pred, gt
-
-
-def iou(pred_xywh: np.ndarray, gt_xywh: np.ndarray) -> np.ndarray:
-    """Intersection over union of matching rows.
-
-    Args:
-        pred_xywh: ``(T, 4)`` ``(x, y, w, h)`` pixel boxes.
-        gt_xywh: ``(T, 4)`` ``(x, y, w, h)`` pixel boxes.
-
-    Returns:
-        ``(T,)`` float64 in ``[0, 1]``; 0 where the union is empty; NaN where a box has NaN.
-    """
-    p, g = _pair(pred_xywh, gt_xywh)
-    iw = np.minimum(p[:, 0] + p[:, 2], g[:, 0] + g[:, 2]) - np.maximum(p[:, 0], g[:, 0])
-    ih = np.minimum(p[:, 1] + p[:, 3], g[:, 1] + g[:, 3]) - np.maximum(p[:, 1], g[:, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    union = p[:, 2] * p[:, 3] + g[:, 2] * g[:, 3] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-    out[np.isnan(union)] = np.nan
-    return out
 
 
 def _centers(b: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from mixformer.data.training.datasets import CorruptImageError, TrainDataset
 from mixformer.data.training.processing import InvalidSample, Processing
-from mixformer.evaluation.metrics import iou
+from mixformer.geometry import iou
 
 log = logging.getLogger(__name__)
 

@@ -654,7 +654,7 @@ def test_random_weights_are_said_in_the_state(model, tmp_path):
     assert info["random"] is True and "random" in info["weights"]
     info = describe_weights("mixformerv2-s", None)
     assert info["releases"] == ["mixformerv2_small.pth.tar"]
-    assert info["source"] == "github.com/MCG-NJU/MixFormerV2"
+    assert info["source"] == "official MixFormerV2 release (github.com/MCG-NJU/MixFormerV2)"
     info = describe_weights("mixformer-22k", tmp_path / "mixformer_cvt_online_22k.pth.tar")
     assert info["random"] is False and info["weights"] == "file mixformer_cvt_online_22k.pth.tar"
     assert info["source"] == "official MixFormer release (github.com/MCG-NJU/MixFormer)"

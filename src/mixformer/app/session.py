@@ -168,6 +168,7 @@ def describe_weights(name: str | None, weights: str | Path | None) -> dict[str, 
         weights: as :func:`~mixformer.build_model` took them: None (random initialisation),
             ``"default"`` (the weights shipped with the package) or a file.
     """
+    from mixformer.cli.models import release_source
     from mixformer.models import get_config, list_models
     from mixformer.models.factory import default_weights_path
 
@@ -191,13 +192,6 @@ def describe_weights(name: str | None, weights: str | Path | None) -> dict[str, 
         "releases": releases,
         "source": source,
     }
-
-
-def release_source(family: str) -> str:
-    """Where the released weights of a model family come from (the official release pages)."""
-    if family == "v2":
-        return "github.com/MCG-NJU/MixFormerV2"
-    return "official MixFormer release (github.com/MCG-NJU/MixFormer)"
 
 
 def attention_renderer() -> tuple[AttentionRenderer | None, str]:

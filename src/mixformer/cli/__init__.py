@@ -50,6 +50,30 @@ def os_error_message(exc: OSError) -> str:
     return f"{where}: {exc.strerror}"
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """``--help`` that shows every option's default, unless its text already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if text is None or "default" in text or not action.option_strings:
+            return text
+        if action.default in (None, False, argparse.SUPPRESS) or action.default == []:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` and every sub-command's parser :class:`HelpFormatter`; an option without
+    help text gets its default as its help, so ``--help`` lists it with a value."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _show_defaults(child)
+        elif action.help is None and action.option_strings and action.default is not None:
+            action.help = "(default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered subcommand."""
     from mixformer import __version__
@@ -63,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _show_defaults(parser)
     return parser
 
 

@@ -12,6 +12,7 @@ from mixformer.cli.track import (
     add_attention_args,
     add_model_args,
     add_plain_arg,
+    add_progress_arg,
     add_threads_arg,
     check_attention_every,
     check_device,
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_plain_arg(p)
     add_dtype_arg(p)
     add_attention_args(p)
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 
@@ -100,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     boxes = []
     t0 = time.perf_counter()
     try:
-        for i, frame in enumerate(tqdm(seq.frames, unit="frame", desc="tracking")):
+        bar = tqdm(seq.frames, unit="frame", desc="tracking", disable=args.no_progress)
+        for i, frame in enumerate(bar):
             res = tracker.init(frame, seq.boxes[0]) if i == 0 else tracker.update(frame)
             boxes.append(res.box)
             if res.attention is not None and i and i % args.attention_every == 0:

@@ -1,4 +1,4 @@
-"""``mixformer models``: list the model presets of every family."""
+"""``mixformer models``: the model presets of every family and where their weights come from."""
 
 from __future__ import annotations
 
@@ -10,15 +10,36 @@ from mixformer.models import get_config, list_models
 from mixformer.models.factory import default_weights_path
 from mixformer.models.mixformer import MixFormer
 
+#: Where the released files of the reference's families are published (their READMEs link the
+#: Google Drive / Baidu folders of each release).
+MIXFORMER_RELEASE = "official MixFormer release (github.com/MCG-NJU/MixFormer)"
+MIXFORMERV2_RELEASE = "official MixFormerV2 release (github.com/MCG-NJU/MixFormerV2)"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "models",
         help="list model presets",
         description="List the model presets of every family: backbone, head, crop sizes, "
-        "parameter count, shipped weights and the reference's released files each loads.",
+        "parameter count, whether weights ship with the package, and the reference's released "
+        "files each loads (with --weights FILE) and where they are published.",
     )
     p.set_defaults(func=run)
+
+
+def release_source(family: str) -> str:
+    """Where the released weights of a model family are published (the official pages)."""
+    return MIXFORMERV2_RELEASE if family == "v2" else MIXFORMER_RELEASE
+
+
+def weights_line(name: str) -> str:
+    """Where preset ``name``'s weights come from, in one line."""
+    cfg = get_config(name)
+    if default_weights_path(name) is not None:
+        return "ships with the package (--weights default; used without --weights)"
+    if cfg.releases:
+        return f"{', '.join(cfg.releases)}: from the {release_source(cfg.family)}"
+    return "no released file (a preset of this project: train it with mixformer train)"
 
 
 def _params(name: str) -> int:
@@ -28,17 +49,18 @@ def _params(name: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(
-        f"{'name':18} {'family':8} {'head':10} {'crops':8} {'params':>8}  {'shipped':8} "
-        "loads released files"
-    )
+    print(f"{'name':18} {'family':8} {'head':10} {'crops':8} {'params':>8}  shipped")
     for name in list_models():
         cfg = get_config(name)
         crops = f"{cfg.template_size}/{cfg.search_size}"
         shipped = "yes" if default_weights_path(name) else "no"
-        releases = ", ".join(cfg.releases) or "-"
         print(
             f"{name:18} {cfg.family:8} {cfg.head.type:10} {crops:8} "
-            f"{_params(name) / 1e6:7.1f}M  {shipped:8} {releases}"
+            f"{_params(name) / 1e6:7.1f}M  {shipped}"
         )
+    print(
+        "\nweights (pass a released file with --weights FILE; without weights a preset is random):"
+    )
+    for name in list_models():
+        print(f"  {name:18} {weights_line(name)}")
     return 0

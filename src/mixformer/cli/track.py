@@ -46,6 +46,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
 
 
+def add_progress_arg(p: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no progress bar (every long command has it)."""
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def add_plain_arg(p: argparse.ArgumentParser) -> None:
     """``--plain``: the reference arithmetic instead of the fast path (boxes agree to ~1e-4 px).
 
@@ -173,10 +178,13 @@ def resolve_weights(args: argparse.Namespace) -> Path | None:
     if args.weights is None:
         shipped = default_weights_path(args.model)
         if shipped is None:
+            from mixformer.cli.models import weights_line
+
             log.warning(
                 "!!! NO WEIGHTS: %s has random weights, so the results are meaningless. "
-                "Pass --weights FILE (e.g. a released mixformer_cvt_online_22k.pth.tar). !!!",
+                "Pass --weights FILE (%s). !!!",
                 args.model,
+                weights_line(args.model),
             )
         return shipped
     if args.weights == "default":
@@ -241,6 +249,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_plain_arg(p)
     add_dtype_arg(p)
     add_attention_args(p)
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 
@@ -434,7 +443,13 @@ def run(args: argparse.Namespace) -> int:
         model = load_model_from_args(args)
         step = _stepper(args, model)
         several = len(args.box) > 1
-        bar = tqdm(total=source.num_frames, unit="frame", desc="tracking", dynamic_ncols=True)
+        bar = tqdm(
+            total=source.num_frames,
+            unit="frame",
+            desc="tracking",
+            dynamic_ncols=True,
+            disable=args.no_progress,
+        )
         t0 = time.perf_counter()
         for i, frame in enumerate(frames):
             new = []

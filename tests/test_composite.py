@@ -211,6 +211,30 @@ def test_shipped_weights_track_a_real_photo_sequence(tmp_path: Path) -> None:
     assert 0.0 <= r.score_auroc <= 1.0 or np.isnan(r.score_auroc)
 
 
+def test_benchmark_report_labelled_only_scores_sparse_labels(tmp_path: Path) -> None:
+    """Sparse ground truth (NaN rows = unlabelled frames, as `mixformer data realvideo` writes):
+    with ``labelled_only`` the unlabelled frames are left out instead of counted as misses."""
+    from mixformer.models import build_model
+    from mixformer.train.heldout import benchmark_report
+
+    torch.set_num_threads(1)
+    root = make_corpus(tmp_path / "c", with_video=False)
+    write_composite_benchmark(
+        root, tmp_path / "b", "plain", "test", 3, 30, seed=5, height=240, width=320, progress=False
+    )
+    model = build_model("mixformer-tiny", weights="default")
+    dense = benchmark_report(model, tmp_path / "b", progress=False)
+    for gt in (tmp_path / "b").glob("*/groundtruth*.txt"):
+        rows = gt.read_text().splitlines()
+        gt.write_text(
+            "\n".join(r if i % 5 == 0 else "nan,nan,nan,nan" for i, r in enumerate(rows)) + "\n"
+        )
+    missed = benchmark_report(model, tmp_path / "b", progress=False)
+    sparse = benchmark_report(model, tmp_path / "b", progress=False, labelled_only=True)
+    assert missed.auc < 0.4 * dense.auc  # 4 of 5 frames count as misses
+    assert abs(sparse.auc - dense.auc) < 15, (sparse.auc, dense.auc)
+
+
 class _TwoSquares:
     """A stub video: a blue target square and a red look-alike distractor square."""
 

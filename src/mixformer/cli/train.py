@@ -75,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="with --bench: write <seq>.txt result files under RESULTS/<bench name>/",
     )
+    q.add_argument(
+        "--labelled-only",
+        action="store_true",
+        help="with --bench: score only frames that have a ground-truth box (sparsely labelled "
+        "benchmarks such as 'mixformer data realvideo'; otherwise unlabelled frames are misses)",
+    )
     add_tracker_set_arg(q)
     q.set_defaults(func=run_eval)
 
@@ -103,7 +109,14 @@ def run_eval(args: argparse.Namespace) -> int:
         )
         for root in args.bench:
             out = args.results / root.name if args.results else None
-            b = benchmark_report(model, root, tracker, out, progress=not args.no_progress)
+            b = benchmark_report(
+                model,
+                root,
+                tracker,
+                out,
+                progress=not args.no_progress,
+                labelled_only=args.labelled_only,
+            )
             print(
                 f"{root.name:24s} {b.auc:6.1f} {b.op50:6.1f} {b.precision:6.1f} "
                 f"{b.static_auc:6.1f} {b.score_auroc:6.3f} {b.on_target_score:5.2f} "

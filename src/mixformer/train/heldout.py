@@ -177,6 +177,7 @@ def benchmark_report(
     tracker: TrackerConfig | None = None,
     results: str | Path | None = None,
     progress: bool = True,
+    labelled_only: bool = False,
 ) -> BenchmarkReport:
     """Track every sequence of a benchmark folder (generic or OTB layout) and score it.
 
@@ -187,9 +188,13 @@ def benchmark_report(
         results: if given, ``<seq>.txt`` / ``<seq>_time.txt`` result files (as ``mixformer
             evaluate`` writes them) go there, for ``mixformer report``.
         progress: show a progress bar.
+        labelled_only: score only the frames with a ground-truth box (sparsely labelled
+            benchmarks such as ``mixformer data realvideo``, whose NaN rows are unlabelled
+            frames); by default a frame without a box counts as a miss.
 
-    The score AUROC treats frames ``1..T-1`` with IoU > 0.5 as positives; a score that
-    tells when the target is lost is near 1, an uninformative one 0.5.
+    The score AUROC treats frames ``1..T-1`` with IoU > 0.5 as positives (with
+    ``labelled_only``, labelled frames only); a score that tells when the target is lost is near
+    1, an uninformative one 0.5.
     """
     model.eval()
     if tracker is None:
@@ -201,11 +206,14 @@ def benchmark_report(
         pred, times, scores = track_sequence(Tracker(model, tracker), seq)
         frames += len(seq.frames)
         seconds += float(times.sum())
-        tracked.append(evaluate_sequence(pred, seq.ground_truth, seq.visible, name=seq.name))
-        still = np.repeat(seq.ground_truth[:1], len(seq.frames), axis=0)
-        static.append(evaluate_sequence(still, seq.ground_truth, seq.visible, name=seq.name))
-        all_scores.append(scores[1:])
-        all_hits.append(iou(pred[1:], seq.ground_truth[1:]) > 0.5)
+        gt = seq.ground_truth
+        kw = dict(name=seq.name, exclude_invalid=labelled_only)
+        tracked.append(evaluate_sequence(pred, gt, seq.visible, **kw))
+        still = np.repeat(gt[:1], len(seq.frames), axis=0)
+        static.append(evaluate_sequence(still, gt, seq.visible, **kw))
+        keep = np.isfinite(gt[1:]).all(axis=1) if labelled_only else slice(None)
+        all_scores.append(scores[1:][keep])
+        all_hits.append((iou(pred[1:], gt[1:]) > 0.5)[keep])
         if results is not None:
             out = Path(results)
             write_result(out / f"{seq.name}.txt", out / f"{seq.name}_time.txt", pred, times)

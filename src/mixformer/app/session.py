@@ -168,7 +168,6 @@ def describe_weights(name: str | None, weights: str | Path | None) -> dict[str, 
         weights: as :func:`~mixformer.build_model` took them: None (random initialisation),
             ``"default"`` (the weights shipped with the package) or a file.
     """
-    from mixformer.cli.models import release_source
     from mixformer.models import get_config, list_models
     from mixformer.models.factory import default_weights_path
 
@@ -177,7 +176,7 @@ def describe_weights(name: str | None, weights: str | Path | None) -> dict[str, 
     if name in list_models():
         cfg = get_config(name)
         releases = list(cfg.releases)
-        source = release_source(cfg.family) if releases else ""
+        source = cfg.release_page
     shipped = default_weights_path(name) if name else None
     if weights is None:
         text, random = "random initialisation (no --weights): the boxes are meaningless", True

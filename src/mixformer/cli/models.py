@@ -10,11 +10,6 @@ from mixformer.models import get_config, list_models
 from mixformer.models.factory import default_weights_path
 from mixformer.models.mixformer import MixFormer
 
-#: Where the released files of the reference's families are published (their READMEs link the
-#: Google Drive / Baidu folders of each release).
-MIXFORMER_RELEASE = "official MixFormer release (github.com/MCG-NJU/MixFormer)"
-MIXFORMERV2_RELEASE = "official MixFormerV2 release (github.com/MCG-NJU/MixFormerV2)"
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -27,18 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def release_source(family: str) -> str:
-    """Where the released weights of a model family are published (the official pages)."""
-    return MIXFORMERV2_RELEASE if family == "v2" else MIXFORMER_RELEASE
-
-
 def weights_line(name: str) -> str:
     """Where preset ``name``'s weights come from, in one line."""
     cfg = get_config(name)
     if default_weights_path(name) is not None:
         return "ships with the package (--weights default; used without --weights)"
     if cfg.releases:
-        return f"{', '.join(cfg.releases)}: from the {release_source(cfg.family)}"
+        return f"{', '.join(cfg.releases)}: from the {cfg.release_page}"
     return "no released file (a preset of this project: train it with mixformer train)"
 
 

@@ -136,6 +136,16 @@ class ModelConfig:
     releases: tuple[str, ...] = field(default=(), compare=False)
 
     @property
+    def release_page(self) -> str:
+        """Where the reference's released files of this family are published ("" for presets
+        without released files)."""
+        if not self.releases:
+            return ""
+        if self.family == "v2":
+            return "official MixFormerV2 release (github.com/MCG-NJU/MixFormerV2)"
+        return "official MixFormer release (github.com/MCG-NJU/MixFormer)"
+
+    @property
     def family(self) -> str:
         """Backbone family name (``"cvt"``, ``"vit"``, ``"convmae"``, ...)."""
         return self.backbone.family

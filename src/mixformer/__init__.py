@@ -10,7 +10,17 @@ Quick use::
     result = tracker.update(next_frame_rgb)   # result.box (x, y, w, h), result.score in [0, 1]
 """
 
-from mixformer.models import CheckpointError, ModelConfig, build_model, list_models
+import os
+import sys
+
+if "torch" not in sys.modules:
+    # OpenMP threads that spin while waiting for work (libgomp's default) starve everything else
+    # on a shared CPU: on a loaded 2-core machine MixFormerV2-S took 570-664 ms per frame (fp32)
+    # with 2 threads and 61-126 ms with passive waiting (README, --threads). Only a default: an
+    # OMP_WAIT_POLICY already set wins, and it must be set before torch loads OpenMP.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from mixformer.models import CheckpointError, ModelConfig, build_model, list_models  # noqa: E402
 from mixformer.tracking import MultiTracker, Tracker, TrackerConfig, TrackResult
 
 __version__ = "0.1.0"

@@ -76,3 +76,19 @@ def test_imagenet_cvt_backbone_initialisation(tmp_path: Path) -> None:
         assert torch.equal(v, donor[k]), k
     with pytest.raises(ValueError, match="pretrained=''"):
         build_network(cfg.replace(pretrained=str(tmp_path / "missing.pth")))
+
+
+def test_v2_prediction_token_embedding_trains_fixed_tables_do_not() -> None:
+    """MixFormerV2's learned ``pos_embed_reg`` trains (backbone group), the sin-cos tables not."""
+    cfg = get_train_config("mixformerv2-s-stage1").replace(
+        model_overrides={"depth": 1, "template_size": 32, "search_size": 64, "bins": 8},
+        pretrained="",
+        template_size=32,
+        search_size=64,
+    )
+    model = build_network(cfg)
+    grad = {n: p.requires_grad for n, p in model.named_parameters()}
+    assert grad["backbone.pos_embed_reg"] and grad["backbone.reg_tokens"]
+    assert not grad["backbone.pos_embed_s"] and not grad["backbone.pos_embed_t"]
+    _, backbone = build_optimizer(model, cfg).param_groups
+    assert any(p is model.backbone.pos_embed_reg for p in backbone["params"])

@@ -20,7 +20,8 @@ def set_trainable(model: nn.Module, cfg: TrainConfig) -> None:
     Stage 2: only parameters whose name contains ``score``. Stage 1: everything, except with
     ``freeze_stage0`` (large model) where only backbone stages 1-2 and the box head train, and
     names matching ``freeze_patterns`` (MixViT-L's first six blocks and patch embedding); the
-    fixed position tables of MixViT never train.
+    fixed position tables ``pos_embed_s`` / ``pos_embed_t`` never train (MixFormerV2's learned
+    ``pos_embed_reg`` does, at the backbone rate: SPEC-DISTILL 2.3).
     """
     for name, p in model.named_parameters():
         if cfg.stage == 2:
@@ -29,8 +30,8 @@ def set_trainable(model: nn.Module, cfg: TrainConfig) -> None:
             p.requires_grad_(any(s in name for s in ("stage1", "stage2", "box_head")))
         elif any(pat in name for pat in cfg.freeze_patterns):
             p.requires_grad_(False)
-        elif ".pos_embed_" in name:  # MixViT's fixed sin-cos tables stay fixed
-            p.requires_grad_(False)
+        elif name.endswith((".pos_embed_s", ".pos_embed_t")):  # fixed sin-cos tables
+            p.requires_grad_(False)  # (MixFormerV2's learned pos_embed_reg trains)
         else:
             p.requires_grad_("score" not in name)
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)

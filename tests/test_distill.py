@@ -360,3 +360,19 @@ def test_guards():
         shallow_student(build_model("mixformer-tiny"), [0])
     with pytest.raises(ValueError, match="no block"):
         shallow_student(teacher, [0])
+
+
+def test_a_few_stage1_steps_lower_the_loss_and_validation_takes_no_step(vectors):
+    c = vectors["config"]
+    teacher = mixvit_teacher(vectors)
+    s = student(vectors, c["STUDENT_DEPTH"], "stage1_student")
+    opt = distill_optimizer(s, lr=2e-3)
+    inputs = batch(vectors)
+    losses = [float(distill_step(s, teacher, opt, *inputs)["loss"]) for _ in range(12)]
+    assert losses[-1] < 0.9 * losses[0], losses
+    s.eval()
+    before = [p.detach().clone() for p in s.parameters()]
+    with torch.no_grad():
+        val = distill_step(s, teacher, None, *inputs)
+    assert "grad_norm" not in val and math.isfinite(float(val["loss"]))
+    assert all(torch.equal(a, b) for a, b in zip(before, s.parameters()))

@@ -37,7 +37,9 @@ class CLIError(Exception):
 
 
 class Terminated(KeyboardInterrupt):
-    """Raised by a SIGTERM handler (see ``mixformer track``): stop like Ctrl-C, exit code 143."""
+    """Raised by a SIGTERM handler (see ``mixformer track``): stop like Ctrl-C, exit code 143.
+
+    Its message, if any, follows ``terminated: `` on the one line printed."""
 
 
 def os_error_message(exc: OSError) -> str:
@@ -142,11 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             msg = exc
         print(f"mixformer {args.command}: error: {msg}", file=sys.stderr)
         return 2
-    except Terminated:
-        print("terminated", file=sys.stderr)
+    except Terminated as exc:
+        print("terminated" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 143
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print("interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
 
 

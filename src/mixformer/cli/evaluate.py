@@ -7,10 +7,11 @@ import dataclasses
 import logging
 import math
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mixformer.cli import CLIError
+from mixformer.cli import CLIError, Terminated
 from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
 from mixformer.cli.track import (
     add_got10k_arg,
@@ -187,10 +188,13 @@ def _weights_identity(args: argparse.Namespace) -> tuple[str | None, str]:
 def run_evaluate(args: argparse.Namespace) -> int:
     from mixformer.data.benchmarks import get_benchmark, load_benchmark
     from mixformer.evaluation.runner import (
+        Interrupted,
         RunSettings,
         parse_shard,
+        result_paths,
         run_benchmark,
         shard_from_env,
+        shard_sequences,
     )
     from mixformer.models import list_models
     from mixformer.models.factory import preset_config
@@ -235,16 +239,27 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"{'plain' if args.plain else 'fast'} path in {dtype}, results in {results}"
     )
     print("tracker settings: " + ", ".join(f"{k}={v}" for k, v in settings.tracker.items()))
-    summary = run_benchmark(
-        sequences,
-        bench,
-        results,
-        settings,
-        workers=args.workers,
-        shard=shard,
-        device=device,
-        progress=not args.no_progress,
-    )
+    try:
+        summary = run_benchmark(
+            sequences,
+            bench,
+            results,
+            settings,
+            workers=args.workers,
+            shard=shard,
+            device=device,
+            progress=not args.no_progress,
+        )
+    except Interrupted as exc:
+        mine = shard_sequences(sequences, *shard)
+        done = sum(result_paths(results, bench, s.name)[0].is_file() for s in mine)
+        msg = (
+            f"{done} of {len(mine)} sequences done (kept in {results}); run the same command "
+            "again to continue"
+        )
+        if exc.signum == signal.SIGTERM:
+            raise Terminated(msg) from None
+        raise KeyboardInterrupt(msg) from None
     fps = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
     print(
         f"done {len(summary.done)}, skipped (already done) {len(summary.skipped)}, "

@@ -10,11 +10,13 @@ a run with different settings refuses to write into the folder. A sequence that 
 traceback written to ``<dir>/errors/<seq>.txt`` and the run continues.
 
 A run holds an exclusive lock on ``<dir>/.evaluate.lock`` (``fcntl.flock``; the shards of one
-sharded run share it and lock their shard), so a second run into the same folder fails at once
-instead of tracking everything again or slipping past the settings check; a run removes the
-stale temporary files (``.*.tmp``, older than 10 minutes) a killed run left there. SIGTERM
-stops a run like Ctrl-C (finished sequences are kept, the workers are stopped), and worker
-processes end when the run that started them dies, even by SIGKILL.
+sharded run share it and lock their shard, and shards of another split are refused), so a
+second run into the same folder fails at once, naming the run that holds it, instead of
+tracking everything again or slipping past the settings check; a run removes the stale
+temporary files (``.*.tmp``, older than 10 minutes) a killed run left there. SIGTERM stops a
+run like Ctrl-C (finished sequences are kept, the workers are stopped) and raises
+:class:`Interrupted`, and worker processes end when the run that started them dies, even by
+SIGKILL.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,19 +171,24 @@ def _flock(path: Path, mode: int, blocking: bool) -> int | None:
 
 @contextlib.contextmanager
 def results_lock(results_dir: str | Path, shard: tuple[int, int] = (0, 1)) -> Iterator[Path]:
-    """Hold ``results_dir`` (created) for one run while in the block; never waits.
+    """Hold ``results_dir`` (created) for one run while in the block; never waits for a run.
 
     An unsharded run locks ``.evaluate.lock`` exclusively. A run of shard ``I/N`` shares that
     lock with the other shards (they write disjoint sequences, e.g. the processes of one
-    ``torchrun``) and locks ``.evaluate.shard-I-of-N.lock`` exclusively. The locks are
-    ``fcntl.flock`` locks: the system drops them when the process dies. Without ``fcntl``
-    (not POSIX) nothing is locked.
+    ``torchrun``), shares ``.evaluate.split-N.lock`` with the shards of its own split and locks
+    ``.evaluate.shard-I-of-N.lock`` exclusively; it refuses while a shard of another split
+    (``M != N``, whose sequences overlap its own) holds the folder. Runs join one at a time
+    (``.evaluate.join.lock``, held for milliseconds), so two splits starting together cannot
+    both slip in. Each run writes its process id into its exclusive lock file; a refusal names
+    the holders. The locks are ``fcntl.flock`` locks: the system drops them when the process
+    dies. Without ``fcntl`` (not POSIX) nothing is locked.
 
     Yields:
         The lock file that makes this run exclusive.
 
     Raises:
-        ValueError: another run holds the folder (or this shard of it); the message names it.
+        ValueError: another run holds the folder (or this shard of it, or it is split into
+            another number of shards); the message names the folder and the holders.
     """
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -191,31 +200,99 @@ def results_lock(results_dir: str | Path, shard: tuple[int, int] = (0, 1)) -> It
         return
     held: list[int] = []
     try:
-        sharded = shard[1] > 1
-        fd = _flock(main, fcntl.LOCK_SH if sharded else fcntl.LOCK_EX, blocking=False)
-        if fd is None:
-            raise ValueError(
-                f"{results_dir} is in use by another evaluate run (lock {main} is held); wait "
-                "for it to finish or use another --results folder"
-            )
-        held.append(fd)
-        mine = main
-        if sharded:
-            mine = results_dir / f".evaluate.shard-{shard[0]}-of-{shard[1]}.lock"
-            fd = _flock(mine, fcntl.LOCK_EX, blocking=False)
-            if fd is None:
-                raise ValueError(
-                    f"{results_dir}: shard {shard[0]}/{shard[1]} is in use by another evaluate "
-                    f"run (lock {mine} is held); wait for it to finish or use another --results "
-                    "folder"
-                )
-            held.append(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        guard = _flock(results_dir / ".evaluate.join.lock", fcntl.LOCK_EX, blocking=True)
+        try:
+            mine = _join(results_dir, shard, held)
+        finally:
+            if guard is not None:
+                os.close(guard)
         yield mine
     finally:
         for fd in held:
             os.close(fd)  # releases the lock
+
+
+def _join(results_dir: Path, shard: tuple[int, int], held: list[int]) -> Path:
+    """Take a run's locks (see :func:`results_lock`; the caller holds the join lock and closes
+    the descriptors appended to ``held``); returns the exclusive lock file."""
+    import fcntl
+
+    index, count = shard
+    main = results_dir / LOCK_FILE
+    sharded = count > 1
+    fd = _flock(main, fcntl.LOCK_SH if sharded else fcntl.LOCK_EX, blocking=False)
+    if fd is None:
+        raise ValueError(
+            f"{results_dir} is in use by another evaluate run ({_holders(results_dir)}; lock "
+            f"{main} is held); wait for it to finish or use another --results folder"
+        )
+    held.append(fd)
+    mine = main
+    if sharded:
+        for other in sorted(results_dir.glob(".evaluate.split-*.lock")):
+            m = re.fullmatch(r"\.evaluate\.split-(\d+)\.lock", other.name)
+            if m is None or int(m.group(1)) == count or not _is_held(other):
+                continue
+            split = int(m.group(1))
+            raise ValueError(
+                f"{results_dir} is in use by an evaluate run split into {split} shards "
+                f"({_holders(results_dir)}); this run is split into {count} (--shard "
+                f"{index}/{count}) and would track their sequences again; use --shard I/{split} "
+                "or another --results folder"
+            )
+        fd = _flock(results_dir / f".evaluate.split-{count}.lock", fcntl.LOCK_SH, blocking=False)
+        if fd is None:  # only a prober (under the join lock) holds it exclusively
+            raise ValueError(f"{results_dir}: could not lock the split of {count} shards")
+        held.append(fd)
+        mine = results_dir / f".evaluate.shard-{index}-of-{count}.lock"
+        fd = _flock(mine, fcntl.LOCK_EX, blocking=False)
+        if fd is None:
+            raise ValueError(
+                f"{results_dir}: shard {index}/{count} is in use by another evaluate run "
+                f"({_holders(results_dir)}; lock {mine} is held); wait for it to finish or use "
+                "another --results folder"
+            )
+        held.append(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return mine
+
+
+def _is_held(path: Path, mode: int | None = None) -> bool:
+    """Whether another open file holds a ``flock`` on ``path`` that excludes ``mode``
+    (default exclusive: any lock)."""
+    import fcntl
+
+    fd = _flock(path, fcntl.LOCK_EX if mode is None else mode, blocking=False)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def _recorded_pid(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "?"
+    except OSError:
+        return "?"
+
+
+def _holders(results_dir: Path) -> str:
+    """The runs holding ``results_dir`` now, e.g. ``shard 0/2 (pid 123), shard 1/2 (pid 9)``."""
+    import fcntl
+
+    out = []
+    main = results_dir / LOCK_FILE
+    if main.is_file() and _is_held(main, fcntl.LOCK_SH):
+        out.append(f"an unsharded run (pid {_recorded_pid(main)})")
+    shards = []
+    for path in results_dir.glob(".evaluate.shard-*-of-*.lock"):
+        m = re.fullmatch(r"\.evaluate\.shard-(\d+)-of-(\d+)\.lock", path.name)
+        if m is not None and _is_held(path):
+            shards.append((int(m.group(2)), int(m.group(1)), path))
+    for count, index, path in sorted(shards):
+        out.append(f"shard {index}/{count} (pid {_recorded_pid(path)})")
+    return "held by " + (", ".join(out) if out else "a process that did not record its id")
 
 
 @contextlib.contextmanager
@@ -353,6 +430,8 @@ def _init_worker(job: _Job) -> None:
 
     if job.parent_pid:
         _die_with_parent(job.parent_pid)
+        # Ctrl-C reaches the whole process group: the run stops its workers itself.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if job.threads > 0:
         torch.set_num_threads(job.threads)
     device = job.device
@@ -442,34 +521,86 @@ def run_benchmark(
     Raises:
         ValueError: another run holds ``results_dir`` (see :func:`results_lock`), or the
             folder holds results of other settings.
-        KeyboardInterrupt: Ctrl-C or SIGTERM; the finished sequences' files are kept.
+        Interrupted: Ctrl-C or SIGTERM (a ``KeyboardInterrupt``); the finished sequences'
+            files are kept and the workers stopped.
     """
     results_dir = Path(results_dir)
     seqs = shard_sequences(list(sequences), *shard)
-    with results_lock(results_dir, shard), _sigterm_as_interrupt():
+    with results_lock(results_dir, shard), _StopSignals() as signals:
         remove_stale_tmp(results_dir)  # left by killed runs (a live write takes milliseconds)
-        return _run_locked(seqs, benchmark, results_dir, settings, workers, device, progress)
+        return _run_locked(
+            seqs, benchmark, results_dir, settings, workers, device, progress, signals
+        )
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into ``KeyboardInterrupt`` while in the block (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped :func:`run_benchmark`; the finished sequences are kept.
 
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+    Attributes:
+        signum: the signal (``signal.SIGINT`` for Ctrl-C, ``signal.SIGTERM``).
+        summary: what the run did before it stopped.
+    """
 
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    def __init__(self, signum: int, summary: RunSummary | None = None) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+        self.summary = summary if summary is not None else RunSummary()
+
+
+class _StopSignals:
+    """SIGTERM as :class:`Interrupted` while in the block (main thread only).
+
+    The first signal raises where the main thread is, unless :meth:`deferred`: then it is only
+    recorded, and :meth:`check` raises it at a point of the caller's choosing (a signal must not
+    land inside ``concurrent.futures`` bookkeeping). Later signals are only recorded, so that
+    the cleanup after the first one runs to its end.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._defer = False
+        self._main = threading.current_thread() is threading.main_thread()
+        self._old: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        first = self.received is None
+        self.received = self.received or signum
+        if first and not self._defer:
+            self._defer = True
+            raise Interrupted(signum)
+
+    def __enter__(self) -> _StopSignals:
+        if self._main:
+            self._old = signal.signal(signal.SIGTERM, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._main:
+            signal.signal(signal.SIGTERM, self._old)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Only record SIGTERM and SIGINT (Ctrl-C) in the block; :meth:`check` raises them."""
+        old_int = signal.signal(signal.SIGINT, self._handler) if self._main else None
+        self._defer = True
+        try:
+            yield
+        finally:
+            if self._main:
+                signal.signal(signal.SIGINT, old_int)
+
+    def check(self) -> None:
+        """Raise :class:`Interrupted` if a signal came."""
+        if self.received is not None:
+            raise Interrupted(self.received)
 
 
 def _stop_workers(ex: ProcessPoolExecutor) -> None:
-    """Terminate the pool's processes now instead of waiting for their sequences to finish."""
+    """Terminate the pool's processes now instead of waiting for their sequences to finish.
+
+    The futures are not cancelled: the pool's manager thread then marks every pending one as
+    broken, and a cancelled one made it fail with ``InvalidStateError`` (a traceback on stderr).
+    """
     for proc in list((getattr(ex, "_processes", None) or {}).values()):
         with contextlib.suppress(Exception):
             proc.terminate()
@@ -483,6 +614,7 @@ def _run_locked(
     workers: int,
     device: str,
     progress: bool,
+    signals: _StopSignals,
 ) -> RunSummary:
     from tqdm import tqdm
 
@@ -545,20 +677,29 @@ def _run_locked(
             import multiprocessing
 
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(
-                n_workers, ctx, initializer=_init_worker, initargs=(job,)
-            ) as ex:
+            pool = ProcessPoolExecutor(n_workers, ctx, initializer=_init_worker, initargs=(job,))
+            with signals.deferred(), pool as ex:
                 # Longest first, so that one long sequence does not finish alone at the end.
                 order = sorted(todo, key=lambda item: -len(item[0]))
-                futures: list[Future] = [ex.submit(_run_one, *item) for item in order]
+                pending = {ex.submit(_run_one, *item) for item in order}
                 try:
-                    for fut in as_completed(futures):
-                        record(fut.result())
+                    while pending:
+                        signals.check()
+                        done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            signals.check()
+                            try:
+                                out = fut.result()
+                            except BrokenProcessPool:
+                                signals.check()  # workers killed with the run (a process group)
+                                raise
+                            record(out)
                 except BaseException:
-                    for f in futures:
-                        f.cancel()
                     _stop_workers(ex)  # in-flight sequences are lost, finished ones kept
                     raise
+    except KeyboardInterrupt as exc:
+        summary.seconds = time.perf_counter() - t_start
+        raise Interrupted(getattr(exc, "signum", signal.SIGINT), summary) from None
     finally:
         bar.close()
         _WORKER.clear()

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mixformer.geometry import IMAGENET_MEAN, IMAGENET_STD
+
 HSWISH_SCALE = 0.16662598
 """The graph's 1/6 (fp16-rounded) in hard-swish and hard-sigmoid."""
 
@@ -138,9 +140,20 @@ class InvertedResidual(nn.Module):
 class MobileNetV3Features(nn.Module):
     """Stem + inverted residual blocks, returning the last block's map.
 
-    Input ``(N, 3, H, W)`` float RGB in 0..255; output ``(N, C, ceil(H/16), ceil(W/16))`` for the
-    stride-16 spec (``C = 88`` for :data:`LARGE_075_S16`).
+    Input ``(N, 3, H, W)`` float RGB in 0..255; output ``(N, C, ceil(H/16), ceil(W/16))`` float32
+    for the stride-16 spec (``C = 88`` for :data:`LARGE_075_S16`).
+
+    Always float32: ``.to(torch.bfloat16)`` / ``.half()`` move the module but keep its dtype.
+    In bf16 each block is off by only 1-2.5 % (relative norm), but the network amplifies it:
+    the stride-16 map of a real frame was 67 % off after 12 blocks (``docs/default-model.md``).
     """
+
+    def _apply(self, fn, recurse=True):  # type: ignore[override]
+        def keep_fp32(t: torch.Tensor) -> torch.Tensor:
+            out = fn(t)
+            return out.float() if out.is_floating_point() else out
+
+        return super()._apply(keep_fp32, recurse)
 
     def __init__(self, blocks: tuple[BlockSpec, ...] = LARGE_075_S16) -> None:
         super().__init__()
@@ -151,10 +164,19 @@ class MobileNetV3Features(nn.Module):
             c = spec.out
         self.blocks = nn.ModuleList(layers)
         self.out_dim = c
+        # ImageNet normalisation undone and x255 in one affine map per channel
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
+        self.register_buffer("rgb_scale", std, persistent=False)
+        self.register_buffer("rgb_shift", mean, persistent=False)
+
+    def from_imagenet(self, images: torch.Tensor) -> torch.Tensor:
+        """This network's input (RGB 0..255, float32) from ImageNet-normalised crops."""
+        return images.float() * self.rgb_scale + self.rgb_shift
 
     def forward(self, x: torch.Tensor, upto: int | None = None) -> torch.Tensor:
         """Map after block ``upto`` (default: the last); ``upto=5`` is the stride-8 map."""
-        x = hard_swish(self.stem(x))
+        x = hard_swish(self.stem(x.float()))
         last = len(self.blocks) - 1 if upto is None else upto
         for blk in self.blocks[: last + 1]:
             x = blk(x)

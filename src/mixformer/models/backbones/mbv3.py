@@ -34,9 +34,6 @@ from mixformer.models.registry import BACKBONES
 FEATURES_FILE = "mbv3-centernet-s16.pth"
 """Shipped pretrained MobileNetV3 weights (package ``mixformer.weights``)."""
 
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
-
 
 @dataclass(frozen=True)
 class MBV3Config(BackboneConfig):
@@ -103,14 +100,13 @@ class MBV3Backbone(MixedTokens):
         init_linear_and_norm(self)
         if cfg.pretrained_features and not self.features.stem.weight.is_meta:
             self.features.load_state_dict(load_pretrained_features())
-        # ImageNet normalisation undone and x255 in one affine map per channel.
-        std = torch.tensor(_STD).view(1, 3, 1, 1) * 255.0
-        mean = torch.tensor(_MEAN).view(1, 3, 1, 1) * 255.0
-        self.register_buffer("rgb_scale", std, persistent=False)
-        self.register_buffer("rgb_shift", mean, persistent=False)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Tokens ``(N, G*G, D)`` of ImageNet-normalised crops ``(N, 3, H, W)``."""
-        rgb = images * self.rgb_scale.to(images.dtype) + self.rgb_shift.to(images.dtype)
-        f = self.features(rgb).flatten(2).transpose(1, 2)
+        rgb = self.features.from_imagenet(images)
+        # float32 whatever the network's dtype (see MobileNetV3Features); autocast off for the
+        # same reason (CUDA AMP training would run the convolutions in fp16)
+        with torch.autocast(images.device.type, enabled=False):
+            f = self.features(rgb)
+        f = f.to(images.dtype).flatten(2).transpose(1, 2)
         return self.embed_proj(self.embed_norm(f))

@@ -85,9 +85,9 @@ def test_features_stay_float32_in_a_bf16_network() -> None:
     assert fused.backbone.features.stem.weight.dtype == torch.float32
     assert fused.backbone.features.rgb_scale.dtype == torch.float32
     assert fused.backbone.embed_proj.weight.dtype == torch.bfloat16
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 64, 64).bfloat16()  # the crop as a bf16 network receives it
     with torch.no_grad():
-        ref = model.backbone.features(model.backbone.features.from_imagenet(x))
-        out = fused.backbone.features(fused.backbone.features.from_imagenet(x.bfloat16()))
+        ref = model.backbone.features(model.backbone.features.from_imagenet(x.float()))
+        out = fused.backbone.features(fused.backbone.features.from_imagenet(x))
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)

@@ -151,7 +151,9 @@ class MobileNetV3Features(nn.Module):
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         def keep_fp32(t: torch.Tensor) -> torch.Tensor:
             out = fn(t)
-            return out.float() if out.is_floating_point() else out
+            if t.is_floating_point() and out.dtype != t.dtype:  # a cast: only move the values
+                return t.to(out.device)
+            return out
 
         return super()._apply(keep_fp32, recurse)
 

@@ -211,3 +211,116 @@ def test_report_got10k_val_has_ao_columns(
     test_args = ["report", str(tmp_path / "perfect"), "--dataset", "got10k_test", "--root"]
     assert main([*test_args, str(val)]) == 2
     assert "no public ground truth" in capsys.readouterr().err
+
+
+def _short_long_empty(data: Path, res: Path) -> dict[str, Path]:
+    """Results for the 3 six-frame sequences of ``data``: one cut short, one too long, one
+    empty (``_fake_results`` first)."""
+    files = {name: res / f"synth-000{k}.txt" for k, name in enumerate(["short", "long", "empty"])}
+    rows = files["short"].read_text().splitlines(keepends=True)
+    files["short"].write_text("".join(rows[:4]))
+    files["long"].write_text(files["long"].read_text() + "".join(rows[:3]))
+    files["empty"].write_text("")
+    return files
+
+
+@pytest.fixture
+def six_frames(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    argv = ["synth", str(data), "--sequences", "3", "--frames", "6"]
+    assert main([*argv, "--height", "40", "--width", "40"]) == 0
+    return data
+
+
+def test_report_refuses_result_files_of_the_wrong_length(
+    six_frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog
+) -> None:
+    import logging
+
+    res = tmp_path / "res"
+    _fake_results(res, six_frames, 0.0)
+    files = _short_long_empty(six_frames, res)
+    args = ["report", str(res), "--dataset", "generic", "--root", str(six_frames)]
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "rep")]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0] == (
+        f"mixformer report: error: {files['short']}: 4 lines, expected 6 (one per frame of "
+        "synth-0000); 2 more result files too; pass --allow-incomplete to score them anyway "
+        "(a warning per file)"
+    )
+    assert "AUC" not in captured.out and not (tmp_path / "rep").exists()
+    with caplog.at_level(logging.WARNING):
+        assert main([*args, "--allow-incomplete"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"{files['short']}: 4 lines, expected 6 (one per frame of synth-0000)",
+        f"{files['long']}: 9 lines, expected 6 (one per frame of synth-0001)",
+        f"{files['empty']}: 0 lines, expected 6 (one per frame of synth-0002)",
+    ]
+    assert "AUC" in capsys.readouterr().out
+    assert "--allow-incomplete" in build_help("report")
+
+
+def build_help(command: str) -> str:
+    from mixformer.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices[command].format_help()
+
+
+def test_pack_refuses_result_files_of_the_wrong_length(
+    six_frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog
+) -> None:
+    import logging
+
+    res = tmp_path / "res"
+    _fake_results(res, six_frames, 0.0)
+    files = _short_long_empty(six_frames, res)
+    out = tmp_path / "sub.zip"
+    capsys.readouterr()
+    assert main(["pack", "trackingnet", str(res), str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"mixformer pack: error: {files['short']}: 4 lines, expected 6 (as many as "
+        "synth-0000_time.txt); 2 more result files too; pass --allow-incomplete to pack them"
+    )
+    assert not out.exists() and not list(tmp_path.glob(".sub*"))
+    with caplog.at_level(logging.WARNING):
+        assert main(["pack", "trackingnet", str(res), str(out), "--allow-incomplete"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings[:3] == [
+        f"{files['short']}: 4 lines, expected 6 (as many as synth-0000_time.txt)",
+        f"{files['long']}: 9 lines, expected 6 (as many as synth-0001_time.txt)",
+        f"{files['empty']}: 0 lines, expected 6 (as many as synth-0002_time.txt)",
+    ]
+    with zipfile.ZipFile(out) as zf:
+        assert len(zf.read("synth-0000.txt").decode().splitlines()) == 4
+    assert "--allow-incomplete" in build_help("pack")
+
+
+def test_pack_checks_lengths_against_the_test_split(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "TrackingNet"
+    (root / "anno").mkdir(parents=True)
+    (root / "frames" / "seqA").mkdir(parents=True)
+    (root / "anno" / "seqA.txt").write_text("1,2,3,4\n")
+    for i in range(5):
+        (root / "frames" / "seqA" / f"{i}.jpg").write_bytes(b"")
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "seqA.txt").write_text("1,2,3,4\n" * 3)  # no time file: only --root can tell
+    out = tmp_path / "tn.zip"
+    assert main(["pack", "trackingnet", str(res), str(out), "--root", str(root)]) == 2
+    msg = capsys.readouterr().err.strip()
+    assert "\n" not in msg
+    assert f"{res / 'seqA.txt'}: 3 lines, expected 5 (one per frame of seqA)" in msg
+    assert not out.exists()
+    (res / "seqA.txt").write_text("1,2,3,4\n" * 5)
+    assert main(["pack", "trackingnet", str(res), str(out), "--root", str(root)]) == 0
+    (res / "seqA.txt").write_text("")
+    assert main(["pack", "trackingnet", str(res), str(out)]) == 2
+    assert f"{res / 'seqA.txt'}: 0 lines, expected at least 1" in capsys.readouterr().err

@@ -148,6 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--allow-missing", action="store_true", help="score the sequences that have results"
     )
+    add_allow_incomplete_arg(p, "score")
     p.set_defaults(func=run_report)
 
     p = sub.add_parser(
@@ -158,6 +159,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("server", choices=["got10k", "trackingnet"])
     p.add_argument("results", type=Path, help="results folder of `mixformer evaluate`")
     p.add_argument("out", type=Path, help="archive to write (.zip)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="the test split's folder: check that each result has one line per frame "
+        "(without it, each is checked against its _time.txt)",
+    )
+    add_allow_incomplete_arg(p, "pack")
     p.set_defaults(func=run_pack)
 
     p = sub.add_parser(
@@ -173,6 +182,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, default=240, help="frame height (240)")
     p.add_argument("--width", type=int, default=320, help="frame width (320)")
     p.set_defaults(func=run_synth)
+
+
+def add_allow_incomplete_arg(p: argparse.ArgumentParser, verb: str) -> None:
+    """``--allow-incomplete``: a result file of the wrong length is a warning, not an error."""
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help=f"{verb} result files with more or fewer lines than the sequence has frames "
+        "(empty, cut short, another dataset's) with a one-line warning each; by default such "
+        f"a file is an error and nothing is {verb}{'d' if verb.endswith('e') else 'ed'}",
+    )
 
 
 def _weights_identity(args: argparse.Namespace) -> tuple[str | None, str]:
@@ -305,7 +325,7 @@ def run_report(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise CLIError(f"tracker names must differ ({', '.join(names)}); use NAME=DIR")
     reports = [
-        evaluate_tracker(name, folders, sequences, bench, args.allow_missing)
+        evaluate_tracker(name, folders, sequences, bench, args.allow_missing, args.allow_incomplete)
         for name, folders in trackers
     ]
     print(f"{bench.name}: {len(sequences)} sequences (scores in %)")
@@ -322,7 +342,15 @@ def run_report(args: argparse.Namespace) -> int:
 def run_pack(args: argparse.Namespace) -> int:
     from mixformer.evaluation.pack import pack_results
 
-    names = pack_results(args.server, args.results, args.out)
+    frames = None
+    if args.root is not None:
+        from mixformer.data.benchmarks import load_benchmark
+
+        dataset = "got10k_test" if args.server == "got10k" else "trackingnet"
+        frames = {seq.name: len(seq) for seq in load_benchmark(dataset, args.root)}
+    names = pack_results(
+        args.server, args.results, args.out, frames=frames, allow_incomplete=args.allow_incomplete
+    )
     print(f"wrote {args.out} with {len(names)} sequences")
     return 0
 

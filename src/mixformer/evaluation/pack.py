@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 from mixformer.data.io import format_boxes, read_boxes
+from mixformer.evaluation.report import length_problem, refuse_incomplete
 from mixformer.utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,32 @@ def _result_files(results: Path, server: str) -> list[Path]:
     return files
 
 
+def _line_count(path: Path) -> int:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _length_problem(path: Path, lines: int, frames: dict[str, int] | None) -> str | None:
+    """A result file's wrong length: against the sequence's frames when known, else against
+    its time file (one line per frame too), else only an empty file."""
+    name = path.stem
+    if frames is not None and name in frames:
+        return length_problem(path, lines, frames[name], f"one per frame of {name}")
+    tpath = path.with_name(f"{name}_time.txt")
+    if tpath.is_file():
+        return length_problem(path, lines, _line_count(tpath), f"as many as {tpath.name}")
+    if lines == 0:
+        return f"{path}: 0 lines, expected at least 1 (one per frame)"
+    return None
+
+
 def pack_results(
-    server: str, results: str | Path, out_zip: str | Path, expected: int | None = None
+    server: str,
+    results: str | Path,
+    out_zip: str | Path,
+    expected: int | None = None,
+    frames: dict[str, int] | None = None,
+    allow_incomplete: bool = False,
 ) -> list[str]:
     """Write the server's submission archive.
 
@@ -44,12 +69,18 @@ def pack_results(
         out_zip: the archive to write (must not lie inside ``results``).
         expected: number of sequences the server wants (default :data:`EXPECTED`); a different
             count only logs a warning.
+        frames: sequence name -> frame count (from the test split); without it a result file is
+            checked against its time file, or only for being empty.
+        allow_incomplete: pack a result file of the wrong length with a one-line warning
+            naming it instead of raising.
 
     Returns:
         The packed sequence names.
 
     Raises:
-        ValueError: unknown server, no results, malformed box file, or a missing GOT-10k time file.
+        ValueError: unknown server, no results, malformed box file, a box file of the wrong
+            length (unless ``allow_incomplete``; nothing is written), or a missing GOT-10k time
+            file.
     """
     if server not in EXPECTED:
         raise ValueError(f"unknown server {server!r}; choose got10k or trackingnet")
@@ -60,10 +91,19 @@ def pack_results(
         raise ValueError(f"write the archive outside the results folder {results}")
     files = _result_files(results, server)
     names = [p.stem for p in files]
+    boxes_of = [read_boxes(path) for path in files]
+    problems = [
+        problem
+        for path, boxes in zip(files, boxes_of)
+        if (problem := _length_problem(path, len(boxes), frames)) is not None
+    ]
+    if not allow_incomplete:
+        refuse_incomplete(problems, "pack")
+    for problem in problems:
+        log.warning("%s", problem)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path, name in zip(files, names):
-            boxes = read_boxes(path)
+        for path, name, boxes in zip(files, names, boxes_of):
             text = format_boxes(boxes, ",", integer=True)
             if server == "got10k":
                 tpath = path.with_name(f"{name}_time.txt")

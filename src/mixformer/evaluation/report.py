@@ -59,6 +59,31 @@ class TrackerReport:
     fps: float | None = None
 
 
+def length_problem(path: Path, lines: int, expected: int, of: str) -> str | None:
+    """``"PATH: N lines, expected M (OF)"`` when a result file's line count is not
+    ``expected``, else None."""
+    if lines == expected:
+        return None
+    return f"{path}: {lines} line{'' if lines == 1 else 's'}, expected {expected} ({of})"
+
+
+def refuse_incomplete(problems: list[str], use: str = "score") -> None:
+    """Raise for result files of the wrong length (see :func:`length_problem`), naming the
+    first and counting the others.
+
+    Raises:
+        ValueError: ``problems`` is not empty.
+    """
+    if not problems:
+        return
+    more = len(problems) - 1
+    others = f"; {more} more result file{'' if more == 1 else 's'} too" if more else ""
+    raise ValueError(
+        f"{problems[0]}{others}; pass --allow-incomplete to {use} "
+        f"{'them' if more else 'it'} anyway (a warning per file)"
+    )
+
+
 def _image_size(path: Path) -> tuple[int, int] | None:
     import cv2
 
@@ -72,6 +97,7 @@ def evaluate_tracker(
     sequences: list[Sequence],
     benchmark: Benchmark,
     allow_missing: bool = False,
+    allow_incomplete: bool = False,
 ) -> TrackerReport:
     """Score one tracker's results against the ground truth.
 
@@ -81,10 +107,15 @@ def evaluate_tracker(
         sequences: the benchmark's sequences with ground truth.
         benchmark: the benchmark (result layout, length rule, metric family).
         allow_missing: skip sequences without results instead of raising.
+        allow_incomplete: score a result file with more or fewer lines than the sequence has
+            frames (empty, cut short, another dataset's) with a one-line warning naming it,
+            instead of raising. The scoring then truncates a long one and pads a short one
+            with misses (a short one still raises on ``strict_length`` benchmarks: LaSOT).
 
     Raises:
         ValueError: the benchmark has no public ground truth, a result file is missing (unless
-            ``allow_missing``) or malformed (the message names the file).
+            ``allow_missing``), has the wrong number of lines (unless ``allow_incomplete``) or
+            is malformed (the message names the file).
     """
     if benchmark.metric == "server":
         raise ValueError(
@@ -97,6 +128,7 @@ def evaluate_tracker(
             raise ValueError(f"result folder not found: {p}")
     rep = TrackerReport(name, paths)
     got_ious = []
+    problems: list[str] = []
     frames, seconds = 0, 0.0
     for seq in sequences:
         path = find_result(paths, benchmark, seq.name)
@@ -104,6 +136,12 @@ def evaluate_tracker(
             rep.missing.append(seq.name)
             continue
         pred = read_boxes(path)
+        problem = length_problem(path, len(pred), len(seq), f"one per frame of {seq.name}")
+        if problem and not allow_incomplete:
+            problems.append(problem)
+            continue
+        if problem:
+            log.warning("%s", problem)
         try:
             rep.sequences.append(
                 M.evaluate_sequence(
@@ -128,6 +166,7 @@ def evaluate_tracker(
                 frames, seconds = frames + t.size, seconds + float(t.sum())
             except ValueError:
                 log.warning("ignoring unreadable time file %s", tpath)
+    refuse_incomplete(problems)
     if rep.missing and not allow_missing:
         raise ValueError(
             f"{name}: no result for {len(rep.missing)} of {len(sequences)} sequences (first: "

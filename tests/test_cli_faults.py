@@ -445,3 +445,99 @@ def test_without_pyav_opencv_writes_with_a_warning(tmp_path, monkeypatch, caplog
     cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
     cap.release()
+
+
+# ---------------------------------------------------------------- images over the pixel limit
+
+
+def _png_declaring(path: Path, width: int, height: int, whole: bool = False) -> Path:
+    """A small PNG whose IHDR declares ``width`` x ``height`` grey pixels: 64 bytes of image
+    data, or with ``whole`` all rows (zeros: 400 MB deflate to 0.4 MB), which OpenCV decodes
+    into a colour array of ``3 * width * height`` bytes and then converts into another."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    if whole:
+        packer, row = zlib.compressobj(9), bytes(width + 1)
+        idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    else:
+        idat = zlib.compress(bytes(64))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+_READ_HUGE = """
+import resource, sys
+from mixformer.data.frames import read_image
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    read_image(sys.argv[1])
+    print("read")
+except ValueError as exc:
+    print(exc)
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(grown // 1024)  # MiB (ru_maxrss is in KiB on Linux)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB")
+def test_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
+    png = _png_declaring(tmp_path / "huge.png", 20000, 20000, whole=True)
+    assert png.stat().st_size < 1_000_000  # decoded before the fix: 2.3 GB more memory
+    r = subprocess.run(
+        [sys.executable, "-c", _READ_HUGE, str(png)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    msg, grown = r.stdout.strip().splitlines()
+    assert msg == (
+        f"image too large: {png} declares 20000x20000 pixels, over the limit of 50,000,000 "
+        "(set MIXFORMER_MAX_IMAGE_PIXELS to raise it)"
+    )
+    assert int(grown) < 300, f"reading grew the process by {grown} MiB"
+
+
+def test_track_refuses_a_frame_over_the_pixel_limit(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    png = _png_declaring(frames / "00001.png", 20000, 20000)
+    assert main(["track", str(frames), "--box", "1,1,4,4", "--threads", "1"]) == 2
+    assert _one_line_error(capsys, "track").endswith(
+        f"image too large: {png} declares 20000x20000 pixels, over the limit of 50,000,000 "
+        "(set MIXFORMER_MAX_IMAGE_PIXELS to raise it)"
+    )
+
+
+def test_pixel_limit_can_be_raised(tmp_path, monkeypatch):
+    from mixformer.data.frames import check_image_pixels
+
+    png = _png_declaring(tmp_path / "big.png", 8000, 8000)
+    with pytest.raises(ValueError, match="8000x8000 pixels, over the limit of 50,000,000"):
+        check_image_pixels(png)
+    monkeypatch.setenv("MIXFORMER_MAX_IMAGE_PIXELS", "64000000")
+    check_image_pixels(png)
+    monkeypatch.setenv("MIXFORMER_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ValueError, match="MIXFORMER_MAX_IMAGE_PIXELS must be a number"):
+        check_image_pixels(png)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".webp", ".tif"])
+def test_image_size_reads_the_header(ext, tmp_path):
+    from mixformer.data.frames import image_size
+
+    path = tmp_path / f"a{ext}"
+    assert cv2.imwrite(str(path), np.zeros((37, 53, 3), np.uint8))
+    assert image_size(path) == (53, 37)
+    progressive = tmp_path / "p.jpg"
+    assert cv2.imwrite(
+        str(progressive), np.zeros((9, 300, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]
+    )
+    assert image_size(progressive) == (300, 9)
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff")
+    assert image_size(tmp_path / "cut.jpg") is None

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mixformer.data.frames import check_image_pixels
 from mixformer.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,13 @@ def _resize_max(img: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def _read_image(path: Path) -> np.ndarray | None:
-    """BGR uint8 image (alpha composited on grey), or None when unreadable."""
+    """BGR uint8 image (alpha composited on grey), or None when unreadable or over the
+    readers' pixel limit."""
+    try:
+        check_image_pixels(path)
+    except ValueError as exc:
+        log.warning("%s", exc)
+        return None
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None or img.ndim not in (2, 3):
         return None

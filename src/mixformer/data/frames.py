@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -79,16 +81,155 @@ def jpeg_truncated(path: str | Path) -> bool:
     return True  # the file ends inside its headers
 
 
+#: Largest image (width x height) the readers decode; ``MIXFORMER_MAX_IMAGE_PIXELS`` overrides.
+#: 50 megapixels (an 8K frame is 33): the decoded RGB array is 150 MB. OpenCV's own limit
+#: (2^30 pixels) lets a file of a few bytes that declares 20000x20000 cost gigabytes.
+MAX_IMAGE_PIXELS = 50_000_000
+_MAX_PIXELS_ENV = "MIXFORMER_MAX_IMAGE_PIXELS"
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """``(width, height)`` an image file's header declares, read without decoding it.
+
+    PNG, JPEG, BMP, WebP and TIFF; None for another format or a header too short to tell
+    (the decoder then judges the file).
+    """
+    try:
+        return _header_size(path)
+    except struct.error:  # a header cut short
+        return None
+
+
+def _header_size(path: str | Path) -> tuple[int, int] | None:
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+            w, h = struct.unpack(">II", head[16:24])
+            return w, h
+        if head[:2] == b"\xff\xd8":
+            return _jpeg_size(f)
+        if head[:2] == b"BM" and len(head) >= 26:
+            if int.from_bytes(head[14:18], "little") == 12:  # OS/2 BITMAPCOREHEADER
+                w, h = struct.unpack("<HH", head[18:22])
+            else:
+                w, h = struct.unpack("<ii", head[18:26])
+            return abs(w), abs(h)
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+            return _webp_size(head)
+        if head[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff_size(f, "<" if head[:2] == b"II" else ">")
+    return None
+
+
+def _jpeg_size(f: BinaryIO) -> tuple[int, int] | None:
+    """The frame size in the first SOF segment of a JPEG file (walks the header segments)."""
+    f.seek(2)
+    while True:
+        b = f.read(1)
+        if b != b"\xff":
+            return None  # not a marker where one must be
+        while b == b"\xff":  # fill bytes
+            b = f.read(1)
+        if not b:
+            return None
+        marker = b[0]
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
+            continue
+        seg = f.read(2)
+        if marker == 0xD9 or marker == 0xDA or len(seg) < 2:  # no frame header before the scan
+            return None
+        length = int.from_bytes(seg, "big")
+        if marker in _JPEG_SOF:
+            data = f.read(5)
+            if len(data) < 5:
+                return None
+            h, w = struct.unpack(">HH", data[1:5])
+            return w, h
+        if length < 2:
+            return None
+        f.seek(length - 2, os.SEEK_CUR)
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    chunk = head[12:16]
+    if chunk == b"VP8 ":
+        w = int.from_bytes(head[26:28], "little") & 0x3FFF
+        h = int.from_bytes(head[28:30], "little") & 0x3FFF
+        return w, h
+    if chunk == b"VP8L":
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+    return None
+
+
+def _tiff_size(f: BinaryIO, endian: str) -> tuple[int, int] | None:
+    """Width and height of a TIFF file's first image (tags 256 and 257 of IFD 0)."""
+    f.seek(4)
+    (offset,) = struct.unpack(endian + "I", f.read(4))
+    f.seek(offset)
+    raw = f.read(2)
+    if len(raw) < 2:
+        return None
+    (count,) = struct.unpack(endian + "H", raw)
+    entries = f.read(12 * min(count, 4096))
+    size: dict[int, int] = {}
+    for i in range(0, len(entries) - 11, 12):
+        tag, kind = struct.unpack(endian + "HH", entries[i : i + 4])
+        if tag in (256, 257):
+            fmt = endian + ("H" if kind == 3 else "I")
+            size[tag] = struct.unpack(fmt, entries[i + 8 : i + 8 + struct.calcsize(fmt)])[0]
+    if 256 in size and 257 in size:
+        return size[256], size[257]
+    return None
+
+
+def max_image_pixels() -> int:
+    """The pixel limit of the image readers (``MIXFORMER_MAX_IMAGE_PIXELS`` or
+    :data:`MAX_IMAGE_PIXELS`)."""
+    text = os.environ.get(_MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return MAX_IMAGE_PIXELS
+    try:
+        return max(1, int(text))
+    except ValueError:
+        raise ValueError(f"{_MAX_PIXELS_ENV} must be a number of pixels, got {text!r}") from None
+
+
+def check_image_pixels(path: str | Path) -> None:
+    """Refuse an image whose header declares more than :func:`max_image_pixels` pixels,
+    before anything is decoded or allocated.
+
+    Raises:
+        ValueError: the image is too large; the message names it, its size and the limit.
+    """
+    size = image_size(path)
+    if size is None:
+        return
+    w, h = size
+    limit = max_image_pixels()
+    if w * h > limit:
+        raise ValueError(
+            f"image too large: {path} declares {w}x{h} pixels, over the limit of {limit:,} "
+            f"(set {_MAX_PIXELS_ENV} to raise it)"
+        )
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` uint8 RGB (OpenCV decoding, as the reference).
 
     Raises:
-        ValueError: missing, unreadable or corrupt file, or a truncated JPEG
-            (:func:`jpeg_truncated`).
+        ValueError: missing, unreadable or corrupt file, a truncated JPEG
+            (:func:`jpeg_truncated`), or an image over the pixel limit
+            (:func:`check_image_pixels`; refused from its header, nothing decoded).
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"frame not found: {path}")
+    check_image_pixels(path)
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"cannot decode image (corrupt or not an image): {path}")

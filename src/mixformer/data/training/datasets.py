@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from mixformer.data.composite import CompositeScene, Corpus, make_composite_scene
-from mixformer.data.frames import jpeg_truncated
+from mixformer.data.frames import check_image_pixels, jpeg_truncated
 from mixformer.data.io import read_boxes, read_flags
 from mixformer.data.synthetic import SyntheticScene, make_scene
 
@@ -55,6 +55,10 @@ def read_split(name: str) -> list[str]:
 
 
 def _decode(path: Path) -> np.ndarray:
+    try:
+        check_image_pixels(path)
+    except ValueError as exc:
+        raise CorruptImageError(str(exc)) from None
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise CorruptImageError(f"cannot read image {path}")

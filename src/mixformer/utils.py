@@ -127,7 +127,28 @@ def atomic_save_torch(obj: object, path: str | Path, checksum: bool = False) -> 
         body = {k: v for k, v in obj.items() if k != CHECKSUM_KEY}
         obj = {**body, CHECKSUM_KEY: state_checksum(body)}
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            with open(tmp, "wb") as f:  # a file object: a failed write raises OSError in it
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except RuntimeError as exc:  # torch's writer wraps the OSError (a full disk, EFBIG)
+            err = _os_error_in(exc)
+            if err is None:
+                raise
+            raise OSError(err.errno, err.strerror, str(path)) from exc
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The first ``OSError`` in ``exc``'s chain of causes and contexts, if any."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, OSError):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def remove_stale_tmp(

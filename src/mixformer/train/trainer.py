@@ -312,28 +312,82 @@ class Trainer:
         return self.cfg.samples_per_epoch // g
 
     def _resume(self, existing: list[tuple[int, Path]]) -> None:
-        """Load the newest checkpoint that reads and verifies; warn about each one skipped."""
+        """Load the newest checkpoint that reads, verifies and fits this run (its network and
+        optimizer: a checkpoint written before the config changed does not); warn about each
+        one skipped."""
         limit = size_limit(self.model)
         bad: list[str] = []
         newest_first = list(reversed(existing))
         for k, (_, path) in enumerate(newest_first):
             try:
                 ckpt = load_checkpoint(path, max_bytes=limit)
+                misfit = self._misfit(path, ckpt)
+                if misfit is not None:
+                    raise CheckpointError(misfit)
+                try:
+                    self._load(path, ckpt)
+                except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+                    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                    raise CheckpointError(f"{path}: cannot load it into this run ({msg})") from exc
             except CheckpointError as exc:
                 bad.append(str(exc))
                 if k + 1 < len(newest_first):  # the last one's failure is the error below
                     log.warning("%s; falling back to the previous checkpoint", exc)
                 continue
-            self._load(path, ckpt)
             if self.info.is_main:
                 self._rebuild_log()
             return
         older = f" (and {len(bad) - 1} older unusable checkpoint(s))" if len(bad) > 1 else ""
         raise CheckpointError(f"cannot resume, no good checkpoint left: {bad[0]}{older}")
 
+    def _misfit(self, path: Path, ckpt: dict[str, Any]) -> str | None:
+        """Why ``ckpt`` cannot continue this run (another stage, network shape or optimizer
+        layout), in one line naming ``path``; None when it fits."""
+        stage = ckpt.get("train_config", {}).get("stage", self.cfg.stage)
+        if stage != self.cfg.stage:
+            return f"{path}: a checkpoint of stage {stage}, this run is stage {self.cfg.stage}"
+        missing_keys = [
+            k for k in ("net", "optimizer", "scheduler", "rng", "epoch") if k not in ckpt
+        ]
+        if missing_keys or not isinstance(ckpt["net"], dict):
+            return f"{path}: not a training checkpoint (no {(missing_keys or ['net'])[0]!r})"
+        net, own = ckpt["net"], self.model.state_dict()
+        differ = [
+            k
+            for k in own
+            if k in net and tuple(getattr(net[k], "shape", ())) != tuple(own[k].shape)
+        ]
+        missing = [k for k in own if k not in net]
+        extra = [k for k in net if k not in own]
+        if differ or missing or extra:
+            parts = []
+            if differ:
+                k = differ[0]
+                more = f" and {len(differ) - 1} more" if len(differ) > 1 else ""
+                parts.append(
+                    f"{k} is {tuple(net[k].shape)} there, {tuple(own[k].shape)} here{more}"
+                )
+            if missing:
+                parts.append(f"{len(missing)} tensors missing (first {missing[0]})")
+            if extra:
+                parts.append(f"{len(extra)} unknown tensors (first {extra[0]})")
+            return (
+                f"{path}: does not fit this run's network ({'; '.join(parts)}); was the model "
+                "config changed?"
+            )
+        groups = (
+            ckpt["optimizer"].get("param_groups", []) if isinstance(ckpt["optimizer"], dict) else []
+        )
+        sizes = [len(g.get("params", [])) for g in groups]
+        own_sizes = [len(g["params"]) for g in self.optimizer.param_groups]
+        if sizes != own_sizes:
+            return (
+                f"{path}: its optimizer holds {sum(sizes)} parameters in {len(sizes)} groups, "
+                f"this run trains {sum(own_sizes)} in {len(own_sizes)}; was the config changed?"
+            )
+        return None
+
     def _load(self, path: Path, ckpt: dict[str, Any]) -> None:
-        if ckpt.get("train_config", {}).get("stage", self.cfg.stage) != self.cfg.stage:
-            raise ValueError(f"{path} is a checkpoint of another stage")
         self.model.load_state_dict(ckpt["net"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])

@@ -51,9 +51,24 @@ def _parser(*path: str) -> argparse.ArgumentParser:
     return parser
 
 
-@pytest.mark.parametrize("command", ["track", "demo", "evaluate", "train", "train-eval"])
-def test_long_commands_take_no_progress(command):
-    options = {o for a in _parser(command)._actions for o in a.option_strings}
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("track",),
+        ("demo",),
+        ("evaluate",),
+        ("train",),
+        ("train-eval",),
+        ("synth",),
+        ("benchmark",),
+        ("data", "corpus"),
+        ("data", "bench"),
+        ("data", "realvideo"),
+    ],
+    ids=" ".join,
+)
+def test_long_commands_take_no_progress(path):
+    options = {o for a in _parser(*path)._actions for o in a.option_strings}
     assert "--no-progress" in options
 
 

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="largest video accepted for upload, in MB (default: 500)",
     )
     add_model_args(p)
-    add_threads_arg(p, "2, or 1 on a busy machine")
+    add_threads_arg(p)
     add_plain_arg(p)
     p.set_defaults(func=run)
 

@@ -6,7 +6,14 @@ import argparse
 
 from mixformer.cli import CLIError
 from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
-from mixformer.cli.track import add_model_args, add_plain_arg, load_model_from_args
+from mixformer.cli.track import (
+    add_model_args,
+    add_plain_arg,
+    add_progress_arg,
+    add_threads_arg,
+    load_model_from_args,
+    set_threads,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_dtype_arg(p)
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    add_threads_arg(p)
     p.add_argument("--frames", type=int, default=20, help="timed frames")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames first")
     p.add_argument(
@@ -82,6 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="frames per sequence for --precision (template updates every min(preset's, 10) "
         "frames so that short sequences exercise them)",
     )
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 
@@ -91,8 +99,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 1 or args.warmup < 0:
         raise CLIError("--frames must be >= 1 and --warmup >= 0")
-    if args.threads is not None and args.threads < 1:
-        raise CLIError("--threads must be >= 1")
     if args.device != "cpu":
         raise CLIError("the benchmark runs on the CPU only for now (--device cpu)")
     if args.plain and (args.compare or args.backend != "torch"):
@@ -109,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             require_onnx()
         except ImportError as exc:
             raise CLIError(str(exc)) from exc
+    threads = set_threads(args.threads)  # the default of every command: auto_threads()
     model = load_model_from_args(args)
     if args.accuracy:
         return _accuracy(model, args, dtype)
@@ -123,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         model,
         dtype=dtype,
         backend=args.backend,
-        threads=args.threads,
+        threads=threads,
         frames=args.frames,
         warmup=args.warmup,
         compare=args.compare,
@@ -132,19 +139,16 @@ def run(args: argparse.Namespace) -> int:
         plain=args.plain,
         scene=args.scene,
         compare_dtype=args.compare_dtype,
+        progress=not args.no_progress,
     )
     print(report.format())
     return 0
 
 
 def _precision(model: object, args: argparse.Namespace, config: object) -> int:
-    import torch
-
     from mixformer.perf.precision import precision_study
     from mixformer.tracking.core import reference_config
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     dtype = "bf16" if args.dtype in ("auto", "fp32") else args.dtype
     cfg = config or reference_config(model).replace(online_size=2)
     cfg = cfg.replace(update_interval=min(cfg.update_interval, 10))
@@ -156,18 +160,15 @@ def _precision(model: object, args: argparse.Namespace, config: object) -> int:
         seed=args.seed,
         tracker_config=cfg,
         scene=args.scene,
+        progress=not args.no_progress,
     )
     print(report.format())
     return 0
 
 
 def _accuracy(model: object, args: argparse.Namespace, dtype: str) -> int:
-    import torch
-
     from mixformer.perf.accuracy import precision_study
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     variants = tuple(v for v in (dtype, "int8") if v != "fp32")
     results = precision_study(
         model,
@@ -175,6 +176,7 @@ def _accuracy(model: object, args: argparse.Namespace, dtype: str) -> int:
         num_sequences=args.accuracy,
         num_frames=args.accuracy_frames,
         seed=args.seed,
+        progress=not args.no_progress,
     )
     print(
         f"{args.accuracy} generated sequences x {args.accuracy_frames} frames; IoU vs fp32 on the "

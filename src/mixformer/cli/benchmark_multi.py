@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import platform
 
-from mixformer.cli.track import add_model_args, add_plain_arg, load_model_from_args
+from mixformer.cli.track import (
+    add_model_args,
+    add_plain_arg,
+    add_threads_arg,
+    load_model_from_args,
+    set_threads,
+)
 
 
 def _ks(text: str) -> list[int]:
@@ -31,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=10, help="timed frames per K (10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed frames first (2)")
     p.add_argument("--size", default="640x480", help="frame size WxH (640x480)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    add_threads_arg(p)
     add_plain_arg(p)
     p.add_argument("--max-batch", type=int, default=None, help="MultiTracker batch limit")
     p.set_defaults(func=run)
@@ -47,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError as exc:
         raise CLIError(f"--size must be WxH, e.g. 640x480, got {args.size!r}") from exc
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)  # the default of every command: auto_threads()
     model = load_model_from_args(args).to(args.device)
     rows = benchmark_multi(
         model,

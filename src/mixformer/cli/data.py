@@ -7,6 +7,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from mixformer.cli.track import add_progress_arg
+
 log = logging.getLogger("mixformer.data")
 
 
@@ -35,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="folder of .deb files (missing ones are downloaded into it; default OUT/debs)",
     )
     c.add_argument("--max-side", type=int, default=640, help="longest side of stored photos")
+    add_progress_arg(c)
     c.set_defaults(func=run_corpus)
     b = dsub.add_parser(
         "bench",
@@ -44,16 +47,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--corpus", type=Path, default=Path("mixformer-corpus"), help="corpus folder")
     b.add_argument("--out", type=Path, required=True, help="benchmark folder")
-    b.add_argument("--variant", default="plain", choices=("plain", "hard", "train"))
+    b.add_argument(
+        "--variant",
+        default="plain",
+        choices=("plain", "hard", "train"),
+        help="how hard the sequences are: plain (moderate motion, some occlusion and "
+        "look-alikes), hard (frequent full occlusion, distractors, abrupt jumps, blur, strong "
+        "rotation and perspective), train (between the two: the training mix)",
+    )
     b.add_argument(
         "--split",
         default="test",
         choices=("train", "val", "test"),
         help="corpus split the images come from (test: never used in training)",
     )
-    b.add_argument("--sequences", type=int, default=30)
-    b.add_argument("--frames", type=int, default=100)
-    b.add_argument("--seed", type=int, default=2024)
+    b.add_argument("--sequences", type=int, default=30, help="number of sequences")
+    b.add_argument("--frames", type=int, default=100, help="frames per sequence (>= 2)")
+    b.add_argument("--seed", type=int, default=2024, help="random seed (same seed, same benchmark)")
+    add_progress_arg(b)
     b.set_defaults(func=run_bench)
     r = dsub.add_parser(
         "realvideo",
@@ -70,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="folder of .deb files (missing ones are downloaded into it; default OUT/debs)",
     )
+    add_progress_arg(r)
     r.set_defaults(func=run_realvideo)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -83,7 +95,9 @@ def _sources():
 def run_corpus(args: argparse.Namespace) -> int:
     from mixformer.data.corpus import build_corpus
 
-    manifest = build_corpus(args.out, deb_dir=args.debs, max_side=args.max_side)
+    manifest = build_corpus(
+        args.out, deb_dir=args.debs, max_side=args.max_side, progress=not args.no_progress
+    )
     entries = manifest["entries"]
     for split in ("train", "val", "test"):
         n_img = sum(e["split"] == split and e["kind"] == "image" for e in entries)
@@ -98,7 +112,14 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.sequences < 1 or args.frames < 2:
         raise ValueError("need --sequences >= 1 and --frames >= 2")
     write_composite_benchmark(
-        args.corpus, args.out, args.variant, args.split, args.sequences, args.frames, args.seed
+        args.corpus,
+        args.out,
+        args.variant,
+        args.split,
+        args.sequences,
+        args.frames,
+        args.seed,
+        progress=not args.no_progress,
     )
     return 0
 
@@ -106,7 +127,7 @@ def run_bench(args: argparse.Namespace) -> int:
 def run_realvideo(args: argparse.Namespace) -> int:
     from mixformer.data.realvideo import build_realvideo
 
-    names = build_realvideo(args.out, deb_dir=args.debs)
+    names = build_realvideo(args.out, deb_dir=args.debs, progress=not args.no_progress)
     print(
         f"wrote {len(names)} sequences to {args.out} "
         f"(evaluate with --dataset realvideo --root {args.out})"

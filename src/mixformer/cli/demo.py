@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=80, help="video length in frames")
     p.add_argument("--seed", type=int, default=7, help="seed of the generated video")
     add_model_args(p)
-    add_threads_arg(p, "2, or 1 on a busy machine")
+    add_threads_arg(p)
     add_plain_arg(p)
     add_dtype_arg(p)
     add_attention_args(p)

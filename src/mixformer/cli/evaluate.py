@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 from mixformer.cli import CLIError, Terminated
 from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
 from mixformer.cli.track import (
+    AUTO_THREADS_HELP,
     add_got10k_arg,
     add_model_args,
     add_plain_arg,
+    add_progress_arg,
     add_threads_arg,
     auto_threads,
     check_device,
@@ -123,7 +125,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--results", type=Path, default=None, help="results folder (default results/DATASET/MODEL)"
     )
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    add_threads_arg(p, "1 per worker with --workers > 1, else 2 or 1 on a busy machine")
+    add_threads_arg(p, f"1 per worker with --workers > 1, else {AUTO_THREADS_HELP}")
     add_got10k_arg(p)
     p.add_argument(
         "--shard",
@@ -181,6 +183,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--height", type=int, default=240, help="frame height (240)")
     p.add_argument("--width", type=int, default=320, help="frame width (320)")
+    add_progress_arg(p)
     p.set_defaults(func=run_synth)
 
 
@@ -361,7 +364,13 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.sequences < 1:
         raise CLIError("--sequences and --frames must be >= 1")
     folders = write_benchmark(
-        args.out, args.sequences, args.frames, args.seed, height=args.height, width=args.width
+        args.out,
+        args.sequences,
+        args.frames,
+        args.seed,
+        height=args.height,
+        width=args.width,
+        progress=not args.no_progress,
     )
     print(f"wrote {len(folders)} sequences to {args.out} (evaluate with --dataset generic)")
     return 0

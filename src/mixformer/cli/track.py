@@ -103,7 +103,11 @@ def check_device(name: str) -> str:
     return name
 
 
-def add_threads_arg(p: argparse.ArgumentParser, default: str) -> None:
+#: ``--threads`` default of every command (see :func:`set_threads`: :func:`auto_threads`).
+AUTO_THREADS_HELP = "2, or 1 on a busy machine"
+
+
+def add_threads_arg(p: argparse.ArgumentParser, default: str = AUTO_THREADS_HELP) -> None:
     """``--threads N``: torch (and ONNX Runtime) intra-op threads; ``default`` goes in the help."""
     p.add_argument(
         "--threads", type=int, default=None, help=f"intra-op CPU threads (default: {default})"
@@ -245,7 +249,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--preset", default="default", help="tracker settings preset (e.g. lasot, got10k_test)"
     )
     add_got10k_arg(p)
-    add_threads_arg(p, "2, or 1 on a busy machine")
+    add_threads_arg(p)
     add_plain_arg(p)
     add_dtype_arg(p)
     add_attention_args(p)

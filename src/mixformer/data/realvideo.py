@@ -38,6 +38,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from mixformer.data.corpus import _atomic_imwrite, _fetch, _unpack, _version
 from mixformer.utils import atomic_write_text
@@ -160,6 +161,7 @@ def build_realvideo(
     out: str | Path,
     deb_dir: str | Path | None = None,
     labels: str | Path | None = None,
+    progress: bool = True,
 ) -> list[str]:
     """Write the benchmark under ``out`` (see the module docstring for the layout).
 
@@ -168,6 +170,7 @@ def build_realvideo(
         deb_dir: folder of ``.deb`` files; missing ones are fetched into it with
             ``apt-get download`` (default: ``out/debs``).
         labels: labels file (default: the shipped one).
+        progress: show a tqdm bar over the packages.
 
     Returns:
         The sequence names, in the order of ``list.txt``.
@@ -185,7 +188,9 @@ def build_realvideo(
     for s in seqs:
         by_package.setdefault(s["package"], []).append(s)
     versions: dict[str, str] = {}
-    for package, items in by_package.items():
+    # delay: a failure at once (no apt-get) stays one line, without an empty bar before it
+    bar = tqdm(by_package.items(), desc="realvideo", unit="pkg", disable=not progress, delay=1)
+    for package, items in bar:
         deb = _fetch(package, deb_dir)
         versions[package] = version = _version(deb)
         labelled = {s["version"] for s in items}

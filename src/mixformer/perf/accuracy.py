@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from mixformer.models.mixformer import MixFormer
 from mixformer.perf.benchmark import box_iou
@@ -86,6 +87,7 @@ def precision_study(
     num_frames: int = 60,
     seed: int = 0,
     tracker_config: TrackerConfig | None = None,
+    progress: bool = True,
 ) -> list[VariantResult]:
     """Track generated sequences with fp32 and each variant; AUC and IoU vs fp32.
 
@@ -97,6 +99,7 @@ def precision_study(
         seed: first sequence seed (sequence ``i`` uses ``seed + i``).
         tracker_config: tracker settings (default: :class:`TrackerConfig` defaults with the
             model's crop sizes, without motion settings: :func:`reference_config`).
+        progress: show a tqdm bar over the sequences.
     Returns:
         One :class:`VariantResult` per variant, fp32 first.
     """
@@ -109,7 +112,7 @@ def precision_study(
     boxes: dict[str, list[np.ndarray]] = {v: [] for v in names}
     same: dict[str, list[float]] = {v: [] for v in names}
     gts, vis = [], []
-    for i in range(num_sequences):
+    for i in tqdm(range(num_sequences), desc="accuracy", unit="seq", disable=not progress):
         seq = generate_sequence(seed + i, num_frames, 240, 320)
         gt = np.asarray(seq.boxes, dtype=np.float64)
         gts.append(gt)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from mixformer.models.fuse import resolve_dtype
 from mixformer.models.mixformer import MixFormer
@@ -297,6 +298,7 @@ def run_benchmark(
     plain: bool = False,
     scene: str = "synthetic",
     compare_dtype: str | None = None,
+    progress: bool = True,
 ) -> BenchmarkReport:
     """Track a generated sequence with the default tracker (or ``plain``) and time it.
 
@@ -320,6 +322,7 @@ def run_benchmark(
         scene: ``"synthetic"`` (procedural) or ``"photos"`` (composited from real photos).
         compare_dtype: with ``compare``, the path run side by side is the fast torch path in
             this dtype (e.g. ``"fp32"`` next to a bf16 run) instead of the plain path.
+        progress: show a tqdm bar over the frames (on stderr; not part of the timings).
     Returns:
         :class:`BenchmarkReport` (its ``dtype`` resolved).
     Raises:
@@ -355,6 +358,7 @@ def run_benchmark(
     peak_dt = peak32 if low == "fp32" else _PeakProbe(low, 512)
     for p in probes:
         p.tracker.init(seq_frames[0], gt[0])
+    bar = tqdm(total=len(seq_frames) - 1, desc="benchmark", unit="frame", disable=not progress)
     for i, frame in enumerate(seq_frames[1:], start=1):
         # alternate which path goes first, so drifting load and cache warmth bias neither
         for p in probes if i % 2 else probes[::-1]:
@@ -364,6 +368,8 @@ def run_benchmark(
             if peak_dt is not peak32:
                 peak_dt()
         log.debug("frame %d/%d", i, len(seq_frames) - 1)
+        bar.update()
+    bar.close()
     paths = [p.summary(warmup) for p in probes]
     mean_iou = None
     if compare:

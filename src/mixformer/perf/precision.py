@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from mixformer.models.mixformer import MixFormer
 from mixformer.perf.benchmark import box_iou
@@ -163,6 +164,7 @@ def precision_study(
     scene: str = "synthetic",
     size: tuple[int, int] = (480, 640),
     reference: str = "fp32",
+    progress: bool = True,
 ) -> PrecisionReport:
     """Track generated sequences with a ``reference`` and a ``dtype`` tracker, side by side.
 
@@ -176,6 +178,7 @@ def precision_study(
         scene: ``"synthetic"`` or ``"photos"`` (see :func:`study_sequences`).
         size: frame ``(height, width)``.
         reference: the reference precision (``"fp32"``: the exact fast path).
+        progress: show a tqdm bar over the sequences.
     Returns:
         :class:`PrecisionReport`.
     """
@@ -195,7 +198,8 @@ def precision_study(
     roles = ("ref", "test")  # the reference and the studied tracker (dtype may equal reference)
     updates = dict.fromkeys(roles, 0)
     times: dict[str, list[float]] = {v: [] for v in roles}
-    for k, (frames, gt, vis) in enumerate(seqs):
+    bar = tqdm(seqs, desc="precision", unit="seq", disable=not progress)
+    for k, (frames, gt, vis) in enumerate(bar):
         trackers = {
             "ref": Tracker(model, cfg, dtype=reference, threads=0),
             "test": Tracker(model, cfg, dtype=dtype, threads=0),

@@ -1,0 +1,88 @@
+"""tools/device_check.py (the GPU check) runs its every section on the CPU with ``--cpu``."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "device_check.py"
+
+
+def run_check(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict[str, Any]]:
+    out = tmp_path / "tmp.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--cpu", "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    assert out.is_file(), proc.stderr[-3000:]
+    return proc, json.loads(out.read_text())
+
+
+def numbers(value: Any) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [float(value)]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in numbers(v)]
+    return []
+
+
+def test_cpu_run_has_a_finite_row_per_preset(tmp_path: Path) -> None:
+    proc, data = run_check(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert data["errors"] == []
+    presets = data["settings"]["presets"]
+    assert len(presets) >= 3
+    rows = {r["preset"]: r for r in data["rows"]}
+    assert set(presets) <= set(rows)
+    families = set()
+    for name in presets:
+        row = rows[name]
+        for path in ("fp32-plain", "fp32", "bf16", "fp16"):
+            assert isinstance(row[f"box_diff_{path}"], float), (name, path, row)
+            assert row[f"box_diff_{path}"] < 0.05, (name, path)
+        assert row["box_diff_fp32"] < 1e-4
+        assert isinstance(row["fps_fp32"], float) and row["fps_fp32"] > 0
+        assert all(math.isfinite(x) for x in numbers(row)), row
+        families.add(row["family"])
+    assert families == {"cvt", "mbv3", "v2", "vit", "convmae"}
+    # one training step of every family, one MultiTracker run with 16 targets
+    trained = [r for r in rows.values() if isinstance(r.get("train_bf16_loss"), float)]
+    assert len(trained) == 5
+    assert all(math.isfinite(x) for r in rows.values() for x in numbers(r))
+    multi = rows[data["settings"]["multi_presets"][0]]
+    assert multi["multi_targets"] == 16 and multi["multi_calls_per_frame"] == 1.0
+    assert set(data["sections"].values()) <= {"done", "not run"}
+    # the printed table has a line per row
+    table = proc.stdout
+    assert all(f"| {name} |" in table for name in presets)
+
+
+def test_budget_skips_the_remaining_sections(tmp_path: Path) -> None:
+    proc, data = run_check(tmp_path, "--budget-s", "0", "--presets", "mixformer-tiny")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = data["rows"][0]
+    assert row["box_diff_fp32"] == "skipped (budget)"
+    assert row["fps_fp32"] == "skipped (budget)"
+    assert set(data["sections"].values()) <= {"skipped (budget)", "not run"}
+
+
+def test_compiled_search_step_runs_in_the_tracker(tmp_path: Path) -> None:
+    # the eager backend traces the search step with dynamo without compiling kernels
+    proc, data = run_check(
+        tmp_path,
+        *("--sections", "compile", "--presets", "mixformer-tiny"),
+        *("--compile", "reduce-overhead", "--compile-backend", "eager"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = data["rows"][0]
+    assert row["compile_fps"] > 0 and math.isfinite(row["compile_speedup"])
+    assert row["compile_max_box_diff_px"] < 1e-3

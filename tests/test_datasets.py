@@ -372,4 +372,5 @@ def test_vot_polygons_and_absent(tmp_path: Path) -> None:
 def test_every_benchmark_has_a_reader_test() -> None:
     covered = {"lasot", "got10k_val", "got10k_test", "trackingnet", "otb", "uav", "nfs"}
     covered |= {"tnl2k", "vot", "generic"}
+    covered |= {"realvideo"}  # the generic reader on `data realvideo` output: test_realvideo.py
     assert set(BENCHMARKS) == covered

@@ -242,7 +242,10 @@ def test_track_a_drawn_box_like_the_tracker(page, clip, model, tmp_path):
     assert page.locator("#video-name").inner_text() == f"clip.mp4 ({W}x{H})"
     # A click without a drag is not a box.
     _drag(page, (gt[0], gt[1], 0.2, 0.2))
-    assert "drag to draw a box" in page.locator("#message").inner_text()
+    page.wait_for_function(
+        "() => document.getElementById('message').textContent.includes('drag to draw a box')",
+        timeout=10_000,
+    )
     assert page.evaluate("window.mixformerApp.drawn") == []
     _drag(page, gt)
     drawn = page.evaluate("window.mixformerApp.drawn")

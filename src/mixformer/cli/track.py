@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from mixformer.cli import CLIError
 from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
+from mixformer.models.config import DEFAULT_MODEL
 from mixformer.tracking.threads import auto_threads, set_process_threads
 
 if TYPE_CHECKING:
@@ -34,9 +35,7 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """``--model`` / ``--weights`` / ``--device``, shared by commands that build a tracker."""
-    p.add_argument(
-        "--model", default="mixformer-tiny", help="model preset (see `mixformer models`)"
-    )
+    p.add_argument("--model", default=DEFAULT_MODEL, help="model preset (see `mixformer models`)")
     p.add_argument(
         "--weights",
         default=None,

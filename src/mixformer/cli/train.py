@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mixformer.cli import CLIError
 from mixformer.cli.evaluate import add_tracker_set_arg, apply_set
+from mixformer.models.config import DEFAULT_MODEL
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     q.add_argument("weights", help="weights file, or 'default' for the shipped weights")
-    q.add_argument("--model", default="mixformer-tiny", help="model preset (mixformer-tiny)")
+    q.add_argument("--model", default=DEFAULT_MODEL, help="model preset (for --weights default)")
     q.add_argument("--seed", type=int, default=12345, help="held-out seed (12345)")
     q.add_argument("--sequences", type=int, default=30, help="number of sequences (30)")
     q.add_argument("--frames", type=int, default=100, help="frames per sequence (100)")

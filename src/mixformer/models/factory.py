@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mixformer.models.config import ModelConfig, get_config, list_models
+from mixformer.models.config import DEFAULT_MODEL, ModelConfig, get_config, list_models
 from mixformer.models.mixformer import MixFormer
 from mixformer.models.weights import (
     Checkpoint,
@@ -52,7 +52,7 @@ def preset_config(name: str, ckpt: Checkpoint | None = None) -> ModelConfig:
 
 
 def build_model(
-    name: str | ModelConfig | None = "mixformer-tiny",
+    name: str | ModelConfig | None = DEFAULT_MODEL,
     weights: str | Path | None = None,
     **overrides: Any,
 ) -> MixFormer:

@@ -31,6 +31,7 @@ from mixformer.data.training import (
 from mixformer.evaluation.metrics import auroc, evaluate_sequence, iou, summarize
 from mixformer.evaluation.runner import track_sequence, write_result
 from mixformer.models import MixFormer
+from mixformer.models.config import DEFAULT_MODEL
 from mixformer.tracking import Tracker, TrackerConfig
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def _score_accuracy(
 
 def heldout_report(
     model: MixFormer,
-    preset: str = "mixformer-tiny",
+    preset: str = DEFAULT_MODEL,
     seed: int = 12345,
     num_sequences: int = 30,
     num_frames: int = 100,

@@ -221,3 +221,38 @@ def micro_training(preset: str, model_overrides: dict, **changes: object):
         lr_drop_epoch=1,
     )
     return get_train_config(preset).replace(**{**small, **changes})
+
+
+# A miniature tiny-synthetic training run (seconds per epoch), for the training-loop and
+# training-fault tests.
+SMALL_MODEL = {
+    "dim_embed": [16, 32, 32],
+    "num_heads": [1, 1, 1],
+    "depth": [1, 1, 2],
+    "head_dim": 32,
+    "template_size": 64,
+    "search_size": 160,
+    "drop_path_rate": [0.0, 0.0, 0.2],
+}
+
+
+def small_config(stage: int = 1, **changes: object):  # noqa: ANN201
+    from mixformer.train import get_train_config
+
+    base = get_train_config(f"tiny-synthetic-stage{stage}")
+    small = dict(
+        model_overrides=SMALL_MODEL,
+        template_size=64,
+        search_size=160,
+        synthetic_sequences=6,
+        synthetic_frames=24,
+        synthetic_size=(96, 128),
+        samples_per_epoch=4,
+        batch_size=2,
+        epochs=2,
+        lr_drop_epoch=1,
+        val_datasets=(),
+        num_workers=0,
+        tensorboard=False,
+    )
+    return base.replace(**{**small, **changes})

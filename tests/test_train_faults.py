@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import small_config
 from mixformer.cli import main
 from mixformer.models.weights import CheckpointError
-from mixformer.train import Trainer, get_train_config
+from mixformer.train import Trainer
 
 # A miniature network on small crops (as tests/test_train_loop.py): seconds per epoch.
 SMALL = """\
@@ -38,32 +39,7 @@ tensorboard: false
 
 
 def _small(**changes: object):  # noqa: ANN202
-    base = get_train_config("tiny-synthetic-stage1")
-    model = {
-        "dim_embed": [16, 32, 32],
-        "num_heads": [1, 1, 1],
-        "depth": [1, 1, 2],
-        "head_dim": 32,
-        "template_size": 64,
-        "search_size": 160,
-        "drop_path_rate": [0.0, 0.0, 0.2],
-    }
-    small = dict(
-        model_overrides=model,
-        template_size=64,
-        search_size=160,
-        synthetic_sequences=6,
-        synthetic_frames=24,
-        synthetic_size=(96, 128),
-        samples_per_epoch=4,
-        batch_size=2,
-        epochs=1,
-        lr_drop_epoch=1,
-        val_datasets=(),
-        num_workers=0,
-        tensorboard=False,
-    )
-    return base.replace(**{**small, **changes})
+    return small_config(**{"epochs": 1, **changes})
 
 
 def _limited(limit: int):  # noqa: ANN202 - preexec_fn

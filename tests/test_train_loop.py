@@ -13,42 +13,14 @@ import pytest
 import torch
 
 import mixformer
+from conftest import SMALL_MODEL, small_config
 from mixformer.cli import main
 from mixformer.models.weights import CheckpointError
-from mixformer.train import NonFiniteLossError, TrainConfig, Trainer, get_train_config
+from mixformer.train import NonFiniteLossError, Trainer
 from mixformer.train import trainer as trainer_mod
 from mixformer.train.heldout import heldout_report
 
 # A miniature network on small crops: same code paths, a fraction of the cost.
-SMALL_MODEL = {
-    "dim_embed": [16, 32, 32],
-    "num_heads": [1, 1, 1],
-    "depth": [1, 1, 2],
-    "head_dim": 32,
-    "template_size": 64,
-    "search_size": 160,
-    "drop_path_rate": [0.0, 0.0, 0.2],
-}
-
-
-def small_config(stage: int = 1, **changes: object) -> TrainConfig:
-    base = get_train_config(f"tiny-synthetic-stage{stage}")
-    small = dict(
-        model_overrides=SMALL_MODEL,
-        template_size=64,
-        search_size=160,
-        synthetic_sequences=6,
-        synthetic_frames=24,
-        synthetic_size=(96, 128),
-        samples_per_epoch=4,
-        batch_size=2,
-        epochs=2,
-        lr_drop_epoch=1,
-        val_datasets=(),
-        num_workers=0,
-        tensorboard=False,
-    )
-    return base.replace(**{**small, **changes})
 
 
 def _net(path: Path) -> dict[str, torch.Tensor]:

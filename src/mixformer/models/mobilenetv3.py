@@ -171,6 +171,13 @@ class MobileNetV3Features(nn.Module):
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
         self.register_buffer("rgb_scale", std, persistent=False)
         self.register_buffer("rgb_shift", mean, persistent=False)
+        self.channels_last = False
+
+    def fuse(self) -> None:
+        """Deployment form: channels-last weights and inputs (oneDNN's fast layout for the
+        depthwise and 1x1 convolutions: 256 px crops ran 20-30 % faster on 1 thread)."""
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
 
     def from_imagenet(self, images: torch.Tensor) -> torch.Tensor:
         """This network's input (RGB 0..255, float32) from ImageNet-normalised crops."""
@@ -178,7 +185,10 @@ class MobileNetV3Features(nn.Module):
 
     def forward(self, x: torch.Tensor, upto: int | None = None) -> torch.Tensor:
         """Map after block ``upto`` (default: the last); ``upto=5`` is the stride-8 map."""
-        x = hard_swish(self.stem(x.float()))
+        x = x.float()
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = hard_swish(self.stem(x))
         last = len(self.blocks) - 1 if upto is None else upto
         for blk in self.blocks[: last + 1]:
             x = blk(x)

@@ -147,6 +147,22 @@ def _upload(pg, path: Path) -> None:
     pg.set_input_files("#file", str(path))
 
 
+def _open_video(pg, action) -> None:
+    """Run ``action`` (an upload, a click on "Open video…" or "demo clip") and wait until the page
+    holds the video it opened: a new video id, ready, with its first frame loaded.
+
+    The page's state from before (the module's server keeps the previous test's video, also
+    ``ready``) must not pass for it: the page polls, so for a moment after the action it still
+    shows the old video, and a box drawn then is dropped when the new one arrives."""
+    before = pg.evaluate("window.mixformerApp.videoId")
+    action()
+    pg.wait_for_function(
+        "(before) => { const a = window.mixformerApp; return a.videoId !== null && "
+        "a.videoId !== before && a.state.status === 'ready' && a.firstFrame !== null; }",
+        arg=before,
+    )
+
+
 def _drag(pg, box: tuple[float, ...]) -> None:
     """Drag the mouse over image box ``(x, y, w, h)`` on the frame canvas."""
     bb = pg.locator("#view").bounding_box()
@@ -199,17 +215,16 @@ def test_keyboard_opens_a_video_and_a_finger_draws_a_box(page, clip):
     assert page.locator("#model-weights").inner_text() == "shipped with the package"
     assert page.locator("#weights-warning").is_hidden()
     page.bring_to_front()  # the file chooser opens from the active tab only
-    for _ in range(10):
-        page.keyboard.press("Tab")
-        if page.evaluate("document.activeElement.id") == "open":
-            break
-    assert page.evaluate("document.activeElement.id") == "open"
+    # Playwright asks the browser to report file choosers without waiting for the answer, so
+    # the wait starts before the Tab presses: Enter must not come before the browser listens.
     with page.expect_file_chooser() as chooser:
+        for _ in range(10):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "open":
+                break
+        assert page.evaluate("document.activeElement.id") == "open"
         page.keyboard.press("Enter")
-    chooser.value.set_files(str(path))
-    page.wait_for_function(
-        "() => window.mixformerApp.state.status === 'ready' && window.mixformerApp.firstFrame"
-    )
+    _open_video(page, lambda: chooser.value.set_files(str(path)))
     assert page.locator("#view").evaluate("el => getComputedStyle(el).touchAction") == "none"
     bb = page.locator("#view").bounding_box()
     sx, sy = bb["width"] / W, bb["height"] / H
@@ -236,9 +251,7 @@ def test_keyboard_opens_a_video_and_a_finger_draws_a_box(page, clip):
 
 def test_track_a_drawn_box_like_the_tracker(page, clip, model, tmp_path):
     path, gt = clip
-    _upload(page, path)
-    page.wait_for_function("() => window.mixformerApp.state.status === 'ready'")
-    page.wait_for_function("() => window.mixformerApp.firstFrame !== null")
+    _open_video(page, lambda: _upload(page, path))
     assert page.locator("#video-name").inner_text() == f"clip.mp4 ({W}x{H})"
     # A click without a drag is not a box.
     _drag(page, (gt[0], gt[1], 0.2, 0.2))
@@ -316,10 +329,7 @@ def test_demo_clip_with_two_boxes_paused_and_resumed(page, app_server):
             yield frame
 
     session._frames = slow_frames
-    page.click("#demo")
-    page.wait_for_function(
-        "() => window.mixformerApp.state.status === 'ready' && window.mixformerApp.firstFrame"
-    )
+    _open_video(page, lambda: page.click("#demo"))
     assert page.locator("#video-name").inner_text() == "demo clip (384x288)"
     bb = page.locator("#view").bounding_box()
     scale = bb["width"] / 384
@@ -361,10 +371,7 @@ def test_attention_overlay_toggle(page, clip):
     if not page.evaluate("window.mixformerApp.state.attention.available"):
         pytest.skip(page.evaluate("window.mixformerApp.state.attention.reason"))
     path, gt = clip
-    _upload(page, path)
-    page.wait_for_function(
-        "() => window.mixformerApp.state.status === 'ready' && window.mixformerApp.firstFrame"
-    )
+    _open_video(page, lambda: _upload(page, path))
     page.check("#attention")
     page.wait_for_function("() => window.mixformerApp.state.attention.on")
     _drag(page, gt)

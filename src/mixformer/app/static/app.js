@@ -76,6 +76,7 @@
       app.firstFrame = null;
     } else if (s.video.id !== app.videoId) {
       app.videoId = s.video.id;
+      app.firstFrame = null; // the previous video's picture is not this one's (set on load)
       app.drawn = [];
       app.editing = true;
       app.shown = null;

@@ -256,3 +256,50 @@ def small_config(stage: int = 1, **changes: object):  # noqa: ANN201
         tensorboard=False,
     )
     return base.replace(**{**small, **changes})
+
+
+# ---- headless chromium for the browser tests (test_app_browser, test_app_video_playback) ------
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def missing_browser_stack(reason: str) -> None:
+    """Skip for a missing browser stack; under CI=true fail instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _chromium_path() -> str | None:
+    import shutil
+
+    for candidate in (
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's chromium driven by Playwright (never ``playwright install``)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing_browser_stack("playwright is not installed (pip install -e '.[test]')")
+    exe = _chromium_path()
+    if exe is None:
+        missing_browser_stack("chromium is not installed (apt-get install chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()

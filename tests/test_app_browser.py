@@ -22,57 +22,22 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import missing_browser_stack
 from mixformer import Tracker, build_model
 from mixformer.data.frames import FrameSource
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "app-screenshot.png"
 W, H, N = 320, 240, 20
 
 
-def _missing(reason: str) -> None:
-    """Skip for a missing browser stack; under CI=true fail instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def _chromium() -> str | None:
-    for candidate in (
-        "/usr/bin/chromium",
-        shutil.which("chromium"),
-        shutil.which("chromium-browser"),
-    ):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium):
     try:
         import starlette.testclient  # noqa: F401 - the app's extra
         import uvicorn  # noqa: F401
     except (ImportError, RuntimeError) as exc:
-        _missing(f"the app extra is missing ({exc}; pip install -e '.[test,app]')")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("playwright is not installed (pip install -e '.[test]')")
-    exe = _chromium()
-    if exe is None:
-        _missing("chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
+        missing_browser_stack(f"the app extra is missing ({exc}; pip install -e '.[test,app]')")
+    return chromium
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -25,17 +23,10 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import missing_browser_stack
 from mixformer.tracking import render
 from mixformer.tracking.render import VideoWriter
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 W, H, N, FPS = 161, 121, 20, 10.0  # odd sizes: the writer pads them to even for yuv420p
 
 # Load URL in a fresh <video> and report once it has data, fails, or 20 s pass.
@@ -60,13 +51,6 @@ PLAY_JS = """url => new Promise(resolve => {
 })"""
 
 
-def _missing(reason: str) -> None:
-    """Skip for a missing browser stack; under CI=true fail instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 def _need_pyav() -> None:
     try:
         import av
@@ -79,30 +63,9 @@ def _need_pyav() -> None:
         pytest.skip("PyAV has no libx264 encoder: the writer falls back to MPEG-4 Part 2")
 
 
-def _chromium() -> str | None:
-    for candidate in (
-        "/usr/bin/chromium",
-        shutil.which("chromium"),
-        shutil.which("chromium-browser"),
-    ):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("playwright is not installed (pip install -e '.[test]')")
-    exe = _chromium()
-    if exe is None:
-        _missing("chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
+def browser(chromium):
+    return chromium
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -208,7 +171,7 @@ def test_app_download_plays(browser, tmp_path):
     try:
         import uvicorn
     except ImportError as exc:
-        _missing(f"the app extra is missing ({exc}; pip install -e '.[test,app]')")
+        missing_browser_stack(f"the app extra is missing ({exc}; pip install -e '.[test,app]')")
     from mixformer import build_model
     from mixformer.app.server import create_app
     from mixformer.app.session import Session

@@ -303,3 +303,16 @@ def chromium():
         b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
+
+
+def cli_parser(*path: str):  # noqa: ANN201
+    """The argparse parser of ``mixformer PATH...`` (e.g. ``cli_parser("data", "bench")``)."""
+    import argparse
+
+    from mixformer.cli import build_parser
+
+    parser = build_parser()
+    for name in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return parser

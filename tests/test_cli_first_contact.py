@@ -9,7 +9,8 @@ import logging
 
 import pytest
 
-from mixformer.cli import build_parser, main
+from conftest import cli_parser
+from mixformer.cli import main
 from mixformer.models import get_config, list_models
 
 
@@ -43,14 +44,6 @@ def test_random_weights_warning_names_the_presets_own_release(model, caplog):
         assert "mixformer_cvt" not in text
 
 
-def _parser(*path: str) -> argparse.ArgumentParser:
-    parser = build_parser()
-    for name in path:
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        parser = sub.choices[name]
-    return parser
-
-
 @pytest.mark.parametrize(
     "path",
     [
@@ -68,7 +61,7 @@ def _parser(*path: str) -> argparse.ArgumentParser:
     ids=" ".join,
 )
 def test_long_commands_take_no_progress(path):
-    options = {o for a in _parser(*path)._actions for o in a.option_strings}
+    options = {o for a in cli_parser(*path)._actions for o in a.option_strings}
     assert "--no-progress" in options
 
 
@@ -81,6 +74,6 @@ def test_long_commands_take_no_progress(path):
     ],
 )
 def test_help_shows_defaults(path, shown):
-    text = " ".join(_parser(*path).format_help().split())
+    text = " ".join(cli_parser(*path).format_help().split())
     assert shown in text
     assert "(default: None)" not in text and "(default: False)" not in text

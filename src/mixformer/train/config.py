@@ -54,9 +54,9 @@ class TrainConfig:
         model_overrides: :class:`~mixformer.models.ModelConfig` fields to change.
         pretrained: stage 1: ImageNet CvT backbone file (SPEC 3.10), "" for random init.
         stage1_checkpoint: stage 2: the stage-1 checkpoint the network starts from.
-        init_checkpoint: stage 1: a network checkpoint (this project's or a release file) whose
-            backbone and box head the run starts from (fine-tuning; its score module, if any,
-            is dropped). "" for none.
+        init_checkpoint: stage 1: a network checkpoint (this project's or a release file;
+            ``default``: the weights shipped for ``model``) whose backbone and box head the run
+            starts from (fine-tuning; its score module, if any, is dropped). "" for none.
         datasets: training dataset names, sampled with ``dataset_ratio``.
         dataset_ratio: relative sampling weights (empty: uniform).
         val_datasets: validation dataset names (empty: no validation).
@@ -86,6 +86,9 @@ class TrainConfig:
         freeze_stage0: large model: train only backbone stages 1-2 and the box head.
         freeze_patterns: stage 1: parameters whose name contains one of these are frozen
             (MixViT-L's ``FREEZE_FIRST_6LAYERS``: ``blocks.0.`` ... ``blocks.5.``, ``patch_embed``).
+        slow_patterns / slow_lr_mult: stage 1 (ours): trainable parameters whose name contains
+            one of ``slow_patterns`` learn at ``lr * slow_lr_mult`` (pretrained stages fine-tuned
+            slowly); checked after ``freeze_patterns``.
         iou_weight / l1_weight / score_weight: loss weights.
         amp: mixed precision (CUDA only; ignored with a warning on the CPU).
         num_workers: DataLoader workers per process.
@@ -137,6 +140,8 @@ class TrainConfig:
     grad_clip: float = 0.1
     freeze_stage0: bool = False
     freeze_patterns: tuple[str, ...] = ()
+    slow_patterns: tuple[str, ...] = ()
+    slow_lr_mult: float = 0.1
     iou_weight: float = 2.0
     l1_weight: float = 5.0
     score_weight: float = 1.0
@@ -155,6 +160,7 @@ class TrainConfig:
             "val_datasets",
             "synthetic_size",
             "freeze_patterns",
+            "slow_patterns",
         ):
             value = getattr(self, name)
             if isinstance(value, list):
@@ -527,6 +533,44 @@ def _s2_mbv3_real() -> TrainConfig:
     return TrainConfig(
         **{**_MBV3_REAL, **_TINY_STAGE2},
         stage1_checkpoint="runs/mbv3-real-stage1/model_final.pth",
+        samples_per_epoch=9600,
+        hard_negative_prob=0.5,
+    )
+
+
+# Fine-tuning the default model's pretrained stages slowly: from the shipped weights, the
+# stride-16 MobileNetV3 blocks (6-11) learn at a tenth of the rate, the stem and the stride-2..8
+# blocks (0-5) stay frozen.
+_MBV3_EARLY = ("backbone.features.stem.",) + tuple(
+    f"backbone.features.blocks.{i}." for i in range(6)
+)
+
+
+@_preset("mbv3-finetune-stage1")
+def _s1_mbv3_finetune() -> TrainConfig:
+    """CPU scale: ``mixformer-mbv3`` from its shipped weights with the stride-16 MobileNetV3
+    blocks fine-tuned at a tenth of the learning rate."""
+    return TrainConfig(
+        **{
+            **_MBV3_REAL,
+            **_TINY_STAGE1,
+            "epochs": 6,
+            "lr_drop_epoch": 4,
+            "lr": 1e-4,
+            "freeze_patterns": _MBV3_EARLY,
+        },
+        init_checkpoint="default",
+        slow_patterns=("backbone.features.",),
+        slow_lr_mult=0.1,
+    )
+
+
+@_preset("mbv3-finetune-stage2")
+def _s2_mbv3_finetune() -> TrainConfig:
+    """CPU scale stage 2: the score module after ``mbv3-finetune-stage1``."""
+    return TrainConfig(
+        **{**_MBV3_REAL, **_TINY_STAGE2},
+        stage1_checkpoint="runs/mbv3-finetune-stage1/model_final.pth",
         samples_per_epoch=9600,
         hard_negative_prob=0.5,
     )

@@ -42,7 +42,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on all parameters.
 
     Stage 1: group 0 = non-backbone parameters at ``lr``, group 1 = backbone parameters at
-    ``lr * backbone_lr_mult``. Stage 2: one group at ``lr``.
+    ``lr * backbone_lr_mult``, group 2 = parameters matching ``slow_patterns`` at
+    ``lr * slow_lr_mult`` (empty groups are left out). Stage 2: one group at ``lr``.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
@@ -50,12 +51,16 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     if cfg.stage == 2:
         groups = [{"params": [p for _, p in named], "lr": cfg.lr}]
     else:
+        slow = [(n, p) for n, p in named if any(s in n for s in cfg.slow_patterns)]
+        slow_ids = {id(p) for _, p in slow}
+        rest = [(n, p) for n, p in named if id(p) not in slow_ids]
         groups = [
-            {"params": [p for n, p in named if "backbone" not in n], "lr": cfg.lr},
+            {"params": [p for n, p in rest if "backbone" not in n], "lr": cfg.lr},
             {
-                "params": [p for n, p in named if "backbone" in n],
+                "params": [p for n, p in rest if "backbone" in n],
                 "lr": cfg.lr * cfg.backbone_lr_mult,
             },
+            {"params": [p for _, p in slow], "lr": cfg.lr * cfg.slow_lr_mult},
         ]
         groups = [g for g in groups if g["params"]]
     return torch.optim.AdamW(

@@ -37,7 +37,7 @@ from mixformer.data.training import (
     TrainingSamples,
     build_dataset,
 )
-from mixformer.models import MixFormer, build_model, load_weights
+from mixformer.models import MixFormer, build_model, default_weights_path, load_weights
 from mixformer.models.weights import CheckpointError, read_checkpoint, size_limit
 from mixformer.train.checkpoint import (
     capture_rng,
@@ -104,7 +104,13 @@ def build_network(cfg: TrainConfig) -> MixFormer:
                 )
             load_weights(model, cfg.pretrained)
         if cfg.init_checkpoint:
-            _load_init(model, cfg.init_checkpoint)
+            init = cfg.init_checkpoint
+            if init == "default":  # the weights shipped with the package for cfg.model
+                shipped = default_weights_path(cfg.model)
+                if shipped is None:
+                    raise ValueError(f"init_checkpoint 'default': no weights ship for {cfg.model}")
+                init = str(shipped)
+            _load_init(model, init)
     else:
         model = build_model(cfg.model, **cfg.model_overrides)
         if not cfg.stage1_checkpoint:

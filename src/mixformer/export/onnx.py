@@ -189,23 +189,16 @@ class OnnxTemplateCache:
     num_online: int
 
 
-class OnnxRuntimeModel:
-    """The exported graphs run by ONNX Runtime, with the ``encode_templates`` / ``track`` contract.
+class ExportedGraphs:
+    """The two exported graphs with the ``encode_templates`` / ``track`` contract, whatever runs
+    them: the feeds, the cache and the corner prior are built here; a runtime subclass loads the
+    graphs and implements :meth:`_run_template` and :meth:`_run_search`.
 
     Args:
         onnx_dir: folder written by :func:`export_onnx`.
-        threads: intra-op threads (default: ``torch.get_num_threads()``).
-        providers: ONNX Runtime execution providers (default: CPU).
     """
 
-    def __init__(
-        self,
-        onnx_dir: str | Path,
-        threads: int | None = None,
-        providers: list[str] | None = None,
-    ) -> None:
-        import onnxruntime as ort
-
+    def __init__(self, onnx_dir: str | Path) -> None:
         d = Path(onnx_dir)
         meta = json.loads((d / META_FILE).read_text())
         self.name: str | None = meta.get("model")
@@ -213,25 +206,30 @@ class OnnxRuntimeModel:
         self._cache_names: list[str] = meta["cache"]
         # Graphs exported before the prior input existed run only with the prior off.
         self._has_prior = PRIOR_INPUT in meta.get("search_inputs", [])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        prov = providers or ["CPUExecutionProvider"]
-        self._template = ort.InferenceSession(str(d / TEMPLATE_GRAPH), opts, providers=prov)
-        self._search = ort.InferenceSession(str(d / SEARCH_GRAPH), opts, providers=prov)
-        # The exporter drops inputs a graph never reads (MixFormerV2's template_feat).
-        self._search_inputs = {i.name for i in self._search.get_inputs()}
         self.onnx_dir = d
         self._zero_prior: np.ndarray | None = None
 
     @classmethod
-    def from_model(cls, model: MixFormer, **kwargs: Any) -> OnnxRuntimeModel:
+    def from_model(cls, model: MixFormer, **kwargs: Any) -> Any:
         """Export ``model`` to a temporary folder (kept for the object's lifetime) and load it."""
         tmp = tempfile.TemporaryDirectory(prefix="mixformer-onnx-")
         export_onnx(model, tmp.name, check=False)
         obj = cls(tmp.name, **kwargs)
         obj._tmp = tmp  # removed when the model is garbage-collected
         return obj
+
+    def _run_template(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The template graph's outputs named ``self._cache_names``, in that order."""
+        raise NotImplementedError
+
+    def _search_input_names(self) -> set[str]:
+        """Inputs the search graph reads (the exporter drops unread ones, e.g. MixFormerV2's
+        ``template_feat``)."""
+        raise NotImplementedError
+
+    def _run_search(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The search graph's ``(pred_boxes, pred_scores)``."""
+        raise NotImplementedError
 
     @staticmethod
     def _np(x: torch.Tensor) -> np.ndarray:
@@ -248,11 +246,38 @@ class OnnxRuntimeModel:
         """
         if online_templates.ndim == 5:
             if online_templates.shape[0] != 1:
-                raise ValueError("the ONNX graphs take batch size 1")
+                raise ValueError("the exported graphs take batch size 1")
             online_templates = online_templates[0]
         feeds = {"template": self._np(template), "online_templates": self._np(online_templates)}
-        outs = self._template.run(self._cache_names, feeds)
+        outs = self._run_template(feeds)
         return OnnxTemplateCache(dict(zip(self._cache_names, outs)), online_templates.shape[0])
+
+    def search_feeds(
+        self, search: torch.Tensor, cache: OnnxTemplateCache, corner_prior: torch.Tensor | None
+    ) -> dict[str, np.ndarray]:
+        """The search graph's inputs for one step (also the samples of int8 calibration).
+
+        Raises:
+            ValueError: a ``corner_prior`` for graphs exported without that input.
+        """
+        feeds = {"search": self._np(search)}
+        wanted = self._search_input_names()
+        feeds.update((k, a) for k, a in cache.arrays.items() if k in wanted)
+        if self._has_prior:
+            if corner_prior is None:
+                if self._zero_prior is None:
+                    cells = self.config.corner_map_size**2
+                    self._zero_prior = np.zeros((search.shape[0], 2, cells), np.float32)
+                feeds[PRIOR_INPUT] = self._zero_prior
+            else:
+                feeds[PRIOR_INPUT] = self._np(corner_prior)
+        elif corner_prior is not None:
+            raise ValueError(
+                f"the ONNX graphs in {self.onnx_dir} have no corner_prior input (exported by an "
+                "older version, or a model without corner maps): export them again, or set "
+                "motion_prior=0"
+            )
+        return feeds
 
     def track(
         self,
@@ -272,24 +297,47 @@ class OnnxRuntimeModel:
         Raises:
             ValueError: a ``corner_prior`` for graphs exported without that input.
         """
-        feeds = {"search": self._np(search)}
-        feeds.update((k, a) for k, a in cache.arrays.items() if k in self._search_inputs)
-        if self._has_prior:
-            if corner_prior is None:
-                if self._zero_prior is None:
-                    cells = self.config.corner_map_size**2
-                    self._zero_prior = np.zeros((search.shape[0], 2, cells), np.float32)
-                feeds[PRIOR_INPUT] = self._zero_prior
-            else:
-                feeds[PRIOR_INPUT] = self._np(corner_prior)
-        elif corner_prior is not None:
-            raise ValueError(
-                f"the ONNX graphs in {self.onnx_dir} have no corner_prior input (exported by an "
-                "older version, or a model without corner maps): export them again, or set "
-                "motion_prior=0"
-            )
-        boxes, scores = self._search.run(["pred_boxes", "pred_scores"], feeds)
-        out = {"pred_boxes": torch.from_numpy(boxes)}
+        boxes, scores = self._run_search(self.search_feeds(search, cache, corner_prior))
+        out = {"pred_boxes": torch.from_numpy(np.asarray(boxes, np.float32))}
         if run_score_head and self.config.score_head:
-            out["pred_scores"] = torch.from_numpy(scores)
+            out["pred_scores"] = torch.from_numpy(np.asarray(scores, np.float32))
         return out
+
+
+class OnnxRuntimeModel(ExportedGraphs):
+    """The exported graphs run by ONNX Runtime, with the ``encode_templates`` / ``track`` contract.
+
+    Args:
+        onnx_dir: folder written by :func:`export_onnx`.
+        threads: intra-op threads (default: ``torch.get_num_threads()``).
+        providers: ONNX Runtime execution providers (default: CPU).
+    """
+
+    def __init__(
+        self,
+        onnx_dir: str | Path,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        super().__init__(onnx_dir)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        prov = providers or ["CPUExecutionProvider"]
+        self._template = ort.InferenceSession(
+            str(self.onnx_dir / TEMPLATE_GRAPH), opts, providers=prov
+        )
+        self._search = ort.InferenceSession(str(self.onnx_dir / SEARCH_GRAPH), opts, providers=prov)
+        self._search_inputs = {i.name for i in self._search.get_inputs()}
+
+    def _run_template(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self._template.run(self._cache_names, feeds)
+
+    def _search_input_names(self) -> set[str]:
+        return self._search_inputs
+
+    def _run_search(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        boxes, scores = self._search.run(["pred_boxes", "pred_scores"], feeds)
+        return boxes, scores

@@ -1,0 +1,150 @@
+"""OpenVINO runtime for the exported graphs: fp32, bf16 and int8 with the Tracker contract.
+
+:class:`OpenVinoModel` loads the two ONNX graphs of :func:`~mixformer.export.onnx.export_onnx`
+(template encoder, search step) into OpenVINO's CPU plugin and runs them with the
+``encode_templates`` / ``track`` contract of :class:`~mixformer.models.MixFormer` (batch 1, like
+the ONNX Runtime engine). Precisions:
+
+* ``"fp32"``: ``INFERENCE_PRECISION_HINT=f32`` (OpenVINO's own kernels; not bit-identical to
+  torch, see ``docs/speed.md``);
+* ``"bf16"``: ``INFERENCE_PRECISION_HINT=bf16``: AMX / AVX512-BF16 matrix units where the CPU has
+  them (OpenVINO's own default on such CPUs);
+* ``"int8"``: the search graph quantised after training with NNCF
+  (:func:`quantize_search_graph`, on a calibration set of real search steps); the template
+  encoder, run once per template update, stays in bf16/fp32.
+
+``openvino`` (and ``nncf`` for int8, ``onnx`` for the export) are imported only here:
+``pip install 'mixformer[openvino]'``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mixformer.export.onnx import SEARCH_GRAPH, TEMPLATE_GRAPH, ExportedGraphs
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OPENVINO_PRECISIONS", "OpenVinoModel", "quantize_search_graph", "require_openvino"]
+
+OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+
+
+def require_openvino(int8: bool = False) -> None:
+    """Check that the ``openvino`` extra is installed (``nncf`` too for ``int8``).
+
+    Raises:
+        ImportError: one line naming the missing package and how to install it.
+    """
+    for name in ("openvino", "onnx", *(("nncf",) if int8 else ())):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ImportError(
+                f"{name} is not installed; the openvino backend needs "
+                "pip install 'mixformer[openvino]' (openvino, nncf, onnx)",
+                name=name,
+            ) from exc
+
+
+def _hint(precision: str, native_bf16: bool) -> str:
+    if precision == "fp32":
+        return "f32"
+    # int8 graphs: the layers NNCF left in float run in bf16 where the CPU has matrix units.
+    return "bf16" if precision == "bf16" or native_bf16 else "f32"
+
+
+def _cpu_has_bf16(core: Any) -> bool:
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+class OpenVinoModel(ExportedGraphs):
+    """The exported graphs compiled by OpenVINO for the CPU.
+
+    Args:
+        onnx_dir: folder written by :func:`~mixformer.export.onnx.export_onnx`.
+        precision: ``"fp32"``, ``"bf16"`` or ``"int8"`` (needs ``calibration``).
+        threads: inference threads (default: ``torch.get_num_threads()``).
+        calibration: for ``"int8"``: search-step feeds (dicts of graph input name -> float32
+            array, as :meth:`~mixformer.export.onnx.ExportedGraphs.search_feeds` builds them)
+            from real tracking, e.g. :func:`mixformer.perf.calibration_feeds`.
+    Raises:
+        ValueError: an unknown precision, or int8 without calibration data.
+        ImportError: the ``openvino`` extra is missing.
+    """
+
+    def __init__(
+        self,
+        onnx_dir: str | Path,
+        precision: str = "fp32",
+        threads: int | None = None,
+        calibration: Iterable[dict[str, np.ndarray]] | None = None,
+    ) -> None:
+        if precision not in OPENVINO_PRECISIONS:
+            raise ValueError(
+                f"unknown OpenVINO precision {precision!r}; use one of "
+                f"{', '.join(OPENVINO_PRECISIONS)}"
+            )
+        require_openvino(int8=precision == "int8")
+        import openvino as ov
+
+        super().__init__(onnx_dir)
+        self.precision = precision
+        core = ov.Core()
+        props = {
+            "INFERENCE_PRECISION_HINT": _hint(precision, _cpu_has_bf16(core)),
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": "1",
+            "INFERENCE_NUM_THREADS": str(threads or torch.get_num_threads()),
+        }
+        search = core.read_model(str(self.onnx_dir / SEARCH_GRAPH))
+        if precision == "int8":
+            if calibration is None:
+                raise ValueError("OpenVINO int8 needs calibration search steps (calibration=)")
+            search = quantize_search_graph(search, calibration)
+        template = core.read_model(str(self.onnx_dir / TEMPLATE_GRAPH))
+        self._template = core.compile_model(template, "CPU", props).create_infer_request()
+        compiled = core.compile_model(search, "CPU", props)
+        self._search_inputs = {p.get_any_name() for p in compiled.inputs}
+        self._search = compiled.create_infer_request()
+
+    def _run_template(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        out = self._template.infer(feeds)
+        by_name = {k.get_any_name(): v for k, v in out.items()}
+        return [np.array(by_name[n]) for n in self._cache_names]
+
+    def _search_input_names(self) -> set[str]:
+        return self._search_inputs
+
+    def _run_search(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        out = self._search.infer(feeds)
+        by_name = {k.get_any_name(): v for k, v in out.items()}
+        return np.array(by_name["pred_boxes"]), np.array(by_name["pred_scores"])
+
+
+def quantize_search_graph(model: Any, calibration: Iterable[dict[str, np.ndarray]]) -> Any:
+    """The search graph ``model`` (an ``openvino.Model``) quantised to int8 by NNCF's
+    post-training quantisation, its ranges measured on ``calibration`` (search-step feeds).
+
+    Raises:
+        ValueError: an empty calibration set.
+    """
+    import nncf
+
+    samples = list(calibration)
+    if not samples:
+        raise ValueError("int8 calibration needs at least one search step")
+    log.info("quantising the search graph to int8 on %d calibration steps", len(samples))
+    return nncf.quantize(
+        model,
+        nncf.Dataset(samples),
+        subset_size=len(samples),
+        model_type=nncf.ModelType.TRANSFORMER,
+    )

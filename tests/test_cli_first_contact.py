@@ -11,7 +11,7 @@ import pytest
 
 from conftest import cli_parser
 from mixformer.cli import main
-from mixformer.models import get_config, list_models
+from mixformer.models import get_config, get_preset, list_models
 
 
 def test_models_names_every_release_file_and_its_source(capsys):
@@ -21,12 +21,12 @@ def test_models_names_every_release_file_and_its_source(capsys):
     lines = {line.split()[0]: line for line in weights}
     assert set(lines) == set(list_models())
     for name in list_models():
-        cfg = get_config(name)
-        for release in cfg.releases:
+        cfg, preset = get_config(name), get_preset(name)
+        for release in preset.files:
             assert release in lines[name]
         if cfg.family == "v2":
             assert "github.com/MCG-NJU/MixFormerV2" in lines[name]
-        elif cfg.releases:
+        elif preset.releases:
             assert "official MixFormer release (github.com/MCG-NJU/MixFormer)" in lines[name]
     assert "ships with the package" in lines["mixformer-tiny"]
     assert "ships with the package" in lines["mixformer-mbv3"]
@@ -39,7 +39,7 @@ def test_random_weights_warning_names_the_presets_own_release(model, caplog):
     with caplog.at_level(logging.WARNING):
         assert resolve_weights(argparse.Namespace(model=model, weights=None)) is None
     text = caplog.text
-    assert "NO WEIGHTS" in text and get_config(model).releases[0] in text
+    assert "NO WEIGHTS" in text and get_preset(model).files[0] in text
     if model != "mixformer-1k":
         assert "mixformer_cvt" not in text
 

@@ -27,7 +27,7 @@ from mixformer.models import (
     MixFormer,
     ModelConfig,
     fuse_model,
-    get_config,
+    get_preset,
     list_models,
     save_weights,
 )
@@ -305,7 +305,7 @@ def test_mae_and_convmae_backbone_files_load_into_the_backbone(family, tmp_path)
 
 def test_presets_listed():
     assert set(KEY_FILES) <= set(list_models())
-    assert all(get_config(n).releases for n in KEY_FILES)
+    assert all(get_preset(n).releases for n in KEY_FILES)
 
 
 # ---- training through the existing trainer -----------------------------------------------------

@@ -168,15 +168,15 @@ def describe_weights(name: str | None, weights: str | Path | None) -> dict[str, 
         weights: as :func:`~mixformer.build_model` took them: None (random initialisation),
             ``"default"`` (the weights shipped with the package) or a file.
     """
-    from mixformer.models import get_config, list_models
+    from mixformer.models import get_preset, list_models
     from mixformer.models.factory import default_weights_path
 
     releases: list[str] = []
     source = ""
     if name in list_models():
-        cfg = get_config(name)
-        releases = list(cfg.releases)
-        source = cfg.release_page
+        preset = get_preset(name)
+        releases = list(preset.files)
+        source = preset.release_page
     shipped = default_weights_path(name) if name else None
     if weights is None:
         text, random = "random initialisation (no --weights): the boxes are meaningless", True

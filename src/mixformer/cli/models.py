@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from mixformer.models import get_config, list_models
+from mixformer.models import get_config, get_preset, list_models
 from mixformer.models.factory import default_weights_path
 from mixformer.models.mixformer import MixFormer
 
@@ -24,11 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def weights_line(name: str) -> str:
     """Where preset ``name``'s weights come from, in one line."""
-    cfg = get_config(name)
+    preset = get_preset(name)
     if default_weights_path(name) is not None:
         return "ships with the package (--weights default; used without --weights)"
-    if cfg.releases:
-        return f"{', '.join(cfg.releases)}: from the {cfg.release_page}"
+    if preset.releases:
+        return f"{', '.join(preset.files)}: from the {preset.release_page}"
     return "no released file (a preset of this project: train it with mixformer train)"
 
 

@@ -1,11 +1,14 @@
 """Networks of every MixFormer family: layers, backbones and heads (found through registries),
-the model, presets, the fused deployment form and the factory."""
+the model, presets (one module per family in :mod:`mixformer.models.presets`), the fused
+deployment form and the factory."""
 
+from mixformer.models import presets as _presets  # noqa: F401  (registers the presets)
 from mixformer.models.attention import AttentionMap, collect_attention, set_keep_attention
 from mixformer.models.config import (
     ModelConfig,
-    TrackingDefaults,
+    Preset,
     get_config,
+    get_preset,
     list_models,
     register_preset,
 )
@@ -14,17 +17,22 @@ from mixformer.models.factory import build_model, default_weights_path, load_wei
 from mixformer.models.fuse import fuse_model, resolve_dtype
 from mixformer.models.mixformer import MixFormer, TemplateCache
 from mixformer.models.mixformerv2 import MixFormerV2
-from mixformer.models.registry import BACKBONES, HEADS
+from mixformer.models.registry import BACKBONES, HEADS, NETWORKS, PRESETS
+from mixformer.models.release import Release, TrackingDefaults
 from mixformer.models.weights import save_weights
 
 __all__ = [
     "BACKBONES",
     "HEADS",
+    "NETWORKS",
+    "PRESETS",
     "AttentionMap",
     "CheckpointError",
     "MixFormer",
     "MixFormerV2",
     "ModelConfig",
+    "Preset",
+    "Release",
     "TemplateCache",
     "TrackingDefaults",
     "build_model",
@@ -32,6 +40,7 @@ __all__ = [
     "default_weights_path",
     "fuse_model",
     "get_config",
+    "get_preset",
     "list_models",
     "load_weights",
     "register_preset",

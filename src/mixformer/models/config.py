@@ -1,11 +1,16 @@
 """Model configuration: a frozen dataclass (backbone config + head config + crops + tracker
-defaults) and a registry of named presets.
+defaults) and the registry of named presets (:data:`mixformer.models.registry.PRESETS`).
 
-A preset names a backbone family (:data:`mixformer.models.registry.BACKBONES`), a box head
-(:data:`~mixformer.models.registry.HEADS`), the crop sizes the network is built for, and the
-tracker settings of the reference for that model on each benchmark (:class:`TrackingDefaults`),
-so that ``Tracker(model)`` and ``TrackerConfig.preset(benchmark, model=name)`` find them from the
-model alone. Checkpoints written by this project record the whole config.
+A model is described here, but each family's presets live next to the family, in
+:mod:`mixformer.models.presets` (one module per family): the backbone family
+(:data:`~mixformer.models.registry.BACKBONES`), the box head
+(:data:`~mixformer.models.registry.HEADS`) and the crop sizes the network is built for, registered
+with :func:`register_preset` together with the metadata of the preset's weights: the reference's
+tracker settings for them on each benchmark (:class:`~mixformer.models.release.TrackingDefaults`,
+copied into ``ModelConfig.tracking`` so that ``Tracker(model)`` and
+``TrackerConfig.preset(benchmark, model=name)`` find them from the model alone) and the released
+files (:class:`~mixformer.models.release.Release`). Checkpoints written by this project record
+the whole config.
 """
 
 from __future__ import annotations
@@ -19,93 +24,28 @@ from typing import Any
 from mixformer.models import backbones as _backbones  # noqa: F401  (registers the families)
 from mixformer.models import heads as _heads  # noqa: F401  (registers the heads)
 from mixformer.models.backbones.base import BackboneConfig
-from mixformer.models.backbones.convmae import ConvMAEConfig
 from mixformer.models.backbones.cvt import CvTConfig
-from mixformer.models.backbones.mbv3 import MBV3Config
-from mixformer.models.backbones.vit import ViTConfig
 from mixformer.models.heads.base import HeadConfig
 from mixformer.models.heads.corner import CornerConfig
-from mixformer.models.heads.corner_up import CornerUpConfig
-from mixformer.models.registry import BACKBONES, HEADS
+from mixformer.models.registry import BACKBONES, HEADS, PRESETS
+from mixformer.models.release import Commands, Release, Schedule, TrackingDefaults
 
-Schedule = Mapping[str, tuple[int, int]]
-"""benchmark -> ``(update_interval, online_size)``."""
-Commands = Mapping[str, tuple[float, float]]
-"""benchmark -> ``(search_factor, max_score_decay)``."""
+__all__ = [
+    "DEFAULT_MODEL",
+    "Commands",
+    "ModelConfig",
+    "Preset",
+    "Release",
+    "Schedule",
+    "TrackingDefaults",
+    "get_config",
+    "get_preset",
+    "list_models",
+    "register_preset",
+]
 
-
-@dataclass(frozen=True)
-class TrackingDefaults:
-    """The reference's tracker settings for one model, per benchmark (SPEC 2.8-2.9,
-    SPEC-MIXVIT 7.3-7.4).
-
-    Attributes:
-        schedules: update interval / online size per benchmark.
-        commands: search factor / max score decay of the official test commands.
-        search_factor: the yaml's ``TEST.SEARCH_FACTOR`` (benchmarks without a command).
-        fallback: schedule of a benchmark missing from ``schedules``.
-        got_schedules / got_commands: the same for the network trained on GOT-10k only
-            (``got10k_trained=True``); None: as ``schedules`` / ``commands``.
-        ours: settings of this project applied on top (e.g. ``motion_prior``), for models
-            tuned here; empty for every released model (the reference tracker).
-    """
-
-    schedules: Schedule = field(default_factory=dict, hash=False)
-    commands: Commands = field(default_factory=dict, hash=False)
-    search_factor: float = 5.0
-    fallback: tuple[int, int] = (200, 3)
-    got_schedules: Schedule | None = field(default=None, hash=False)
-    got_commands: Commands | None = field(default=None, hash=False)
-    ours: Mapping[str, float] = field(default_factory=dict, hash=False)
-
-    def settings(self, benchmark: str, got10k_trained: bool = False) -> dict[str, Any]:
-        """``TrackerConfig`` fields for ``benchmark`` (lower case)."""
-        got = got10k_trained
-        sched = self.got_schedules if got and self.got_schedules is not None else self.schedules
-        cmds = self.got_commands if got and self.got_commands is not None else self.commands
-        interval, online = sched.get(benchmark, self.fallback)
-        factor, decay = cmds.get(benchmark, (self.search_factor, 1.0))
-        out: dict[str, Any] = dict(
-            update_interval=interval,
-            online_size=online,
-            search_factor=factor,
-            max_score_decay=decay,
-        )
-        out.update(self.ours)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON/YAML-safe dict (lists for pairs)."""
-
-        def pairs(m: Mapping[str, tuple] | None) -> dict[str, list] | None:
-            return None if m is None else {k: list(v) for k, v in m.items()}
-
-        return {
-            "schedules": pairs(self.schedules),
-            "commands": pairs(self.commands),
-            "search_factor": self.search_factor,
-            "fallback": list(self.fallback),
-            "got_schedules": pairs(self.got_schedules),
-            "got_commands": pairs(self.got_commands),
-            "ours": dict(self.ours),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrackingDefaults:
-        """Inverse of :meth:`to_dict`."""
-
-        def pairs(m: Mapping[str, Any] | None, kind: type) -> dict[str, tuple] | None:
-            return None if m is None else {k: (kind(v[0]), kind(v[1])) for k, v in m.items()}
-
-        return cls(
-            schedules=pairs(d.get("schedules"), int) or {},
-            commands=pairs(d.get("commands"), float) or {},
-            search_factor=float(d.get("search_factor", 5.0)),
-            fallback=tuple(int(v) for v in d.get("fallback", (200, 3))),  # type: ignore[arg-type]
-            got_schedules=pairs(d.get("got_schedules"), int),
-            got_commands=pairs(d.get("got_commands"), float),
-            ours={k: float(v) for k, v in (d.get("ours") or {}).items()},
-        )
+DEFAULT_MODEL = "mixformer-mbv3"
+"""The preset users get without ``--model`` (its weights ship in the package)."""
 
 
 # Names that ``ModelConfig.replace`` also accepts for head fields (the flat CvT-era names).
@@ -123,8 +63,9 @@ class ModelConfig:
         score_head: build the Score Prediction Module (the online / stage-2 model).
         template_size / search_size: crop sides in pixels the network is built for (the tracker
             and the trainer read them from here).
-        tracking: the reference tracker settings for this model (:class:`TrackingDefaults`).
-        releases: file names of the reference's released weights this preset loads.
+        tracking: the tracker settings that go with the weights (:class:`TrackingDefaults`;
+            a preset fills them in from its registration, checkpoints record them). The released
+            files of a preset are not part of the config: see :func:`get_preset`.
     """
 
     backbone: BackboneConfig = field(default_factory=CvTConfig)
@@ -133,17 +74,6 @@ class ModelConfig:
     template_size: int = 128
     search_size: int = 320
     tracking: TrackingDefaults = field(default_factory=TrackingDefaults, compare=False)
-    releases: tuple[str, ...] = field(default=(), compare=False)
-
-    @property
-    def release_page(self) -> str:
-        """Where the reference's released files of this family are published ("" for presets
-        without released files)."""
-        if not self.releases:
-            return ""
-        if self.family == "v2":
-            return "official MixFormerV2 release (github.com/MCG-NJU/MixFormerV2)"
-        return "official MixFormer release (github.com/MCG-NJU/MixFormer)"
 
     @property
     def family(self) -> str:
@@ -211,12 +141,12 @@ class ModelConfig:
             "template_size": self.template_size,
             "search_size": self.search_size,
             "tracking": self.tracking.to_dict(),
-            "releases": list(self.releases),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; also reads the flat CvT dicts of earlier versions.
+        """Inverse of :meth:`to_dict`; also reads the flat CvT dicts of earlier versions and the
+        ``releases`` entry of version <= 0.4 dicts (ignored: release files are preset metadata).
 
         Raises:
             KeyError: an unknown family, head type or key.
@@ -229,8 +159,8 @@ class ModelConfig:
         bcfg = _build_sub(BACKBONES.get(b.pop("family", "cvt")).Config, b)
         hcfg = _build_sub(HEADS.get(h.pop("type", "corner")).Config, h)
         tracking = TrackingDefaults.from_dict(d.pop("tracking", {}) or {})
-        releases = tuple(d.pop("releases", ()) or ())
-        out = cls(backbone=bcfg, head=hcfg, tracking=tracking, releases=releases)
+        d.pop("releases", None)
+        out = cls(backbone=bcfg, head=hcfg, tracking=tracking)
         return out.replace(**d) if d else out
 
 
@@ -255,359 +185,75 @@ def _unknown_key_message(key: str, valid: set[str]) -> str:
     return f"unknown config key {key!r}{hint} (valid: {', '.join(sorted(valid))})"
 
 
-_PRESETS: dict[str, Callable[[], ModelConfig]] = {}
+@dataclass(frozen=True)
+class Preset:
+    """A registered model preset: how to build its config, and the metadata of its weights.
+
+    Attributes:
+        name: the preset name (``"mixformer-22k"``).
+        build: zero-argument function returning the architecture's :class:`ModelConfig`.
+        tracking: the reference's tracker settings for the preset's weights, put into the
+            config's ``tracking`` (None: keep what ``build`` returns).
+        releases: the released files the preset loads (``build_model(name, weights=FILE)``).
+    """
+
+    name: str
+    build: Callable[[], ModelConfig]
+    tracking: TrackingDefaults | None = None
+    releases: tuple[Release, ...] = ()
+
+    def config(self) -> ModelConfig:
+        """A fresh :class:`ModelConfig` of the preset (with its tracker defaults)."""
+        cfg = self.build()
+        return cfg if self.tracking is None else dataclasses.replace(cfg, tracking=self.tracking)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """File names of the released weights (empty for presets of this project)."""
+        return tuple(r.file for r in self.releases)
+
+    @property
+    def release_page(self) -> str:
+        """Where the released files are published (``""`` without released files)."""
+        return self.releases[0].page if self.releases else ""
 
 
-def register_preset(name: str) -> Callable[[Callable[[], ModelConfig]], Callable[[], ModelConfig]]:
-    """Decorator registering a zero-argument function returning a :class:`ModelConfig`;
-    a second registration of ``name`` raises ``ValueError``."""
+def register_preset(
+    name: str,
+    *,
+    tracking: TrackingDefaults | None = None,
+    releases: tuple[Release, ...] = (),
+) -> Callable[[Callable[[], ModelConfig]], Callable[[], ModelConfig]]:
+    """Decorator registering a zero-argument function returning a :class:`ModelConfig` as preset
+    ``name``, with the metadata of its weights (see :class:`Preset`); a second registration of
+    ``name`` raises ``ValueError``."""
 
     def deco(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
-        if name in _PRESETS:
-            raise ValueError(f"model preset {name!r} is already registered")
-        _PRESETS[name] = fn
+        PRESETS.register(name)(Preset(name, fn, tracking, tuple(releases)))
         return fn
 
     return deco
 
 
+def _presets() -> Any:
+    # The family modules register the built-in presets on import (mixformer.models imports them
+    # too; this covers ``import mixformer.models.config`` alone).
+    import mixformer.models.presets  # noqa: F401
+
+    return PRESETS
+
+
 def list_models() -> list[str]:
     """Names of all registered model presets, sorted."""
-    return sorted(_PRESETS)
+    return list(_presets())
+
+
+def get_preset(name: str) -> Preset:
+    """The registered preset ``name`` (config and weights metadata); an unknown name raises
+    ``KeyError`` naming the closest preset."""
+    return _presets().get(name)
 
 
 def get_config(name: str) -> ModelConfig:
     """Config of preset ``name``; an unknown name raises ``KeyError`` naming the closest preset."""
-    if name not in _PRESETS:
-        close = difflib.get_close_matches(name, list(_PRESETS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown model {name!r}{hint} (available: {', '.join(list_models())})")
-    return _PRESETS[name]()
-
-
-# ---- the reference's tracker settings (data tables, per reference yaml) -----------------------
-
-# MixCvT update interval / online size per benchmark (SPEC 2.8).
-_CVT_SCHEDULES: dict[str, dict[str, tuple[int, int]]] = {
-    "baseline": {
-        "lasot": (200, 2),
-        "got10k_test": (10, 2),
-        "trackingnet": (25, 1),
-        "otb": (6, 3),
-        "uav": (200, 1),
-        "vot20": (10, 5),
-    },
-    "baseline_1k": {
-        "lasot": (200, 3),
-        "got10k_test": (10, 3),
-        "trackingnet": (25, 3),
-        "otb": (6, 2),
-        "uav": (200, 3),
-        "vot20": (7, 5),
-    },
-    "baseline_got": {
-        "lasot": (200, 3),
-        "got10k_test": (25, 3),
-        "trackingnet": (25, 3),
-        "vot20": (10, 3),
-    },
-    "baseline_large": {
-        "lasot": (200, 2),
-        "got10k_test": (200, 2),
-        "trackingnet": (25, 3),
-        "otb": (6, 2),
-        "uav": (25, 3),
-        "vot20": (10, 5),
-    },
-}
-# MixCvT search factor / max score decay of the official test commands (SPEC 2.9).
-_CVT_COMMANDS: dict[str, dict[str, tuple[float, float]]] = {
-    "baseline": {
-        "lasot": (4.55, 1.0),
-        "trackingnet": (4.5, 1.0),
-        "got10k_test": (4.55, 0.98),
-        "uav": (4.5, 1.0),
-        "otb": (4.5, 1.0),
-    },
-    "baseline_large": {
-        "lasot": (4.55, 1.0),
-        "trackingnet": (4.5, 0.98),
-        "uav": (4.5, 1.0),
-        "otb": (4.55, 1.0),
-    },
-    "baseline_1k": {
-        "lasot": (4.5, 1.0),
-        "trackingnet": (4.5, 1.0),
-        "got10k_test": (4.55, 1.0),
-        "otb": (4.5, 1.0),
-        "uav": (4.55, 1.0),
-    },
-}
-
-
-def _cvt_tracking(yaml: str, ours: Mapping[str, float] | None = None) -> TrackingDefaults:
-    return TrackingDefaults(
-        schedules=_CVT_SCHEDULES[yaml],
-        commands=_CVT_COMMANDS.get(yaml, {}),
-        search_factor=5.0,
-        got_schedules=_CVT_SCHEDULES["baseline_got"],
-        got_commands={},  # the baseline_got experiment has no test command: factor 5.0
-        ours=ours or {},
-    )
-
-
-_BENCH = ("lasot", "got10k_test", "trackingnet", "otb", "uav", "vot20", "vot20lt")
-
-
-def _table(*pairs: tuple[int, int]) -> dict[str, tuple[int, int]]:
-    return dict(zip(_BENCH, pairs, strict=True))
-
-
-def _mixvit_tracking(
-    sched: dict[str, tuple[int, int]], got_uav: tuple[int, int], factors: dict[str, float]
-) -> TrackingDefaults:
-    """SPEC-MIXVIT 7.3 (schedules; the ``baseline_got`` yaml differs only for UAV) and 7.4
-    (search factors of the test scripts; decay never passed, 1.0; yaml factor 4.5). Benchmarks
-    missing from the yaml crash the reference tracker (quirk 14); here they fall back to 200 / 3
-    as the CvT tracker does."""
-    return TrackingDefaults(
-        schedules=sched,
-        commands={k: (v, 1.0) for k, v in factors.items()},
-        search_factor=4.5,
-        got_schedules={**sched, "uav": got_uav},
-        got_commands={k: (v, 1.0) for k, v in factors.items()},
-    )
-
-
-# ---- presets -----------------------------------------------------------------------------
-
-
-@register_preset("mixformer-22k")
-def _mixformer_22k() -> ModelConfig:
-    """MixFormer-CvT-21, ImageNet-22k pretraining (``baseline.yaml``)."""
-    return ModelConfig(
-        tracking=_cvt_tracking("baseline"),
-        releases=("mixformer_cvt_online_22k.pth.tar", "mixformer_cvt_online_22k_got.pth.tar"),
-    )
-
-
-@register_preset("mixformer-1k")
-def _mixformer_1k() -> ModelConfig:
-    """Same architecture as 22k, ImageNet-1k pretraining (``baseline_1k.yaml``)."""
-    return ModelConfig(
-        tracking=_cvt_tracking("baseline_1k"),
-        releases=("mixformer_cvt_online_1k.pth.tar", "mixformer_cvt_online_got_1k.pth.tar"),
-    )
-
-
-@register_preset("mixformer-large")
-def _mixformer_large() -> ModelConfig:
-    """MixFormer-L with a CvT-W24 backbone (``baseline_large.yaml``)."""
-    return ModelConfig(
-        backbone=CvTConfig(
-            dim_embed=(192, 768, 1024),
-            num_heads=(3, 12, 16),
-            depth=(2, 2, 12),
-            drop_path_rate=(0.0, 0.0, 0.3),
-        ),
-        tracking=_cvt_tracking("baseline_large"),
-        releases=("mixformer_cvtL_online_22k.pth.tar",),
-    )
-
-
-# The shipped mixformer-tiny's own settings (not the reference's; see mixformer.tracking.motion):
-# motion_prior / velocity / size_update chosen on the synthetic validation seeds 777 and 779;
-# max_scale_change and search_factor on the real-photo validation benchmarks (corpus split
-# "val"), never on the held-out test split the README reports.
-_TINY_TRACKING = {
-    "motion_prior": 0.1,
-    "velocity": 0.3,
-    "size_update": 0.5,
-    "max_scale_change": 1.05,
-    "search_factor": 4.5,
-}
-
-
-@register_preset("mixformer-tiny")
-def _mixformer_tiny() -> ModelConfig:
-    """A small member of the CvT family for tests, CPU demos and the shipped weights.
-
-    Crops are half the reference's sides (64/160 px, the same 2:5 ratio), which costs a sixth of
-    the compute per training sample: on CPU that buys six times the training data in an hour.
-    """
-    return ModelConfig(
-        backbone=CvTConfig(
-            dim_embed=(32, 64, 128),
-            num_heads=(1, 1, 2),
-            depth=(1, 2, 2),
-            drop_path_rate=(0.0, 0.0, 0.0),
-        ),
-        head=CornerConfig(channel=64),
-        template_size=64,
-        search_size=160,
-        tracking=_cvt_tracking("baseline", ours=_TINY_TRACKING),
-    )
-
-
-# The default model's own tracker settings (ours, not a reference's), chosen with the stage-1
-# weights on the composite validation benchmarks (corpus split "val", seed 777, plain + hard)
-# and the hand-labelled real-video benchmark (`mixformer data realvideo`), never on the held-out
-# test split: search factor 4.0 against 3.5 / 4.5 / 5.0, the motion settings of mixformer-tiny
-# (motion_prior 0.1 against 0.15). See docs/default-model.md.
-_MBV3_TRACKING = {
-    "motion_prior": 0.1,
-    "velocity": 0.3,
-    "size_update": 0.5,
-    "max_scale_change": 1.05,
-    "search_factor": 4.0,
-}
-
-
-@register_preset("mixformer-mbv3")
-def _mixformer_mbv3() -> ModelConfig:
-    """The default model: COCO-pretrained MobileNetV3 stages (stride 16, kept frozen in training),
-    4 mixed-attention blocks at width 128, corner head and score module; 128/256 crops."""
-    return ModelConfig(
-        backbone=MBV3Config(),
-        head=CornerConfig(channel=64),
-        template_size=128,
-        search_size=256,
-        tracking=_cvt_tracking("baseline", ours=_MBV3_TRACKING),
-    )
-
-
-DEFAULT_MODEL = "mixformer-mbv3"
-"""The preset users get without ``--model`` (its weights ship in the package)."""
-
-
-def _releases(stem: str) -> tuple[str, ...]:
-    return (f"{stem}_online.pth.tar", f"{stem}_online_got.pth.tar")
-
-
-@register_preset("mixvit-b")
-def _mixvit_b() -> ModelConfig:
-    """MixViT-B: ViT-B/16 (MAE init), 128/288 crops, pyramid corner head (``vit`` baseline)."""
-    return ModelConfig(
-        backbone=ViTConfig(),
-        head=CornerUpConfig(),
-        template_size=128,
-        search_size=288,
-        tracking=_mixvit_tracking(
-            _table((200, 2), (200, 2), (25, 3), (6, 2), (20, 3), (6, 5), (200, 3)),
-            (200, 3),
-            {"lasot": 5.05, "trackingnet": 4.5, "got10k_test": 4.5, "uav": 4.7, "otb": 4.45},
-        ),
-        releases=_releases("mixformer_vit_base"),
-    )
-
-
-@register_preset("mixvit-l")
-def _mixvit_l() -> ModelConfig:
-    """MixViT-L: ViT-L/16 (MAE init), 192/384 crops (``vit`` baseline_large)."""
-    return ModelConfig(
-        backbone=ViTConfig(embed_dim=1024, depth=24, num_heads=16),
-        head=CornerUpConfig(),
-        template_size=192,
-        search_size=384,
-        tracking=_mixvit_tracking(
-            _table((200, 2), (200, 2), (25, 2), (12, 5), (25, 2), (10, 5), (200, 3)),
-            (25, 2),
-            {"lasot": 4.55, "trackingnet": 4.6, "got10k_test": 4.5, "uav": 4.7, "otb": 4.6},
-        ),
-        releases=_releases("mixformer_vit_large"),
-    )
-
-
-@register_preset("mixvit-convmae-b")
-def _mixvit_convmae_b() -> ModelConfig:
-    """MixViT-ConvMAE-B: conv stages 256/384 + 11 mixed blocks at 768 (``convmae`` baseline)."""
-    return ModelConfig(
-        backbone=ConvMAEConfig(),
-        head=CornerUpConfig(),
-        template_size=128,
-        search_size=288,
-        tracking=_mixvit_tracking(
-            _table((200, 2), (200, 2), (25, 3), (6, 2), (18, 2), (6, 5), (200, 3)),
-            (200, 3),
-            {"lasot": 4.8, "trackingnet": 4.5, "got10k_test": 4.5, "uav": 4.5, "otb": 5.0},
-        ),
-        releases=_releases("mixformer_convmae_base"),
-    )
-
-
-@register_preset("mixvit-convmae-l")
-def _mixvit_convmae_l() -> ModelConfig:
-    """MixViT-ConvMAE-L: conv stages 384/768 + 20 mixed blocks at 1024 (``baseline_large``)."""
-    return ModelConfig(
-        backbone=ConvMAEConfig(dims=(384, 768, 1024), depths=(2, 2, 20), num_heads=16),
-        head=CornerUpConfig(),
-        template_size=192,
-        search_size=384,
-        tracking=_mixvit_tracking(
-            _table((200, 2), (200, 2), (20, 1), (10, 2), (20, 2), (10, 5), (200, 3)),
-            (20, 2),
-            {"lasot": 4.5, "trackingnet": 4.6, "got10k_test": 4.5, "uav": 4.55, "otb": 4.45},
-        ),
-        releases=_releases("mixformer_convmae_large"),
-    )
-
-
-# ---- MixFormerV2 (SPEC-MIXFORMERV2) ------------------------------------------------------------
-
-
-def _v2_tracking(got_interval: int, factors: tuple[float, float, float]) -> TrackingDefaults:
-    """SPEC-MIXFORMERV2 7.3: online size 1 on every benchmark the yaml names (update intervals
-    200 / ``got_interval`` / 25 / 10 / 200), the fallback 200 / 3 elsewhere (VOT22-STB, TNL2K,
-    OTB, UAV, NFS; the reference crashes there, quirk 9.1, this tracker does not); the test
-    commands' search factors for LaSOT / TrackingNet / GOT-10k, decay 1.0; yaml factor 4.5."""
-    lasot, trackingnet, got = factors
-    return TrackingDefaults(
-        schedules={
-            "lasot": (200, 1),
-            "got10k_test": (got_interval, 1),
-            "trackingnet": (25, 1),
-            "vot20": (10, 1),
-            "vot20lt": (200, 1),
-        },
-        commands={
-            "lasot": (lasot, 1.0),
-            "trackingnet": (trackingnet, 1.0),
-            "got10k_test": (got, 1.0),
-        },
-        search_factor=4.5,
-        fallback=(200, 3),
-    )
-
-
-@register_preset("mixformerv2-b")
-def _mixformerv2_b() -> ModelConfig:
-    """MixFormerV2-B: 8 ViT-B blocks with four prediction tokens, 128/288 crops, MLP bin head
-    (96 bins) and MLP score head (``mixformer2_vit_online/288_depth8_score``)."""
-    from mixformer.models.backbones.v2 import V2Config
-    from mixformer.models.heads.mlp import MlpHeadConfig
-
-    return ModelConfig(
-        backbone=V2Config(depth=8, mlp_ratio=4.0),
-        head=MlpHeadConfig(bins=96),
-        template_size=128,
-        search_size=288,
-        tracking=_v2_tracking(10, (5.0, 5.0, 5.0)),
-        releases=("mixformerv2_base.pth.tar",),
-    )
-
-
-@register_preset("mixformerv2-s")
-def _mixformerv2_s() -> ModelConfig:
-    """MixFormerV2-S: 4 ViT-B blocks with MLP ratio 1, 112/224 crops, MLP bin head (96 bins,
-    stride 7/3) and MLP score head (``mixformer2_vit_online/224_depth4_mlp1_score``)."""
-    from mixformer.models.backbones.v2 import V2Config
-    from mixformer.models.heads.mlp import MlpHeadConfig
-
-    return ModelConfig(
-        backbone=V2Config(depth=4, mlp_ratio=1.0),
-        head=MlpHeadConfig(bins=96),
-        template_size=112,
-        search_size=224,
-        tracking=_v2_tracking(15, (4.4, 4.55, 4.55)),
-        releases=("mixformerv2_small.pth.tar",),
-    )
+    return get_preset(name).config()

@@ -14,7 +14,7 @@ from mixformer.geometry import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from mixformer.models.attention import KVCache
 from mixformer.models.config import ModelConfig
 from mixformer.models.heads.score import ScorePredictionModule
-from mixformer.models.registry import BACKBONES, HEADS
+from mixformer.models.registry import BACKBONES, HEADS, NETWORKS
 
 
 @dataclass
@@ -31,11 +31,6 @@ class TemplateCache:
     kv: list[KVCache]
     template_feat: torch.Tensor
     num_online: int
-
-
-NETWORKS: dict[str, type[MixFormer]] = {}
-"""Box-head type -> network class, for heads whose network differs from :class:`MixFormer`
-(MixFormerV2's ``"mlp"``); ``MixFormer(config)`` builds that class."""
 
 
 class MixFormer(nn.Module):
@@ -61,7 +56,8 @@ class MixFormer(nn.Module):
         # ``MixFormer(config)`` builds the network class registered for the config's head
         # (copies and unpickling call ``__new__`` without arguments: the class stays).
         if cls is MixFormer and config is not None:
-            cls = NETWORKS.get(config.head.type, MixFormer)
+            if config.head.type in NETWORKS:
+                cls = NETWORKS.get(config.head.type)
         return super().__new__(cls)
 
     def __init__(self, config: ModelConfig, name: str | None = None) -> None:

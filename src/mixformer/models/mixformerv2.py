@@ -18,9 +18,11 @@ from torch import nn
 from mixformer.geometry import box_xyxy_to_cxcywh
 from mixformer.models.heads.mlp import MlpBoxHead
 from mixformer.models.heads.mlp_score import MlpScoreHead
-from mixformer.models.mixformer import NETWORKS, MixFormer
+from mixformer.models.mixformer import MixFormer
+from mixformer.models.registry import NETWORKS
 
 
+@NETWORKS.register("mlp")
 class MixFormerV2(MixFormer):
     """MixFormerV2-B / -S (any ``"mlp"``-head config).
 
@@ -94,6 +96,3 @@ class MixFormerV2(MixFormer):
         if self.score_head is None:
             raise RuntimeError("this model has no score head")
         return self.score_head(search_feat.float())
-
-
-NETWORKS["mlp"] = MixFormerV2

@@ -1,15 +1,20 @@
-"""Name -> class registries of the model parts (backbones, box heads).
+"""The name registries of the models: backbone families, box heads, networks and presets.
 
-A backbone family or head type registers itself with a decorator on its module; the model finds
-it through its config's ``family`` / ``type`` name, so adding a family means new files, not
-edits of the model.
+Every name lookup of :mod:`mixformer.models` goes through one :class:`Registry`: a backbone
+family or head type registers itself with a decorator on its module, a network class under the
+head type it is built for, a preset from its family's module in :mod:`mixformer.models.presets`
+(:func:`mixformer.models.config.register_preset`). The model finds its parts through its
+config's ``family`` / ``type`` name, so adding a family means new files, not edits of the model.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from mixformer.models.config import Preset
 
 T = TypeVar("T")
 
@@ -60,3 +65,12 @@ BACKBONES: Registry[type] = Registry("backbone family")
 
 HEADS: Registry[type] = Registry("box head")
 """Box heads: name -> ``nn.Module`` class with a ``Config`` dataclass attribute."""
+
+NETWORKS: Registry[type] = Registry("network")
+"""Box-head type -> network class, for heads whose network differs from
+:class:`~mixformer.models.mixformer.MixFormer` (MixFormerV2's ``"mlp"``); ``MixFormer(config)``
+builds that class."""
+
+PRESETS: Registry[Preset] = Registry("model")
+"""Model presets: name -> :class:`~mixformer.models.config.Preset` (use
+:func:`~mixformer.models.config.get_config` / ``list_models`` / ``register_preset``)."""

@@ -467,13 +467,13 @@ class Session:
         """Make the built-in demo clip (``mixformer demo``'s photo composite) the current video.
 
         The frames are composited from the photos shipped with the package
-        (:func:`mixformer.data.composite.demo_photos`) and written as PNG files, so the tracker
+        (:func:`mixformer.datagen.composite.demo_photos`) and written as PNG files, so the tracker
         reads them losslessly.
 
         Raises:
             AppError: 409 while busy.
         """
-        from mixformer.data.composite import Corpus, demo_photos, make_composite_scene
+        from mixformer.datagen.composite import Corpus, demo_photos, make_composite_scene
 
         with self._lock:
             self._refuse_if_busy("open the demo clip")

@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mixformer.data.corpus import load_manifest
 from mixformer.data.io import format_boxes
+from mixformer.datagen.corpus import load_manifest
 from mixformer.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def demo_photos() -> Path:
 
 
 class Corpus:
-    """The images and videos of one split of a corpus built by :func:`mixformer.data.corpus.
+    """The images and videos of one split of a corpus built by :func:`mixformer.datagen.corpus.
     build_corpus`, read lazily (photos are cached once read).
 
     Args:

@@ -65,6 +65,20 @@ def write_video(path: Path, frames: int = N, size: tuple[int, int] = (W, H)) -> 
     return path
 
 
+@pytest.fixture(autouse=True)
+def _keep_threads() -> Iterator[None]:
+    """Undo the thread count ``main(["app", ...])`` sets (``--threads``: torch's count and the
+    recorded choice in :mod:`mixformer.tracking.threads`), so later tests do not inherit it."""
+    import torch
+
+    from mixformer.tracking import threads
+
+    old, chosen = torch.get_num_threads(), list(threads._CHOSEN)
+    yield
+    torch.set_num_threads(old)
+    threads._CHOSEN[:] = chosen
+
+
 @pytest.fixture(scope="module")
 def model():
     return build_model("mixformer-tiny", **MICRO)

@@ -48,7 +48,7 @@ def model():
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> tuple[Path, tuple[float, ...]]:
     """A 20-frame 320x240 mp4 composited from the package's demo photos, and its first box."""
-    from mixformer.data.composite import Corpus, demo_photos, make_composite_scene
+    from mixformer.datagen.composite import Corpus, demo_photos, make_composite_scene
 
     scene = make_composite_scene(Corpus(demo_photos(), "all"), 6, "plain", N, H, W, name="clip")
     path = tmp_path_factory.mktemp("clip") / "clip.mp4"

@@ -148,6 +148,21 @@ def test_mpeg4_part2_does_not_play(page, served, monkeypatch):
     assert state["readyState"] == 0, state
 
 
+@pytest.fixture
+def keep_threads() -> Iterator[None]:
+    """Undo the thread count ``main(["track", ...])`` sets (torch's count and the choice
+    recorded in :mod:`mixformer.tracking.threads`), so later tests do not inherit it."""
+    import torch
+
+    from mixformer.tracking import threads
+
+    old, chosen = torch.get_num_threads(), list(threads._CHOSEN)
+    yield
+    torch.set_num_threads(old)
+    threads._CHOSEN[:] = chosen
+
+
+@pytest.mark.usefixtures("keep_threads")
 def test_track_out_video_plays(page, served, tmp_path):
     """``mixformer track FRAMES --box ... --out x.mp4`` writes a video chromium plays."""
     _need_pyav()

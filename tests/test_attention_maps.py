@@ -9,7 +9,7 @@ import torch
 
 from conftest import micro_config
 from mixformer import MultiTracker, Tracker, TrackerConfig, build_model
-from mixformer.data.synthetic import generate_sequence
+from mixformer.datagen.synthetic import generate_sequence
 from mixformer.tracking.attention import (
     query_attention,
     render_frame,

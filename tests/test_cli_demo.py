@@ -45,7 +45,7 @@ def test_demo_synthetic_scene(tmp_path):
 
 
 def test_demo_photos_are_package_data():
-    from mixformer.data.composite import Corpus, demo_photos
+    from mixformer.datagen.composite import Corpus, demo_photos
 
     corpus = Corpus(demo_photos(), "all")
     assert len(corpus.images) == 2 and corpus.image(0).shape[2] == 3

@@ -44,9 +44,11 @@ def test_every_data_bench_option_has_help_text():
 @pytest.mark.parametrize("flag", [[], ["--no-progress"]], ids=["bar", "no-bar"])
 def test_data_commands_pass_progress(flag, tmp_path, monkeypatch):
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr("mixformer.data.corpus.build_corpus", _recorder(calls, {"entries": []}))
-    monkeypatch.setattr("mixformer.data.composite.write_composite_benchmark", _recorder(calls, []))
-    monkeypatch.setattr("mixformer.data.realvideo.build_realvideo", _recorder(calls, []))
+    monkeypatch.setattr("mixformer.datagen.corpus.build_corpus", _recorder(calls, {"entries": []}))
+    monkeypatch.setattr(
+        "mixformer.datagen.composite.write_composite_benchmark", _recorder(calls, [])
+    )
+    monkeypatch.setattr("mixformer.datagen.realvideo.build_realvideo", _recorder(calls, []))
     out = str(tmp_path / "out")
     assert main(["data", "corpus", "--out", out, *flag]) == 0
     assert main(["data", "bench", "--out", out, *flag]) == 0
@@ -108,8 +110,8 @@ class _Cfg:
 def test_benchmark_multi_takes_the_auto_threads_default(monkeypatch, keep_threads, capsys):
     monkeypatch.setattr("mixformer.cli.track.auto_threads", lambda: 1)
     _no_model(monkeypatch, "benchmark_multi")
-    monkeypatch.setattr("mixformer.tracking.multi_benchmark.benchmark_multi", lambda *a, **k: [])
-    monkeypatch.setattr("mixformer.tracking.multi_benchmark.format_table", lambda rows: "")
+    monkeypatch.setattr("mixformer.perf.multi_benchmark.benchmark_multi", lambda *a, **k: [])
+    monkeypatch.setattr("mixformer.perf.multi_benchmark.format_table", lambda rows: "")
     torch.set_num_threads(2)
     assert main(["benchmark-multi", "--targets", "1"]) == 0
     assert torch.get_num_threads() == 1

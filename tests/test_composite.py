@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from mixformer.data.benchmarks import read_generic
-from mixformer.data.composite import (
+from mixformer.datagen.composite import (
     COMPOSITE_VARIANTS,
     Corpus,
     make_composite_scene,
     write_composite_benchmark,
 )
-from mixformer.data.training import (
+from mixformer.datagen.training import (
     CompositeTrainDataset,
     Processing,
     ProcessingConfig,

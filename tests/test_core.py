@@ -8,7 +8,7 @@ import torch
 
 from conftest import MICRO, micro_config
 from mixformer import MultiTracker, Tracker, build_model
-from mixformer.data.synthetic import generate_sequence
+from mixformer.datagen.synthetic import generate_sequence
 from mixformer.geometry import normalize_patch, sample_target
 from mixformer.tracking.core import crop_window
 

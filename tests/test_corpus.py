@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mixformer.data import corpus as corpus_mod
-from mixformer.data.corpus import CorpusSource, build_corpus, load_manifest, split_of
+from mixformer.datagen import corpus as corpus_mod
+from mixformer.datagen.corpus import CorpusSource, build_corpus, load_manifest, split_of
 
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 

@@ -12,7 +12,7 @@ import pytest
 from mixformer.data.benchmarks import BENCHMARKS, load_benchmark, sequence_lists
 from mixformer.data.frames import jpeg_truncated, read_image
 from mixformer.data.io import read_boxes, read_flags, read_labels
-from mixformer.data.training.datasets import CorruptImageError, _decode
+from mixformer.datagen.training.datasets import CorruptImageError, _decode
 
 
 def _touch_frames(folder: Path, names: list[str]) -> None:

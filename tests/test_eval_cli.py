@@ -186,7 +186,7 @@ def test_report_got10k_val_has_ao_columns(
 ) -> None:
     import cv2
 
-    from mixformer.data.synthetic import generate_sequence
+    from mixformer.datagen.synthetic import generate_sequence
 
     val = tmp_path / "got10k" / "val"
     names = ["GOT-10k_Val_000001", "GOT-10k_Val_000002"]

@@ -16,7 +16,7 @@ import pytest
 
 from mixformer.cli import main
 from mixformer.data.benchmarks import get_benchmark, load_benchmark
-from mixformer.data.synthetic import write_benchmark
+from mixformer.datagen.synthetic import write_benchmark
 from mixformer.evaluation.report import evaluate_tracker
 from mixformer.evaluation.runner import (
     RunSettings,

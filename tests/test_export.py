@@ -10,7 +10,7 @@ import torch
 
 from conftest import vector_config
 from mixformer import Tracker, TrackerConfig, build_model
-from mixformer.data.synthetic import generate_sequence
+from mixformer.datagen.synthetic import generate_sequence
 from mixformer.models.heads import corner_prior
 from test_fuse import _inputs, _sharpen
 

@@ -13,7 +13,7 @@ import torch
 from conftest import MICRO
 from mixformer import Tracker, TrackerConfig, build_model
 from mixformer.data.frames import read_image
-from mixformer.data.synthetic import generate_sequence
+from mixformer.datagen.synthetic import generate_sequence
 
 got10k = pytest.importorskip("got10k")
 

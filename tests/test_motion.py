@@ -8,7 +8,7 @@ import torch
 
 from conftest import MICRO
 from mixformer import Tracker, TrackerConfig, build_model
-from mixformer.data.synthetic import generate_sequence
+from mixformer.datagen.synthetic import generate_sequence
 from mixformer.tracking.motion import MotionState
 
 CFG = TrackerConfig(template_size=64, search_size=128, update_interval=2, online_size=2)

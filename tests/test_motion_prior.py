@@ -8,7 +8,7 @@ import torch
 
 from conftest import MICRO
 from mixformer import Tracker, TrackerConfig, build_model
-from mixformer.data.synthetic import generate_sequence
+from mixformer.datagen.synthetic import generate_sequence
 from mixformer.models.fuse import fuse_model as make_fast
 from mixformer.models.heads import corner_prior
 

@@ -8,7 +8,7 @@ import torch
 
 from conftest import micro_config
 from mixformer import MultiTracker, Tracker, TrackerConfig
-from mixformer.data.synthetic import generate_sequence
+from mixformer.datagen.synthetic import generate_sequence
 from mixformer.tracking.multi import split_cache, stack_caches
 
 
@@ -152,7 +152,7 @@ def test_cli_track_several_boxes(tmp_path):
 
 
 def test_benchmark_multi_reports_matching_boxes(model):
-    from mixformer.tracking.multi_benchmark import benchmark_multi, format_table
+    from mixformer.perf.multi_benchmark import benchmark_multi, format_table
 
     rows = benchmark_multi(model, (1, 2), num_frames=2, warmup=1, height=120, width=160)
     assert [r.num_targets for r in rows] == [1, 2]

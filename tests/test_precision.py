@@ -13,7 +13,7 @@ import torch
 from conftest import micro_config
 from mixformer import MultiTracker, Tracker
 from mixformer.cli import main
-from mixformer.data.synthetic import generate_sequence
+from mixformer.datagen.synthetic import generate_sequence
 from mixformer.evaluation.runner import RunSettings, check_settings
 from mixformer.tracking import engine as engine_mod
 from mixformer.tracking import threads as threads_mod

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mixformer.data import realvideo
 from mixformer.data.benchmarks import get_benchmark, load_benchmark
+from mixformer.datagen import realvideo
 from mixformer.evaluation.metrics import evaluate_sequence, summarize
 
 

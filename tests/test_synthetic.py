@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mixformer.data.io import read_boxes, read_flags
-from mixformer.data.synthetic import generate_sequence, make_scene, write_benchmark
+from mixformer.datagen.synthetic import generate_sequence, make_scene, write_benchmark
 
 
 def test_deterministic_and_shapes() -> None:

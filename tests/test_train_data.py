@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixformer.data.training import (
+from mixformer.datagen.training import (
     Processing,
     ProcessingConfig,
     SampleRNG,
@@ -20,7 +20,7 @@ from mixformer.data.training import (
     TrainingSamples,
     build_dataset,
 )
-from mixformer.data.training.datasets import (
+from mixformer.datagen.training.datasets import (
     Coco17Train,
     GenericTrain,
     Got10kTrain,

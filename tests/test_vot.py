@@ -16,7 +16,7 @@ from conftest import MICRO
 from mixformer import Tracker, TrackerConfig, build_model
 from mixformer.cli import main
 from mixformer.data.frames import read_image
-from mixformer.data.synthetic import generate_sequence
+from mixformer.datagen.synthetic import generate_sequence
 from mixformer.integrations.vot import region_to_box, trackers_ini
 from mixformer.models.factory import default_weights_path
 from mixformer.models.weights import save_weights

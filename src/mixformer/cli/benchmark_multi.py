@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mixformer.cli import CLIError
-    from mixformer.tracking.multi_benchmark import benchmark_multi, format_table
+    from mixformer.perf.multi_benchmark import benchmark_multi, format_table
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))

@@ -87,13 +87,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _sources():
-    from mixformer.data.corpus import DEFAULT_SOURCES
+    from mixformer.datagen.corpus import DEFAULT_SOURCES
 
     return DEFAULT_SOURCES
 
 
 def run_corpus(args: argparse.Namespace) -> int:
-    from mixformer.data.corpus import build_corpus
+    from mixformer.datagen.corpus import build_corpus
 
     manifest = build_corpus(
         args.out, deb_dir=args.debs, max_side=args.max_side, progress=not args.no_progress
@@ -107,7 +107,7 @@ def run_corpus(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from mixformer.data.composite import write_composite_benchmark
+    from mixformer.datagen.composite import write_composite_benchmark
 
     if args.sequences < 1 or args.frames < 2:
         raise ValueError("need --sequences >= 1 and --frames >= 2")
@@ -125,7 +125,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_realvideo(args: argparse.Namespace) -> int:
-    from mixformer.data.realvideo import build_realvideo
+    from mixformer.datagen.realvideo import build_realvideo
 
     names = build_realvideo(args.out, deb_dir=args.debs, progress=not args.no_progress)
     print(

@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from mixformer.data.composite import Corpus, demo_photos, make_composite_scene
-    from mixformer.data.synthetic import SyntheticSequence, generate_sequence
+    from mixformer.datagen.composite import Corpus, demo_photos, make_composite_scene
+    from mixformer.datagen.synthetic import SyntheticSequence, generate_sequence
     from mixformer.evaluation.metrics import auc, success_curve
     from mixformer.evaluation.plots import plot_success
     from mixformer.tracking import Tracker, TrackerConfig

@@ -359,7 +359,7 @@ def run_pack(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from mixformer.data.synthetic import write_benchmark
+    from mixformer.datagen.synthetic import write_benchmark
 
     if args.frames < 1 or args.sequences < 1:
         raise CLIError("--sequences and --frames must be >= 1")

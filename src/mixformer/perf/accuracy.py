@@ -103,7 +103,7 @@ def precision_study(
     Returns:
         One :class:`VariantResult` per variant, fp32 first.
     """
-    from mixformer.data.synthetic import generate_sequence
+    from mixformer.datagen.synthetic import generate_sequence
     from mixformer.evaluation.metrics import auc
 
     cfg = resolve_config(model, tracker_config) if tracker_config else reference_config(model)

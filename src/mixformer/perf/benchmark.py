@@ -264,7 +264,7 @@ def benchmark_frames(
     """640x480 frames and ground-truth boxes: procedural (``"synthetic"``) or composited from
     the real photos shipped with the package (``"photos"``, the demo's scene)."""
     if scene == "photos":
-        from mixformer.data.composite import Corpus, demo_photos, make_composite_scene
+        from mixformer.datagen.composite import Corpus, demo_photos, make_composite_scene
 
         comp = make_composite_scene(
             Corpus(demo_photos(), "all"), seed, "plain", num_frames, 480, 640, name="bench"
@@ -272,7 +272,7 @@ def benchmark_frames(
         return [comp.render(i) for i in range(len(comp))], np.asarray(comp.boxes, np.float64)
     if scene != "synthetic":
         raise ValueError(f"scene must be 'synthetic' or 'photos', got {scene!r}")
-    from mixformer.data.synthetic import generate_sequence
+    from mixformer.datagen.synthetic import generate_sequence
 
     seq = generate_sequence(seed, num_frames, 480, 640)
     return list(seq.frames), np.asarray(seq.boxes, dtype=np.float64)

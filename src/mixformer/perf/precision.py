@@ -54,7 +54,7 @@ def study_sequences(
     out = []
     for i in range(num_sequences):
         if scene == "photos":
-            from mixformer.data.composite import Corpus, demo_photos, make_composite_scene
+            from mixformer.datagen.composite import Corpus, demo_photos, make_composite_scene
 
             comp = make_composite_scene(
                 Corpus(demo_photos(), "all"), seed + i, "plain", num_frames, height, width
@@ -62,7 +62,7 @@ def study_sequences(
             frames = [comp.render(k) for k in range(len(comp))]
             out.append((frames, np.asarray(comp.boxes, np.float64), np.asarray(comp.visible)))
         elif scene == "synthetic":
-            from mixformer.data.synthetic import generate_sequence
+            from mixformer.datagen.synthetic import generate_sequence
 
             seq = generate_sequence(seed + i, num_frames, height, width)
             out.append(

@@ -3,7 +3,7 @@
 Launch with ``torchrun --nproc_per_node N -m mixformer.cli train CONFIG.yaml``; multi-node runs
 add ``--nnodes``/``--node_rank``/``--rdzv_endpoint`` as usual. Each rank draws its own part of
 every global batch (the samples are a function of their global index, see
-:class:`~mixformer.data.training.TrainingSamples`), so N processes with batch B compute the same
+:class:`~mixformer.datagen.training.TrainingSamples`), so N processes with batch B compute the same
 gradients as one process with batch N*B (BatchNorm statistics aside: they are not synchronised,
 as in the reference).
 """

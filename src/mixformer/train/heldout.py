@@ -20,8 +20,8 @@ import torch
 from tqdm import tqdm
 
 from mixformer.data.benchmarks import read_generic
-from mixformer.data.synthetic import generate_sequence
-from mixformer.data.training import (
+from mixformer.datagen.synthetic import generate_sequence
+from mixformer.datagen.training import (
     Processing,
     ProcessingConfig,
     SampleRNG,

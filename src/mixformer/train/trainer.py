@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mixformer.data.training import (
+from mixformer.datagen.training import (
     Processing,
     ProcessingConfig,
     TrackingSampler,

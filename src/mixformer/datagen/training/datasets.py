@@ -22,10 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mixformer.data.composite import CompositeScene, Corpus, make_composite_scene
 from mixformer.data.frames import check_image_pixels, jpeg_truncated
 from mixformer.data.io import read_boxes, read_flags
-from mixformer.data.synthetic import SyntheticScene, make_scene
+from mixformer.datagen.composite import CompositeScene, Corpus, make_composite_scene
+from mixformer.datagen.synthetic import SyntheticScene, make_scene
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class TrainDataset(ABC):
 
 
 class SyntheticTrainDataset(TrainDataset):
-    """Sequences of :func:`mixformer.data.synthetic.generate_sequence`, drawn on demand.
+    """Sequences of :func:`mixformer.datagen.synthetic.generate_sequence`, drawn on demand.
 
     Sequence ``k`` is generated from the seed ``(seed, k)``; a few recent ones are cached.
 
@@ -176,7 +176,7 @@ class SyntheticTrainDataset(TrainDataset):
 
 
 class CompositeTrainDataset(SyntheticTrainDataset):
-    """Sequences of :func:`mixformer.data.composite.make_composite_scene` drawn on demand from
+    """Sequences of :func:`mixformer.datagen.composite.make_composite_scene` drawn on demand from
     one split of a real-image corpus (``mixformer data corpus``).
 
     Sequence ``k`` is drawn from the seed ``(seed, k)``; a few recent scenes are cached and only
@@ -186,7 +186,7 @@ class CompositeTrainDataset(SyntheticTrainDataset):
         root: the corpus folder.
         split: corpus split (``train`` for training, ``val`` for validation).
         num_sequences / num_frames / height / width / seed: as for the synthetic dataset.
-        variant: :data:`mixformer.data.composite.COMPOSITE_VARIANTS` name.
+        variant: :data:`mixformer.datagen.composite.COMPOSITE_VARIANTS` name.
         cache: number of scenes kept in memory.
     """
 

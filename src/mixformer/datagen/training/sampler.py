@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mixformer.data.training.datasets import CorruptImageError, TrainDataset
-from mixformer.data.training.processing import InvalidSample, Processing
+from mixformer.datagen.training.datasets import CorruptImageError, TrainDataset
+from mixformer.datagen.training.processing import InvalidSample, Processing
 from mixformer.geometry import iou
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ class TrackingSampler:
         raise InvalidSample("no background box away from the target")
 
     def sample(self, rng: SampleRNG) -> dict[str, torch.Tensor]:
-        """One processed sample (see :class:`~mixformer.data.training.processing.Processing`).
+        """One processed sample (see :class:`~mixformer.datagen.training.processing.Processing`).
 
         Invalid draws and unreadable frames are retried; unreadable frames are counted in
         ``corrupt_images`` and reported once with a warning.

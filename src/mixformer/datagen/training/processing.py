@@ -67,7 +67,7 @@ class Processing:
         Args:
             template_frames / search_frames: ``(H, W, 3)`` uint8 RGB full frames.
             template_boxes / search_boxes: ``(4,)`` float xywh pixel boxes, one per frame.
-            rng: a :class:`~mixformer.data.training.sampler.SampleRNG` (``py``, ``np``,
+            rng: a :class:`~mixformer.datagen.training.sampler.SampleRNG` (``py``, ``np``,
                 ``torch`` generators).
         Returns:
             ``template_images (2, 3, 128, 128)``, ``template_anno (2, 4)``,

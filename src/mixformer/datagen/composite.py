@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mixformer.data.corpus import load_manifest
 from mixformer.data.io import format_boxes
+from mixformer.datagen.corpus import load_manifest
 from mixformer.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def demo_photos() -> Path:
 
 
 class Corpus:
-    """The images and videos of one split of a corpus built by :func:`mixformer.data.corpus.
+    """The images and videos of one split of a corpus built by :func:`mixformer.datagen.corpus.
     build_corpus`, read lazily (photos are cached once read).
 
     Args:
@@ -498,6 +498,151 @@ def _video_background(rng, corpus: Corpus, T: int, H: int, W: int):
     return frame
 
 
+def _homographies(centre, sx, sy, rot, persp, w: int, h: int) -> np.ndarray:
+    """``(T, 3, 3)``: :func:`_homography` per frame; ``sx``/``sy``/``rot`` are per frame or
+    constant, ``persp`` is ``(T, 8)`` or ``(8,)``."""
+    T = len(centre)
+    sx, sy, rot = (np.broadcast_to(np.asarray(a, np.float64), (T,)) for a in (sx, sy, rot))
+    persp = np.broadcast_to(persp, (T, 8))
+    return np.stack(
+        [
+            _homography(centre[i, 0], centre[i, 1], sx[i], sy[i], rot[i], persp[i], w, h)
+            for i in range(T)
+        ]
+    )
+
+
+@dataclass
+class _Target:
+    """The tracked object as drawn: its layer and the motion distractors and occluders follow."""
+
+    layer: _Layer
+    patch: np.ndarray  # (h, w, 3) uint8, the cut before masking
+    base: float  # size in frame pixels
+    scale: np.ndarray  # (T,) patch-to-frame scale
+    aspect: np.ndarray  # (T,) aspect-ratio factor
+    rot: np.ndarray  # (T,) degrees
+    persp: np.ndarray  # (T, 8) corner offsets
+    centre: np.ndarray  # (T, 2) frame pixels, after the frame-0 shift
+    gain: np.ndarray  # (T,) brightness
+
+
+def _draw_background(rng, corpus: Corpus, cfg: CompositeConfig, T: int, H: int, W: int):
+    """Callable ``i -> frame``: a video of the corpus or a moving camera over one of its photos."""
+    if corpus.videos and rng.random() < cfg.video_prob:
+        return _video_background(rng, corpus, T, H, W)
+    img = corpus.image(int(rng.integers(len(corpus.images))))
+    return _photo_background(rng, img, T, H, W, cfg.camera)
+
+
+def _draw_target(rng, corpus: Corpus, cfg: CompositeConfig, T: int, H: int, W: int) -> _Target:
+    """The object: a cut from a photo, about ``side`` px in the source, ``base`` px in the frame,
+    moved so that frame 0 shows all of it inside the image."""
+    src = corpus.image(int(rng.integers(len(corpus.images))))
+    base = rng.uniform(*cfg.size) * min(H, W)
+    aspect0 = float(np.exp(rng.uniform(-0.7, 0.7)))
+    patch = _cut(rng, src, int(rng.uniform(0.6, 1.4) * max(base, 24)), aspect0)
+    ph, pw = patch.shape[:2]
+    scale = base / np.sqrt(ph * pw) * np.exp(_smooth(rng, T, cfg.scale_amp))
+    aspect = np.exp(_smooth(rng, T, cfg.aspect_amp))
+    rot = _smooth(rng, T, cfg.rotation) + (rng.uniform(-1, 1) * cfg.rotation * 0.3)
+    persp = np.stack([_smooth(rng, T, cfg.perspective) for _ in range(8)], 1)
+    abrupt = int(rng.integers(1, 4)) if rng.random() < cfg.abrupt_prob else 0
+    centre = _path(rng, T, W, H, cfg.speed * base, abrupt)
+    gain = 1.0 + _smooth(rng, T, cfg.illumination * 0.5)
+    Hs = _homographies(centre, scale * np.sqrt(aspect), scale / np.sqrt(aspect), rot, persp, pw, ph)
+    layer = _layer(rng, patch, cfg.rect_prob, Hs, gain, np.ones(T, bool))
+    # Frame 0 must show the whole object: shift every frame so frame 0 is inside with a margin.
+    pts0 = _apply(Hs[0], layer.contour)
+    (x1, y1), (x2, y2) = pts0.min(0), pts0.max(0)
+    dx = max(2 - x1, 0) + min(W - 2 - x2, 0)
+    dy = max(2 - y1, 0) + min(H - 2 - y2, 0)
+    layer.H = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]]) @ layer.H
+    centre = centre + [dx, dy]
+    return _Target(layer, patch, base, scale, aspect, rot, persp, centre, gain)
+
+
+def _draw_distractor(rng, target: _Target, T: int) -> _Layer:
+    """A tinted, rescaled copy of the object crossing its path (drawn behind it)."""
+    tint = np.clip(rng.uniform(0.75, 1.25, 3), 0, 2).astype(np.float32)
+    d_patch = np.clip(target.patch.astype(np.float32) * tint, 0, 255).astype(np.uint8)
+    s = rng.uniform(0.75, 1.25)
+    t0 = rng.uniform(0.2, 0.8) * T
+    off = rng.normal(0, 1, 2)
+    off = off / (np.linalg.norm(off) + 1e-9)
+    sweep = (np.arange(T) - t0) / (T * rng.uniform(0.15, 0.4))
+    miss = rng.uniform(0.4, 1.2) * target.base * np.array([-off[1], off[0]])
+    rel = sweep[:, None] * off * 2.5 * target.base + miss
+    d_rot = target.rot + rng.uniform(-20, 20)
+    ph, pw = target.patch.shape[:2]
+    sq = np.sqrt(target.aspect)
+    Hd = _homographies(
+        target.centre + rel,
+        s * target.scale * sq,
+        s * target.scale / sq,
+        d_rot,
+        target.persp,
+        pw,
+        ph,
+    )
+    dgain = target.gain * rng.uniform(0.8, 1.2)
+    layer = target.layer
+    return _Layer(d_patch, layer.alpha, layer.contour, Hd, dgain, np.ones(T, bool))
+
+
+def _draw_occluder(
+    rng, corpus: Corpus, cfg: CompositeConfig, target: _Target, first: bool, T: int
+) -> _Layer:
+    """A patch of another photo sweeping over the object after frame 0; the ``first`` one may be
+    a full occluder (solid, covering the whole object)."""
+    base = target.base
+    full = first and rng.random() < cfg.full_occlusion_prob
+    side = base * (rng.uniform(1.7, 2.5) if full else rng.uniform(0.5, 1.1))
+    o_patch = _cut(
+        rng,
+        corpus.image(int(rng.integers(len(corpus.images)))),
+        int(max(side, 16)),
+        float(np.exp(rng.uniform(-0.4, 0.4))),
+    )
+    oh, ow = o_patch.shape[:2]
+    t0 = rng.uniform(0.25, 0.8) * T
+    dur = T * rng.uniform(0.08, 0.25)
+    off = rng.normal(0, 1, 2)
+    off = off / (np.linalg.norm(off) + 1e-9)
+    sweep = np.clip((np.arange(T) - t0) / dur, -1.5, 1.5)
+    miss = 0.0 if full else rng.uniform(-0.5, 0.5) * base
+    rel = sweep[:, None] * off * 1.5 * (side + base) + miss * np.array([-off[1], off[0]])
+    active = np.abs(np.arange(T) - t0) < 1.5 * dur
+    active[0] = False
+    o_rot = rng.uniform(-30, 30)
+    o_scale = side / np.sqrt(oh * ow)
+    Ho = _homographies(target.centre + rel, o_scale * 1.0, o_scale, o_rot, np.zeros(8), ow, oh)
+    layer = _layer(rng, o_patch, 0.5 if full else 0.3, Ho, np.ones(T), active)
+    if full:  # a full occluder is solid: an ellipse or rectangle covering the object
+        layer.alpha = np.ones_like(layer.alpha)
+        layer.contour = np.array([[0, 0], [ow, 0], [ow, oh], [0, oh]], np.float64)
+    return layer
+
+
+def _draw_camera_effects(rng, cfg: CompositeConfig, centre: np.ndarray, T: int):
+    """Per-frame global gain (with an optional abrupt light change), motion blur ``(k, angle)``
+    following the object, JPEG quality, and the sensor-noise level."""
+    gain = 1.0 + _smooth(rng, T, cfg.illumination)
+    if cfg.illumination >= 0.25 and rng.random() < 0.5:  # an abrupt light change
+        t = int(rng.integers(T // 3, T))
+        gain[t:] *= rng.uniform(0.6, 1.4)
+    blur = np.zeros((T, 2))
+    if rng.random() < cfg.blur_prob:
+        vel = np.diff(centre, axis=0, prepend=centre[:1])
+        for i in range(1, T):
+            speed = float(np.linalg.norm(vel[i]))
+            k = int(min(2 * round(speed * rng.uniform(0.4, 0.9)) + 1, 15))
+            blur[i] = [k, np.arctan2(vel[i, 1], vel[i, 0])]
+    jpeg = rng.integers(cfg.jpeg[0], cfg.jpeg[1] + 1, T)
+    noise = float(rng.uniform(0, cfg.noise))
+    return gain, blur, jpeg, noise
+
+
 def make_composite_scene(
     corpus: Corpus,
     seed: int | np.random.Generator,
@@ -520,7 +665,9 @@ def make_composite_scene(
         omit: layers drawn (the random stream is the same) but left out of the scene:
             ``"distractors"``, ``"occluders"``; for ablations and tests.
 
-    Frame 0 shows the whole object unoccluded, inside the image.
+    Frame 0 shows the whole object unoccluded, inside the image. The pieces are drawn in a fixed
+    order from one random stream (background, object, distractors, occluders, camera effects),
+    so a seed always gives the same scene.
     """
     if isinstance(config, str):
         if config not in COMPOSITE_VARIANTS:
@@ -529,143 +676,17 @@ def make_composite_scene(
     if num_frames < 2 or height < 64 or width < 64:
         raise ValueError(f"need >= 2 frames of at least 64x64, got {num_frames} x {height}x{width}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    cfg, T, Hf, Wf = config, num_frames, height, width
-    n_img = len(corpus.images)
-
-    if corpus.videos and rng.random() < cfg.video_prob:
-        background = _video_background(rng, corpus, T, Hf, Wf)
-    else:
-        background = _photo_background(
-            rng, corpus.image(int(rng.integers(n_img))), T, Hf, Wf, cfg.camera
-        )
-
-    # The object: a cut from a photo, about `side` px in the source, `base` px in the frame.
-    src = corpus.image(int(rng.integers(n_img)))
-    base = rng.uniform(*cfg.size) * min(Hf, Wf)
-    aspect0 = float(np.exp(rng.uniform(-0.7, 0.7)))
-    patch = _cut(rng, src, int(rng.uniform(0.6, 1.4) * max(base, 24)), aspect0)
-    ph, pw = patch.shape[:2]
-    scale = base / np.sqrt(ph * pw) * np.exp(_smooth(rng, T, cfg.scale_amp))
-    aspect = np.exp(_smooth(rng, T, cfg.aspect_amp))
-    rot = _smooth(rng, T, cfg.rotation) + (rng.uniform(-1, 1) * cfg.rotation * 0.3)
-    persp = np.stack([_smooth(rng, T, cfg.perspective) for _ in range(8)], 1)
-    abrupt = int(rng.integers(1, 4)) if rng.random() < cfg.abrupt_prob else 0
-    centre = _path(rng, T, Wf, Hf, cfg.speed * base, abrupt)
-    tgain = 1.0 + _smooth(rng, T, cfg.illumination * 0.5)
-    Hs = np.stack(
-        [
-            _homography(
-                centre[i, 0],
-                centre[i, 1],
-                scale[i] * np.sqrt(aspect[i]),
-                scale[i] / np.sqrt(aspect[i]),
-                rot[i],
-                persp[i],
-                pw,
-                ph,
-            )
-            for i in range(T)
-        ]
-    )
-    target = _layer(rng, patch, cfg.rect_prob, Hs, tgain, np.ones(T, bool))
-    # Frame 0 must show the whole object: shift every frame so frame 0 is inside with a margin.
-    pts0 = _apply(Hs[0], target.contour)
-    (x1, y1), (x2, y2) = pts0.min(0), pts0.max(0)
-    dx = max(2 - x1, 0) + min(Wf - 2 - x2, 0)
-    dy = max(2 - y1, 0) + min(Hf - 2 - y2, 0)
-    target.H = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]]) @ target.H
-    centre = centre + [dx, dy]
-
-    # Distractors: tinted, rescaled copies of the object crossing its path, drawn behind it.
+    cfg, T = config, num_frames
+    background = _draw_background(rng, corpus, cfg, T, height, width)
+    target = _draw_target(rng, corpus, cfg, T, height, width)
     below = []
     if rng.random() < cfg.distractor_prob:
-        for _ in range(int(rng.integers(1, 3))):
-            tint = np.clip(rng.uniform(0.75, 1.25, 3), 0, 2).astype(np.float32)
-            d_patch = np.clip(patch.astype(np.float32) * tint, 0, 255).astype(np.uint8)
-            s = rng.uniform(0.75, 1.25)
-            t0 = rng.uniform(0.2, 0.8) * T
-            off = rng.normal(0, 1, 2)
-            off = off / (np.linalg.norm(off) + 1e-9)
-            sweep = (np.arange(T) - t0) / (T * rng.uniform(0.15, 0.4))
-            miss = rng.uniform(0.4, 1.2) * base * np.array([-off[1], off[0]])
-            rel = sweep[:, None] * off * 2.5 * base + miss
-            d_rot = rot + rng.uniform(-20, 20)
-            Hd = np.stack(
-                [
-                    _homography(
-                        centre[i, 0] + rel[i, 0],
-                        centre[i, 1] + rel[i, 1],
-                        s * scale[i] * np.sqrt(aspect[i]),
-                        s * scale[i] / np.sqrt(aspect[i]),
-                        d_rot[i],
-                        persp[i],
-                        pw,
-                        ph,
-                    )
-                    for i in range(T)
-                ]
-            )
-            dgain = tgain * rng.uniform(0.8, 1.2)
-            below.append(_Layer(d_patch, target.alpha, target.contour, Hd, dgain, np.ones(T, bool)))
-
-    # Occluders: patches of other photos sweeping over the object (after frame 0).
+        below = [_draw_distractor(rng, target, T) for _ in range(int(rng.integers(1, 3)))]
     above = []
     if rng.random() < cfg.occluder_prob:
         n_occ = int(rng.integers(1, 3))
-        for k in range(n_occ):
-            full = k == 0 and rng.random() < cfg.full_occlusion_prob
-            side = base * (rng.uniform(1.7, 2.5) if full else rng.uniform(0.5, 1.1))
-            o_patch = _cut(
-                rng,
-                corpus.image(int(rng.integers(n_img))),
-                int(max(side, 16)),
-                float(np.exp(rng.uniform(-0.4, 0.4))),
-            )
-            oh, ow = o_patch.shape[:2]
-            t0 = rng.uniform(0.25, 0.8) * T
-            dur = T * rng.uniform(0.08, 0.25)
-            off = rng.normal(0, 1, 2)
-            off = off / (np.linalg.norm(off) + 1e-9)
-            sweep = np.clip((np.arange(T) - t0) / dur, -1.5, 1.5)
-            miss = 0.0 if full else rng.uniform(-0.5, 0.5) * base
-            rel = sweep[:, None] * off * 1.5 * (side + base) + miss * np.array([-off[1], off[0]])
-            active = np.abs(np.arange(T) - t0) < 1.5 * dur
-            active[0] = False
-            o_rot = rng.uniform(-30, 30)
-            Ho = np.stack(
-                [
-                    _homography(
-                        centre[i, 0] + rel[i, 0],
-                        centre[i, 1] + rel[i, 1],
-                        side / np.sqrt(oh * ow) * 1.0,
-                        side / np.sqrt(oh * ow),
-                        o_rot,
-                        np.zeros(8),
-                        ow,
-                        oh,
-                    )
-                    for i in range(T)
-                ]
-            )
-            layer = _layer(rng, o_patch, 0.5 if full else 0.3, Ho, np.ones(T), active)
-            if full:  # a full occluder is solid: an ellipse or rectangle covering the object
-                layer.alpha = np.ones_like(layer.alpha)
-                layer.contour = np.array([[0, 0], [ow, 0], [ow, oh], [0, oh]], np.float64)
-            above.append(layer)
-
-    gain = 1.0 + _smooth(rng, T, cfg.illumination)
-    if cfg.illumination >= 0.25 and rng.random() < 0.5:  # an abrupt light change
-        t = int(rng.integers(T // 3, T))
-        gain[t:] *= rng.uniform(0.6, 1.4)
-    blur = np.zeros((T, 2))
-    if rng.random() < cfg.blur_prob:
-        vel = np.diff(centre, axis=0, prepend=centre[:1])
-        for i in range(1, T):
-            speed = float(np.linalg.norm(vel[i]))
-            k = int(min(2 * round(speed * rng.uniform(0.4, 0.9)) + 1, 15))
-            blur[i] = [k, np.arctan2(vel[i, 1], vel[i, 0])]
-    jpeg = rng.integers(cfg.jpeg[0], cfg.jpeg[1] + 1, T)
-    noise = float(rng.uniform(0, cfg.noise))
+        above = [_draw_occluder(rng, corpus, cfg, target, k == 0, T) for k in range(n_occ)]
+    gain, blur, jpeg, noise = _draw_camera_effects(rng, cfg, target.centre, T)
     unknown = set(omit) - {"distractors", "occluders"}
     if unknown:
         raise ValueError(f"omit: unknown layers {sorted(unknown)}")
@@ -673,9 +694,9 @@ def make_composite_scene(
     above = [] if "occluders" in omit else above
     return CompositeScene(
         name,
-        (Hf, Wf),
+        (height, width),
         background,
-        target,
+        target.layer,
         below,
         above,
         gain,

@@ -1,14 +1,14 @@
 """Training data: sequence datasets, the SPEC 3.4 samplers and the SPEC 3.5 processing."""
 
-from mixformer.data.training.datasets import (
+from mixformer.datagen.training.datasets import (
     CompositeTrainDataset,
     CorruptImageError,
     SyntheticTrainDataset,
     TrainDataset,
     build_dataset,
 )
-from mixformer.data.training.processing import Processing, ProcessingConfig
-from mixformer.data.training.sampler import SampleRNG, TrackingSampler, TrainingSamples
+from mixformer.datagen.training.processing import Processing, ProcessingConfig
+from mixformer.datagen.training.sampler import SampleRNG, TrackingSampler, TrainingSamples
 
 __all__ = [
     "CompositeTrainDataset",

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mixformer.data.corpus import _atomic_imwrite, _fetch, _unpack, _version
+from mixformer.datagen.corpus import _atomic_imwrite, _fetch, _unpack, _version
 from mixformer.utils import atomic_write_text
 
 log = logging.getLogger(__name__)

@@ -45,7 +45,7 @@ class MultiTiming:
 
 def _scene(seed: int, num_frames: int, height: int, width: int, k: int):
     """Frames of a synthetic video and K initial boxes spread over the first frame."""
-    from mixformer.data.synthetic import generate_sequence
+    from mixformer.datagen.synthetic import generate_sequence
 
     seq = generate_sequence(seed, num_frames=num_frames, height=height, width=width)
     rng = np.random.default_rng(seed)

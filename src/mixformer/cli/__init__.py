@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "mixformer.cli.demo",
     "mixformer.cli.evaluate",
     "mixformer.cli.train",
+    "mixformer.cli.distill",
     "mixformer.cli.vot",
     "mixformer.cli.benchmark_multi",
     "mixformer.cli.export",

@@ -43,6 +43,9 @@ DATASET_NAMES = (
     "generic",
 )
 
+DISTILL_KINDS = ("", "dense", "remove", "finetune")
+"""``TrainConfig.distill`` values: none, run 1, run 2a, run 2b (SPEC-DISTILL 1)."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -97,6 +100,25 @@ class TrainConfig:
         tensorboard: write TensorBoard scalars when the package is installed.
         log_every: steps between TensorBoard / progress updates.
         threads: torch CPU threads (0: leave the torch default).
+        distill: MixFormerV2 distillation (SPEC-DISTILL; ``stage`` must be 1, ``model`` a
+            MixFormerV2 student): ``""`` none, ``dense`` (dense-to-sparse from a corner-head
+            teacher, run 1), ``remove`` (deep-to-shallow layer removal, run 2a: the blocks
+            ``remove_layers`` are phased out along the cosine schedule and frozen; the final
+            weights are the converted shallower student), ``finetune`` (the shallower student
+            distilled further, run 2b).
+        teacher_model: the teacher's model preset; "" takes the config recorded in
+            ``teacher_checkpoint`` (a checkpoint of this project, e.g. a distilled student).
+        teacher_overrides: :class:`~mixformer.models.ModelConfig` fields of the teacher to change
+            (e.g. its crop sizes; they must equal the student's, quirk 8.2).
+        teacher_checkpoint: the teacher's weights; ``default``: the weights shipped for
+            ``teacher_model``. The teacher is frozen and runs in eval mode.
+        kl_weight / feat_weight: weights of the mean bin KL (``CORNER_WEIGHT``) and of the
+            feature-mimicking MSE (``FEAT_WEIGHT``, used with feature pairs).
+        remove_layers: ``remove``: the student blocks phased out; ``finetune``: blocks dropped
+            from a deeper ``init_checkpoint`` (the reference's ``INVALID_LAYERS``).
+        phase_out_epochs: epochs of the cosine removal schedule (the reference's hard-coded 40).
+        distill_layers_student / distill_layers_teacher: paired blocks of the feature term
+            (``DISTILL_LAYERS_STUDENT`` / ``_TEACHER``; empty: no feature term).
     """
 
     stage: int = 1
@@ -152,6 +174,16 @@ class TrainConfig:
     tensorboard: bool = True
     log_every: int = 10
     threads: int = 0
+    distill: str = ""
+    teacher_model: str = ""
+    teacher_overrides: dict[str, Any] = field(default_factory=dict)
+    teacher_checkpoint: str = ""
+    kl_weight: float = 5.0
+    feat_weight: float = 0.2
+    remove_layers: tuple[int, ...] = ()
+    phase_out_epochs: int = 40
+    distill_layers_student: tuple[int, ...] = ()
+    distill_layers_teacher: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in (
@@ -161,6 +193,9 @@ class TrainConfig:
             "synthetic_size",
             "freeze_patterns",
             "slow_patterns",
+            "remove_layers",
+            "distill_layers_student",
+            "distill_layers_teacher",
         ):
             value = getattr(self, name)
             if isinstance(value, list):
@@ -195,6 +230,29 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if len(self.synthetic_size) != 2:
             raise ValueError(f"synthetic_size must be (height, width), got {self.synthetic_size}")
+        self._validate_distill()
+
+    def _validate_distill(self) -> None:
+        if self.distill not in DISTILL_KINDS:
+            raise ValueError(
+                f"distill must be one of {', '.join(repr(k) for k in DISTILL_KINDS)}, "
+                f"got {self.distill!r}"
+            )
+        if not self.distill:
+            return
+        if self.stage != 1:
+            raise ValueError("distill runs are stage 1 (the score head is a plain stage 2)")
+        if self.distill == "remove" and not self.remove_layers:
+            raise ValueError("distill='remove' needs remove_layers (the blocks to phase out)")
+        if self.distill == "dense" and self.distill_layers_student:
+            raise ValueError("feature pairs need a MixFormerV2 teacher (distill remove/finetune)")
+        if len(self.distill_layers_student) != len(self.distill_layers_teacher):
+            raise ValueError(
+                f"distill_layers_student has {len(self.distill_layers_student)} entries, "
+                f"distill_layers_teacher {len(self.distill_layers_teacher)}: they are pairs"
+            )
+        if self.phase_out_epochs < 1:
+            raise ValueError(f"phase_out_epochs must be >= 1, got {self.phase_out_epochs}")
 
     @property
     def ratio(self) -> tuple[float, ...]:
@@ -701,3 +759,159 @@ def _mixformerv2_presets(model: str, search_factor: float) -> None:
 
 _mixformerv2_presets("mixformerv2-b", 5.0)
 _mixformerv2_presets("mixformerv2-s", 4.5)
+
+
+# ---- MixFormerV2 distillation (SPEC-DISTILL) ---------------------------------------------------
+# Four runs chained through their final weights (``runs/<preset>/model_final.pth``):
+# ``-stage1`` dense-to-sparse from a corner-head teacher, ``-stage2`` layer removal (its final
+# weights are the converted shallower student), ``-stage2-finetune`` the shallower student
+# distilled further, ``-score`` the score head (a plain stage 2 of the shallower student).
+def _distill_presets(
+    stem: str,
+    common: dict[str, Any],
+    student: dict[str, Any],
+    teacher: dict[str, Any],
+    remove: tuple[int, ...],
+    pairs: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]],
+    lengths: tuple[int, int, int],
+    score: dict[str, Any],
+) -> None:
+    """Register ``{stem}-stage1``, ``-stage2``, ``-stage2-finetune`` and ``-score``.
+
+    ``pairs``: (teacher blocks, student blocks during removal, student blocks after it);
+    ``lengths``: epochs of stage 1, the removal run and the fine-tune (LR drop at 4/5).
+    """
+    depth = int(student["depth"])
+    shallow = {**student, "depth": depth - len(remove)}
+    s1_final = f"runs/{stem}-stage1/model_final.pth"
+    t_layers, s_remove, s_shallow = pairs
+
+    def run(epochs: int, **kw: Any) -> dict[str, Any]:
+        return {**common, "epochs": epochs, "lr_drop_epoch": max(1, epochs * 4 // 5), **kw}
+
+    s1 = run(lengths[0], distill="dense", model_overrides=student, **teacher)
+    s2 = run(
+        lengths[1],
+        distill="remove",
+        model_overrides=student,
+        pretrained="",
+        init_checkpoint=s1_final,
+        teacher_checkpoint=s1_final,
+        remove_layers=remove,
+        distill_layers_student=s_remove,
+        distill_layers_teacher=t_layers,
+    )
+    s3 = run(
+        lengths[2],
+        distill="finetune",
+        model_overrides=shallow,
+        pretrained="",
+        init_checkpoint=f"runs/{stem}-stage2/model_final.pth",
+        teacher_checkpoint=s1_final,
+        distill_layers_student=s_shallow,
+        distill_layers_teacher=t_layers,
+    )
+    sc = {
+        **score,
+        "model_overrides": {k: v for k, v in shallow.items() if k != "drop_path_rate"},
+        "stage1_checkpoint": f"runs/{stem}-stage2-finetune/model_final.pth",
+    }
+    _preset(f"{stem}-stage1")(lambda: TrainConfig(**s1))
+    _preset(f"{stem}-stage2")(lambda: TrainConfig(**s2))
+    _preset(f"{stem}-stage2-finetune")(lambda: TrainConfig(**s3))
+    _preset(f"{stem}-score")(lambda: TrainConfig(**sc))
+
+
+# MixFormerV2-B (SPEC-DISTILL 1.1): MixViT-B teacher at 128/288, a 12-block student with 72 bins
+# from MAE ViT-B, blocks 0, 3, 6, 9 phased out over 40 of 45 epochs, 500 fine-tune epochs, the
+# score head at LR 1e-4 for 40 epochs (LR drop at 20). The score stage keeps the student's 72
+# bins (the reference loads a 72-bin student into a 96-bin online model and fails, quirk 8.8).
+_DISTILL_B = dict(
+    model="mixformerv2-b",
+    lr=4e-4,
+    backbone_lr_mult=0.1,
+    batch_size=32,
+    search_factor=5.0,
+    val_every=5,
+)
+_distill_presets(
+    "mixformerv2-b-distill",
+    _DISTILL_B,
+    {"depth": 12, "bins": 72, "drop_path_rate": 0.1},
+    {
+        "teacher_model": "mixvit-b",
+        "teacher_checkpoint": "mixformer_vit_base_online.pth.tar",
+        "pretrained": "mae_pretrain_vit_base.pth",
+    },
+    (0, 3, 6, 9),
+    ((2, 5, 8, 11), (2, 5, 8, 11), (1, 3, 5, 7)),
+    (500, 45, 500),
+    {
+        **_MIXVIT_STAGE2,
+        "model": "mixformerv2-b",
+        "search_factor": 5.0,
+        "epochs": 40,
+        "lr_drop_epoch": 20,
+    },
+)
+
+# MixFormerV2-S: the reference has no recipe (SPEC-DISTILL 7). Ours, from the paper's
+# description (4 blocks, MLP ratio 1, 224 search crop): the MLP ratio is 1 from the first run
+# (layer removal drops whole blocks and cannot narrow an MLP), 8 blocks phased out to 4, search
+# factor 4.5 as the online -S yaml. The MixViT-B teacher sees the same 112/224 crops (its sin-cos
+# tables recomputed for them), so its corner map and the student have 56 bins. No MAE init: an
+# MLP-ratio-1 block cannot take MAE's ratio-4 MLP weights.
+_distill_presets(
+    "mixformerv2-s-distill",
+    {**_DISTILL_B, "model": "mixformerv2-s", "search_factor": 4.5},
+    {"depth": 8, "mlp_ratio": 1.0, "bins": 56, "drop_path_rate": 0.1},
+    {
+        "teacher_model": "mixvit-b",
+        "teacher_overrides": {"template_size": 112, "search_size": 224},
+        "teacher_checkpoint": "mixformer_vit_base_online.pth.tar",
+    },
+    (0, 2, 4, 6),
+    ((1, 3, 5, 7), (1, 3, 5, 7), (0, 1, 2, 3)),
+    (500, 45, 500),
+    {**_MIXVIT_STAGE2, "model": "mixformerv2-s", "epochs": 40, "lr_drop_epoch": 20},
+)
+
+# CPU scale: the shipped default model (mixformer-mbv3, corner head, 16x16 map at 256) teaches
+# a 4-block MixFormerV2 of width 128 (16 bins, 128/256 crops, MLP ratio 2) from random init on
+# the composites of mbv3-real-stage1; blocks 0 and 2 are phased out over 4 of 5 epochs (the
+# reference's 40 of 45, scaled), leaving a 2-block student.
+MBV3_DISTILL_STUDENT = {
+    "embed_dim": 128,
+    "depth": 4,
+    "num_heads": 4,
+    "mlp_ratio": 2.0,
+    "bins": 16,
+    "template_size": 128,
+    "search_size": 256,
+    "drop_path_rate": 0.0,
+}
+_MBV3_DISTILL = {
+    **_MBV3_REAL,
+    **_TINY_STAGE1,
+    "model": "mixformerv2-s",
+    "freeze_patterns": (),
+    "lr": 4e-4,
+    "phase_out_epochs": 4,
+}
+_distill_presets(
+    "mbv3-distill-v2",
+    _MBV3_DISTILL,
+    MBV3_DISTILL_STUDENT,
+    {"teacher_model": "mixformer-mbv3", "teacher_checkpoint": "default"},
+    (0, 2),
+    ((1, 3), (1, 3), (0, 1)),
+    (8, 5, 4),
+    {
+        **_MBV3_REAL,
+        **_TINY_STAGE2,
+        "model": "mixformerv2-s",
+        "freeze_patterns": (),
+        "samples_per_epoch": 3200,
+        "hard_negative_prob": 0.5,
+    },
+)

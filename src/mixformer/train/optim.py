@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mixformer.train.config import TrainConfig
+from mixformer.train.removal import removed_parameter
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +22,14 @@ def set_trainable(model: nn.Module, cfg: TrainConfig) -> None:
     ``freeze_stage0`` (large model) where only backbone stages 1-2 and the box head train, and
     names matching ``freeze_patterns`` (MixViT-L's first six blocks and patch embedding); the
     fixed position tables ``pos_embed_s`` / ``pos_embed_t`` never train (MixFormerV2's learned
-    ``pos_embed_reg`` does, at the backbone rate: SPEC-DISTILL 2.3).
+    ``pos_embed_reg`` does, at the backbone rate: SPEC-DISTILL 2.3). A ``distill='remove'``
+    run freezes the blocks ``remove_layers`` (SPEC-DISTILL 2.3).
     """
+    removed = cfg.remove_layers if cfg.distill == "remove" else ()
     for name, p in model.named_parameters():
-        if cfg.stage == 2:
+        if removed and removed_parameter(name, removed):  # phased-out blocks (quirk 8.5)
+            p.requires_grad_(False)
+        elif cfg.stage == 2:
             p.requires_grad_("score" in name)
         elif cfg.freeze_stage0:
             p.requires_grad_(any(s in name for s in ("stage1", "stage2", "box_head")))

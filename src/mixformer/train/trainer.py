@@ -37,7 +37,13 @@ from mixformer.datagen.training import (
     TrainingSamples,
     build_dataset,
 )
-from mixformer.models import MixFormer, build_model, default_weights_path, load_weights
+from mixformer.models import (
+    MixFormer,
+    MixFormerV2,
+    build_model,
+    default_weights_path,
+    load_weights,
+)
 from mixformer.models.weights import CheckpointError, read_checkpoint, size_limit
 from mixformer.train.checkpoint import (
     capture_rng,
@@ -50,14 +56,29 @@ from mixformer.train.checkpoint import (
     save_slim,
 )
 from mixformer.train.config import TrainConfig
+from mixformer.train.distill import (
+    DistillWeights,
+    distill_losses,
+    freeze_teacher,
+    teacher_targets,
+    v2_forward,
+)
 from mixformer.train.distributed import DistInfo, all_mean, any_flag, epoch_batches
 from mixformer.train.losses import stage_loss
 from mixformer.train.optim import build_optimizer, build_scheduler, set_trainable
+from mixformer.train.removal import block_rates, drop_blocks, remove_rate, shallow_student
 from mixformer.utils import atomic_write_text, remove_stale_tmp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NonFiniteLossError", "Trainer", "build_network", "build_loader", "measure_data"]
+__all__ = [
+    "NonFiniteLossError",
+    "Trainer",
+    "build_loader",
+    "build_network",
+    "build_teacher",
+    "measure_data",
+]
 
 CSV_FIELDS = (
     "epoch",
@@ -74,6 +95,8 @@ CSV_FIELDS = (
     "seconds",
     "samples_per_s",
 )
+DISTILL_FIELDS = ("kl", "feat", "iou_teacher", "remove_rate")
+"""Extra ``log.csv`` columns of a distillation run."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -110,7 +133,8 @@ def build_network(cfg: TrainConfig) -> MixFormer:
                 if shipped is None:
                     raise ValueError(f"init_checkpoint 'default': no weights ship for {cfg.model}")
                 init = str(shipped)
-            _load_init(model, init)
+            drop = cfg.remove_layers if cfg.distill == "finetune" else ()
+            _load_init(model, init, drop)
     else:
         model = build_model(cfg.model, **cfg.model_overrides)
         if not cfg.stage1_checkpoint:
@@ -129,16 +153,141 @@ def build_network(cfg: TrainConfig) -> MixFormer:
     return model.train()
 
 
-def _load_init(model: MixFormer, path: str) -> None:
-    """Start stage 1 from a network file: backbone and box head, its score module dropped."""
+def _load_init(model: MixFormer, path: str, drop: tuple[int, ...] = ()) -> None:
+    """Start stage 1 from a network file: backbone and box head, its score module dropped;
+    with ``drop`` the blocks of a deeper MixFormerV2 file are dropped and the rest renumbered
+    first (SPEC-DISTILL 4.2)."""
     if not Path(path).is_file():
         raise ValueError(f"init_checkpoint {path} not found")
-    ckpt = read_checkpoint(path, max_bytes=size_limit(model))
+    limit = size_limit(model) * (4 if drop else 1)
+    ckpt = read_checkpoint(path, max_bytes=limit)
     if ckpt.kind != "network":
         raise ValueError(f"init_checkpoint {path}: not a MixFormer network file ({ckpt.kind})")
-    sd = {k: v for k, v in ckpt.state_dict.items() if not k.startswith("score_branch.")}
+    sd = {
+        k: v
+        for k, v in ckpt.state_dict.items()
+        if not k.startswith(("score_branch.", "score_head."))
+    }
+    if drop:
+        sd, _ = drop_blocks(sd, sorted(set(drop)))
+        own = model.state_dict()
+        sd.update({k: own[k] for k in own if k.endswith(("pos_embed_s", "pos_embed_t"))})
     load_weights(model, dataclasses.replace(ckpt, state_dict=sd))
     log.info("stage 1 starts from %s", path)
+
+
+def build_teacher(cfg: TrainConfig, student: MixFormer) -> MixFormer:
+    """The frozen teacher of a distillation run (eval mode, no gradients), checked against
+    ``student``: same crops (quirk 8.2); ``dense``: a corner head whose map side is the
+    student's bin count; ``remove`` / ``finetune``: a MixFormerV2 with the student's bins.
+
+    The fixed sin-cos position tables of a file written for other crop sizes are recomputed
+    for the teacher's crops (``teacher_overrides``).
+
+    Raises:
+        ValueError: no or a missing teacher file, a teacher that cannot teach this student.
+    """
+    path = cfg.teacher_checkpoint
+    if not path:
+        raise ValueError("distillation needs teacher_checkpoint (the teacher's weights file)")
+    if path == "default":
+        if not cfg.teacher_model:
+            raise ValueError("teacher_checkpoint 'default' needs teacher_model (a preset name)")
+        shipped = default_weights_path(cfg.teacher_model)
+        if shipped is None:
+            raise ValueError(
+                f"teacher_checkpoint 'default': no weights ship for {cfg.teacher_model}"
+            )
+        path = str(shipped)
+    if not Path(path).is_file():
+        raise ValueError(f"teacher file {path} not found")
+    ckpt = read_checkpoint(path)
+    if ckpt.kind != "network":
+        raise ValueError(f"teacher file {path}: not a MixFormer network file ({ckpt.kind})")
+    if cfg.teacher_model:
+        from mixformer.models.factory import preset_config
+
+        mcfg = preset_config(cfg.teacher_model, ckpt)
+    elif ckpt.config is not None:
+        mcfg = ckpt.config
+    else:
+        raise ValueError(
+            f"teacher file {path} records no model config: set teacher_model to its preset"
+        )
+    if cfg.teacher_overrides:
+        mcfg = mcfg.replace(**cfg.teacher_overrides)
+    with torch.random.fork_rng():
+        teacher = MixFormer(mcfg, name=cfg.teacher_model or ckpt.preset)
+    own = teacher.state_dict()
+    sd = dict(ckpt.state_dict)
+    for k in [k for k in sd if k.endswith(("pos_embed_s", "pos_embed_t"))]:
+        if k in own and own[k].shape != sd[k].shape:  # fixed tables of other crop sizes
+            sd[k] = own[k]
+    try:
+        load_weights(teacher, dataclasses.replace(ckpt, state_dict=sd))
+    except CheckpointError as exc:
+        raise ValueError(f"teacher file {path}: {exc}") from exc
+    tc, sc = teacher.config, student.config
+    if (tc.template_size, tc.search_size) != (sc.template_size, sc.search_size):
+        raise ValueError(
+            f"the teacher's crops {tc.template_size}/{tc.search_size} differ from the student's "
+            f"{sc.template_size}/{sc.search_size}: set teacher_overrides (teacher and student "
+            "see the same crops)"
+        )
+    bins = sc.corner_map_size
+    if cfg.distill == "dense":
+        if isinstance(teacher, MixFormerV2) or not hasattr(teacher.box_head, "score_maps"):
+            raise ValueError(
+                f"teacher {path} has no corner head: dense-to-sparse distillation needs a "
+                "corner-head teacher (CvT, MobileNetV3, MixViT, ConvMAE)"
+            )
+        if tc.corner_map_size != bins:
+            raise ValueError(
+                f"the teacher's corner map has {tc.corner_map_size} cells per side, the student "
+                f"{bins} bins: set the student's bins to {tc.corner_map_size}"
+            )
+    else:
+        if not isinstance(teacher, MixFormerV2):
+            raise ValueError(
+                f"teacher {path} is not a MixFormerV2: deep-to-shallow distillation needs the "
+                "stage-1 student as its teacher"
+            )
+        if tc.corner_map_size != bins:
+            raise ValueError(f"teacher bins {tc.corner_map_size} differ from the student's {bins}")
+        depth = len(teacher.backbone.blocks)
+        bad = [i for i in cfg.distill_layers_teacher if not 0 <= i < depth]
+        if bad:
+            raise ValueError(f"distill_layers_teacher {bad} outside the teacher's {depth} blocks")
+    log.info("teacher: %s (%s)", path, teacher.name or mcfg.family)
+    return freeze_teacher(teacher)
+
+
+class _V2Student(torch.nn.Module):
+    """The student's distillation forward (:func:`~mixformer.train.distill.v2_forward`) as a
+    module, so that DDP wraps it and synchronises its gradients."""
+
+    def __init__(self, student: MixFormerV2) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(
+        self,
+        template: torch.Tensor,
+        online_template: torch.Tensor,
+        search: torch.Tensor,
+        rates: list[float],
+        feature_layers: tuple[int, ...],
+    ) -> dict[str, Any]:
+        return v2_forward(self.student, template, online_template, search, rates, feature_layers)
+
+
+def _floats(out: Any) -> Any:
+    """Every tensor of a (nested) output in float32 (after autocast)."""
+    if isinstance(out, torch.Tensor):
+        return out.float()
+    if isinstance(out, dict):
+        return {k: _floats(v) for k, v in out.items()}
+    return out
 
 
 def _processing(cfg: TrainConfig, train: bool) -> Processing:
@@ -291,6 +440,22 @@ class Trainer:
             log.warning("amp=true ignored: mixed precision is used on CUDA only")
         cfg = self.cfg = cfg.with_model_crops()  # crop sizes 0 in the config mean the model's
         self.model = build_network(cfg).to(self.info.device)
+        self.teacher: MixFormer | None = None
+        self.rho = 1.0  # residual weight of the removed blocks in the current epoch
+        if cfg.distill:
+            if not isinstance(self.model, MixFormerV2):
+                raise ValueError(
+                    f"distillation trains a MixFormerV2 student; {cfg.model} is a "
+                    f"{self.model.config.family} network"
+                )
+            depth = len(self.model.backbone.blocks)
+            block_rates(depth, cfg.remove_layers if cfg.distill == "remove" else (), 1.0)
+            bad = [i for i in cfg.distill_layers_student if not 0 <= i < depth]
+            if bad:
+                raise ValueError(
+                    f"distill_layers_student {bad} outside the student's {depth} blocks"
+                )
+            self.teacher = build_teacher(cfg, self.model).to(self.info.device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -299,11 +464,11 @@ class Trainer:
             remove_stale_tmp(self.run_dir)  # left by a run killed inside an atomic write
         if resume and existing:
             self._resume(existing)
-        self.net: torch.nn.Module = self.model
+        self.net: torch.nn.Module = _V2Student(self.model) if cfg.distill else self.model
         if self.info.distributed:
             ids = [self.info.device.index] if self.info.device.type == "cuda" else None
             self.net = DistributedDataParallel(
-                self.model, device_ids=ids, find_unused_parameters=True
+                self.net, device_ids=ids, find_unused_parameters=True
             )
         self.train_samples = build_samples(cfg, train=True)
         self.val_samples = build_samples(cfg, train=False) if cfg.val_datasets else None
@@ -352,6 +517,12 @@ class Trainer:
         stage = ckpt.get("train_config", {}).get("stage", self.cfg.stage)
         if stage != self.cfg.stage:
             return f"{path}: a checkpoint of stage {stage}, this run is stage {self.cfg.stage}"
+        distill = ckpt.get("train_config", {}).get("distill", "")
+        if distill != self.cfg.distill:
+            return (
+                f"{path}: a checkpoint of distill={distill!r}, this run is "
+                f"distill={self.cfg.distill!r}"
+            )
         missing_keys = [
             k for k in ("net", "optimizer", "scheduler", "rng", "epoch") if k not in ckpt
         ]
@@ -429,6 +600,25 @@ class Trainer:
                 old.unlink(missing_ok=True)
         return path
 
+    def _converted(self, ckpt: dict[str, Any]) -> dict[str, Any]:
+        """``ckpt`` with the removed blocks dropped (:func:`shallow_student`); warns when their
+        weight was not yet 0 (the phase-out longer than the run)."""
+        rho = remove_rate(int(ckpt["epoch"]), self.cfg.phase_out_epochs)
+        if rho > 0:
+            log.warning(
+                "the removed blocks still had weight %.4f in the last epoch (phase_out_epochs "
+                "%d > epochs): the converted student differs from the trained one",
+                rho,
+                self.cfg.phase_out_epochs,
+            )
+        deep = MixFormer(self.model.config, self.cfg.model).to(self.info.device)
+        deep.load_state_dict(ckpt["net"])
+        shallow = shallow_student(deep, self.cfg.remove_layers)  # type: ignore[arg-type]
+        out = dict(ckpt)
+        out["net"] = {k: v.cpu() for k, v in shallow.state_dict().items()}
+        out["model_config"] = shallow.config.to_dict()
+        return out
+
     def _rebuild_log(self) -> None:
         """After a resume: ``log.csv`` = the resumed checkpoint's history.
 
@@ -448,7 +638,7 @@ class Trainer:
     def _write_log(self) -> None:
         """Write ``log.csv`` atomically: one row per epoch and split of the history."""
         path = self.run_dir / "log.csv"
-        fields = list(CSV_FIELDS)
+        fields = list(CSV_FIELDS) + (list(DISTILL_FIELDS) if self.cfg.distill else [])
         if path.is_file():
             with path.open(newline="") as f:
                 header = next(csv.reader(f), [])
@@ -475,6 +665,32 @@ class Trainer:
         return self._tb or None
 
     # -- steps ---------------------------------------------------------------------------
+    def _distill_forward(
+        self, t: torch.Tensor, s: torch.Tensor, anno: torch.Tensor, ctx: Any
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Student (through ``self.net``) and teacher forward, distillation losses."""
+        cfg = self.cfg
+        assert self.teacher is not None
+        removed = cfg.remove_layers if cfg.distill == "remove" else ()
+        rates = block_rates(len(self.model.backbone.blocks), removed, self.rho)
+        with ctx:
+            s_out = self.net(t[:, 0], t[:, 1], s, rates, cfg.distill_layers_student)
+            t_out = teacher_targets(self.teacher, t[:, 0], t[:, 1], s, cfg.distill_layers_teacher)
+        weights = DistillWeights(cfg.iou_weight, cfg.l1_weight, cfg.kl_weight, cfg.feat_weight)
+        loss, terms = distill_losses(_floats(s_out), _floats(t_out), anno, weights)
+        stats = {
+            "loss": float(loss.detach()),
+            "ciou": float(terms["ciou"].detach()),
+            "l1": float(terms["l1"].detach()),
+            "iou": float(terms["iou"].mean()),
+            "iou_teacher": float(terms["iou_teacher"].mean()),
+            "kl": float(terms["kl"].detach()),
+            "remove_rate": float(self.rho),
+        }
+        if "feat" in terms:
+            stats["feat"] = float(terms["feat"].detach())
+        return loss, stats
+
     def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         dev = self.info.device
         t = batch["template_images"].to(dev, non_blocking=True)
@@ -491,11 +707,26 @@ class Trainer:
             if self.use_amp
             else contextlib.nullcontext()
         )
+        if self.cfg.distill:
+            try:
+                return self._distill_forward(t, s, anno, ctx)
+            except ValueError as exc:  # NaN boxes: stop as on a non-finite loss
+                if "NaN" not in str(exc):
+                    raise
+                return torch.tensor(float("nan")), {"loss": float("nan")}
         with ctx:
             out = self.net(t[:, 0], t[:, 1], s, run_score_head=stage2, gt_bboxes=gt)
         out = {k: v.float() for k, v in out.items()}
         weights = (self.cfg.iou_weight, self.cfg.l1_weight, self.cfg.score_weight)
         return stage_loss(self.cfg.stage, out, anno, label, weights)
+
+    def set_epoch_rate(self, epoch: int) -> None:
+        """The removed blocks' weight ``rho(epoch)`` (1.0 outside a ``remove`` run); training
+        and validation of the epoch use it (quirk 8.1)."""
+        if self.cfg.distill == "remove":
+            self.rho = remove_rate(epoch, self.cfg.phase_out_epochs)
+        else:
+            self.rho = 1.0
 
     def _seed_epoch(self, epoch: int) -> None:
         seq = np.random.SeedSequence([self.cfg.seed, epoch, self.info.rank, 7])
@@ -513,6 +744,7 @@ class Trainer:
         """
         cfg, info = self.cfg, self.info
         self._seed_epoch(epoch)
+        self.set_epoch_rate(epoch)
         self.train_samples.set_epoch(epoch)
         self.model.train()
         loader = build_loader(self.train_samples, cfg, info, cfg.accum_iter)
@@ -649,7 +881,10 @@ class Trainer:
         last = latest_checkpoint(self.run_dir)
         if last is None:
             return None
-        final = save_slim(load_checkpoint(last), self.run_dir / "model_final.pth")
+        ckpt = load_checkpoint(last)
+        if cfg.distill == "remove":  # the phased-out student, converted to the shallower one
+            ckpt = self._converted(ckpt)
+        final = save_slim(ckpt, self.run_dir / "model_final.pth")
         if self._tb:
             self._tb.close()
         return final

@@ -198,6 +198,9 @@ class OnnxRuntimeModel:
         providers: ONNX Runtime execution providers (default: CPU).
     """
 
+    max_batch = 1
+    """The graphs take one target per call (their caches do not stack)."""
+
     def __init__(
         self,
         onnx_dir: str | Path,

@@ -27,119 +27,34 @@ from mixformer.geometry import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Box,
-    clip_box,
-    crop_size,
-    map_box_back,
     normalize_patch,
     sample_target,
 )
-from mixformer.models.mixformer import MixFormer
 from mixformer.tracking.checks import check_box, check_image
 from mixformer.tracking.config import TrackerConfig
-from mixformer.tracking.engines import Engine, engine
+from mixformer.tracking.decode import (
+    crop_window,
+    decode_prediction,
+    reference_config,
+    resolve_config,
+)
+from mixformer.tracking.engines import Engine
 from mixformer.tracking.motion import MotionState, motion_prior
 from mixformer.tracking.preprocess import SearchCropper
-from mixformer.tracking.results import Observation, TrackAttention, TrackResult, Window
+from mixformer.tracking.results import Observation, TrackAttention, TrackResult
 from mixformer.tracking.templates import OnlineTemplates
-from mixformer.tracking.threads import intra_op_threads, resolve_threads
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "TargetState",
-    "TrackerBase",
     "TrackingCore",
+    "template_images",
     "crop_window",
     "decode_prediction",
     "reference_config",
     "resolve_config",
 ]
-
-
-def reference_config(model: MixFormer) -> TrackerConfig:
-    """The reference tracker's defaults (no motion settings) with the model's crop sizes.
-
-    What the measurement helpers (benchmark, precision study) run by default, so that their
-    figures stay comparable across models; :func:`resolve_config` gives trackers the model's
-    own preset instead.
-    """
-    mc = model.config
-    return TrackerConfig(template_size=mc.template_size, search_size=mc.search_size)
-
-
-def resolve_config(model: MixFormer, config: TrackerConfig | None) -> TrackerConfig:
-    """``config``, or when None the model's own default settings.
-
-    The default is ``TrackerConfig.for_model(model)``: the ``"default"`` preset of the model's
-    preset name (its tuned settings, e.g. ``mixformer-tiny``'s motion prior, the same the CLI
-    uses) with the network's crop sizes.
-
-    Raises:
-        ValueError: the crop sizes are not the ones the model was built for.
-    """
-    mc = model.config
-    if config is None:
-        return TrackerConfig.for_model(model)
-    if (mc.template_size, mc.search_size) != (config.template_size, config.search_size):
-        raise ValueError(
-            f"tracker crop sizes {config.template_size}/{config.search_size} do not "
-            f"match the model's {mc.template_size}/{mc.search_size}"
-        )
-    return config
-
-
-def crop_window(box: Sequence[float], factor: float) -> Window:
-    """The square window :func:`~mixformer.geometry.sample_target` cuts around ``box``.
-
-    Args:
-        box: ``(x, y, w, h)`` in image pixels.
-        factor: crop side relative to ``sqrt(w * h)``.
-    Returns:
-        ``(x, y, side, side)`` in image pixels (the same rounding as the crop).
-    """
-    x, y, w, h = (float(v) for v in box)
-    side = crop_size(box, factor)
-    return (
-        float(int(round(x + 0.5 * w - side * 0.5))),
-        float(int(round(y + 0.5 * h - side * 0.5))),
-        float(side),
-        float(side),
-    )
-
-
-def decode_prediction(
-    out: dict[str, torch.Tensor],
-    index: int,
-    prev: Box,
-    rf: float,
-    config: TrackerConfig,
-    size: tuple[int, int],
-) -> tuple[Box, float | None]:
-    """Turn one batch row of the network output into the new image box (SPEC 2.6 steps 4-7).
-
-    Args:
-        out: output of :meth:`MixFormer.track`: ``pred_boxes (B, 1, 4)`` normalised cxcywh in
-            the search crop, optional ``pred_scores (B,)`` logits.
-        index: the batch row to decode.
-        prev: the target's previous box ``(x, y, w, h)`` in pixels (the crop's anchor).
-        rf: resize factor of that row's search crop.
-        config: tracker settings (search size).
-        size: image ``(height, width)``.
-    Returns:
-        ``(box, score)``: the clipped ``(x, y, w, h)`` box in pixels and the sigmoid score in
-        ``[0, 1]`` (None when the model has no score head).
-    """
-    with torch.inference_mode():
-        box = out["pred_boxes"][index].reshape(-1, 4).mean(0).float()
-        pred = (box * config.search_size / rf).tolist()
-        scores = out.get("pred_scores")
-        score = (
-            float(torch.sigmoid(scores[index].float()).reshape(-1)[0])
-            if scores is not None
-            else None
-        )
-    mapped = map_box_back(pred, prev, config.search_size, rf)
-    return clip_box(mapped, size[0], size[1], margin=10), score
 
 
 def _image_of(t: torch.Tensor) -> np.ndarray:
@@ -509,99 +424,3 @@ def _row(amap: Any, i: int) -> Any:
     if amap.probs.shape[0] == 1:
         return amap
     return dataclasses.replace(amap, probs=amap.probs[i : i + 1])
-
-
-class TrackerBase:
-    """What :class:`~mixformer.Tracker` and :class:`~mixformer.MultiTracker` share: the
-    constructor (the engine, settings and threads) and the read-only properties.
-
-    Args:
-        model_or_engine: the network (put in eval mode; moved to ``device``), or an
-            :class:`~mixformer.tracking.engines.Engine` (:func:`mixformer.engine`) to run.
-        config: tracker settings (default: ``TrackerConfig.for_model(model)``, the model's own
-            default preset with its crop sizes, as the CLI uses).
-        device: torch device for the network (default: ``"cpu"``, or the engine's device).
-        color: channel order of the frames passed in (``"rgb"`` or ``"bgr"`` for OpenCV frames).
-        dtype, backend, fast: the engine's settings, passed to :func:`mixformer.engine`
-            (defaults: ``"auto"``, ``"torch"``, True: the fast torch path, bf16 on CPUs with
-            AMX and fp32 elsewhere; ``dtype="fp32"`` is the exact path, ``fast=False`` the
-            plain reference arithmetic). Not used with an engine.
-        keep_attention: every result carries the mixed-attention probabilities of every block
-            (:attr:`TrackResult.attention`, a :class:`~mixformer.tracking.results.TrackAttention`;
-            torch backend only). The calls of this tracker then run the explicit softmax (about
-            the plain path's speed); other trackers sharing the engine are not affected. Each
-            result holds the probability matrices (stage 0 of a 320 px search crop: 6400
-            queries x their keys, tens of MB).
-        threads: torch intra-op threads for this tracker's own calls. None (default): if the
-            program chose a count (``torch.set_num_threads``, ``OMP_NUM_THREADS``, the CLI's
-            ``--threads``) that one; otherwise the CLI's default, picked once here
-            (:func:`~mixformer.tracking.threads.auto_threads`: 2, or 1 on a busy or one-core
-            machine). An int sets the count; 0 leaves torch's setting alone. torch's previous
-            count is restored after every call.
-    Raises:
-        ValueError: bad settings (see :func:`mixformer.engine`), crop sizes that do not match
-            the model, ``keep_attention`` with an engine that cannot record attention.
-    """
-
-    _core: TrackingCore
-    _core_class: type[TrackingCore] = TrackingCore
-
-    def __init__(
-        self,
-        model_or_engine: Any,
-        config: TrackerConfig | None = None,
-        *,
-        device: str | torch.device | None = None,
-        color: Literal["rgb", "bgr"] = "rgb",
-        dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
-        backend: Literal["torch", "onnxruntime"] = "torch",
-        fast: bool = True,
-        keep_attention: bool = False,
-        threads: int | None = None,
-        **core_options: Any,
-    ) -> None:
-        self.threads = resolve_threads(threads)
-        """Intra-op threads of this tracker's calls (0: torch's setting)."""
-        if device is None and not isinstance(model_or_engine, Engine):
-            device = "cpu"
-        with intra_op_threads(self.threads):
-            runner = engine(model_or_engine, dtype=dtype, backend=backend, fast=fast, device=device)
-            self._core = self._core_class(
-                runner, config, color, keep_attention=keep_attention, **core_options
-            )
-
-    @property
-    def config(self) -> TrackerConfig:
-        """The tracker settings (shared by all targets)."""
-        return self._core.config
-
-    @property
-    def model(self) -> MixFormer:
-        """The plain network."""
-        return self._core.model
-
-    @property
-    def engine(self) -> Engine:
-        """What runs the network (shared with every tracker over the model with the same
-        settings); ``engine.network`` is the model itself on the plain path."""
-        return self._core.engine
-
-    @property
-    def dtype(self) -> str:
-        """The precision the network runs in: ``"fp32"``, ``"bf16"`` or ``"fp16"``."""
-        return self._core.engine.precision
-
-    @property
-    def device(self) -> torch.device:
-        """The network's torch device."""
-        return self._core.device
-
-    @property
-    def color(self) -> str:
-        """Channel order of the frames passed in."""
-        return self._core.color
-
-    @property
-    def keep_attention(self) -> bool:
-        """Whether results carry attention probabilities."""
-        return self._core.keep_attention

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from mixformer.geometry import Box
+from mixformer.tracking.base import TrackerBase
 from mixformer.tracking.batch import BatchedCore, split_cache, stack_caches
 from mixformer.tracking.config import TrackerConfig
-from mixformer.tracking.core import TrackerBase
 from mixformer.tracking.results import TrackResult
 from mixformer.tracking.threads import intra_op_threads
 
@@ -44,7 +44,7 @@ class MultiTracker(TrackerBase):
             ``TrackerConfig.for_model(model)``, as for :class:`~mixformer.Tracker`).
         max_batch: largest batch per network call (bounds memory); None: no limit.
         device, color, dtype, backend, fast, keep_attention, threads: keyword-only, as for
-            :class:`~mixformer.Tracker` (:class:`~mixformer.tracking.core.TrackerBase`).
+            :class:`~mixformer.Tracker` (:class:`~mixformer.tracking.base.TrackerBase`).
 
     Example:
         >>> mt = MultiTracker(build_model("mixformer-tiny"))

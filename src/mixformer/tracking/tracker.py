@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from mixformer.geometry import Box
+from mixformer.tracking.base import TrackerBase
 from mixformer.tracking.checks import check_box, check_image
 from mixformer.tracking.core import (
-    TrackerBase,
     decode_prediction,
     reference_config,
     resolve_config,
@@ -55,7 +55,7 @@ class Tracker(TrackerBase):
         config: tracker settings (default: ``TrackerConfig.for_model(model)``, the model's own
             default preset with its crop sizes, as the CLI uses).
         device, color, dtype, backend, fast, keep_attention, threads: keyword-only, see
-            :class:`~mixformer.tracking.core.TrackerBase`. ``dtype="auto"`` (default) is bf16
+            :class:`~mixformer.tracking.base.TrackerBase`. ``dtype="auto"`` (default) is bf16
             on CPUs with native bf16 matrix units (Intel AMX) and fp32 elsewhere;
             ``dtype="fp32"`` the exact path; ``fast=False`` the plain reference arithmetic;
             ``backend="onnxruntime"`` runs the exported graphs. The resolved precision is

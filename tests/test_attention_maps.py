@@ -44,7 +44,7 @@ def test_recorded_probabilities_are_the_softmax_of_q_and_k(model, frames, fast, 
     name = "backbone.stage2.blocks.1.attn"
     cfg = config(update_interval=2, online_size=2)
     tracker = Tracker(model, cfg, fast=fast, keep_attention=True)
-    layer = _layer(tracker.engine, name)
+    layer = _layer(tracker.engine.network, name)
     calls: list[tuple[torch.Tensor, torch.Tensor]] = []
     project = layer.project_qkv
 
@@ -135,7 +135,7 @@ def test_shared_engine_records_only_for_the_tracker_that_asks(model, frames):
     plain.init(frames[0], BOX)
     assert keeping.update(frames[1]).attention is not None
     assert plain.update(frames[1]).attention is None
-    layers = [m for m in plain.engine.modules() if hasattr(m, "keep_attention")]
+    layers = [m for m in plain.engine.network.modules() if hasattr(m, "keep_attention")]
     assert layers and not any(m.keep_attention for m in layers)
 
 

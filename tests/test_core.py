@@ -41,9 +41,9 @@ def _needs(backend: str) -> None:
 
 
 def test_fast_is_the_default_and_plain_stays_reachable(model):
-    assert Tracker(model).engine is not model
-    assert Tracker(model, fast=False).engine is model
-    assert MultiTracker(model, fast=False).engine is model
+    assert Tracker(model).engine.network is not model
+    assert Tracker(model, fast=False).engine.network is model
+    assert MultiTracker(model, fast=False).engine.network is model
 
 
 def test_trackers_over_one_model_share_one_engine(model, frames):
@@ -156,12 +156,13 @@ def test_multi_tracker_observations_per_target(model, frames):
 
 
 def test_templates_property_and_engine_option(model, frames):
-    """``engine=`` runs a prebuilt engine; ``templates`` are the inputs of the current cache."""
-    from mixformer.tracking.engine import build_engine
+    """An :class:`Engine` of a prebuilt network runs in place of the model; ``templates`` are
+    the inputs of the current cache."""
+    from mixformer.tracking.engines import Engine, build_network
 
-    engine = build_engine(model, "fp32", "torch", True)
-    tracker = Tracker(model, config(update_interval=1, online_size=2), engine=engine)
-    assert tracker.engine is engine
+    engine = Engine(build_network(model, "fp32", "torch", True), model)
+    tracker = Tracker(engine, config(update_interval=1, online_size=2))
+    assert tracker.engine is engine and tracker.model is model
     tracker.init(frames[0], BOXES[0])
     template, online = tracker.templates
     assert template.shape == (1, 3, 64, 64) and online.shape == (1, 3, 64, 64)

@@ -74,7 +74,7 @@ def test_onnxruntime_tracker_matches_torch_tracker(tracker_vectors):
         max_score_decay=r["max_score_decay"],
     )
     tracker = Tracker(model, cfg, backend="onnxruntime")
-    assert isinstance(tracker.engine, OnnxRuntimeModel)
+    assert isinstance(tracker.engine.network, OnnxRuntimeModel)
     ref = np.asarray(r["boxes_xywh"])
     tracker.init(frames[0], ref[0])
     # 20 frames: four template updates, the cache grows from 1 to 3 online templates.

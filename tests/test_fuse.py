@@ -131,8 +131,8 @@ def test_resolve_dtype_rejects_unknown():
 
 def test_tracker_engine_options():
     model = build_model("mixformer-tiny")
-    assert Tracker(model, fast=False).engine is model  # the plain reference path
-    assert is_fused(Tracker(model, dtype="bf16").engine)
+    assert Tracker(model, fast=False).engine.network is model  # the plain reference path
+    assert is_fused(Tracker(model, dtype="bf16").engine.network)
     with pytest.raises(ValueError, match="backend"):
         Tracker(model, backend="tensorrt")
     with pytest.raises(ValueError, match="fast path"):

@@ -225,7 +225,7 @@ def test_motion_prior_is_refused_in_one_line(small):
     frames = tracker_frames()
     tracker = Tracker(small, TrackerConfig(template_size=48, search_size=96, motion_prior=0.1))
     tracker.init(frames[0], [30, 48, 60, 44])
-    with pytest.raises(AttributeError, match="no corner-map grid .* set motion_prior=0"):
+    with pytest.raises(ValueError, match="no corner-map grid .* set motion_prior=0"):
         tracker.update(frames[1])
 
 

@@ -15,9 +15,9 @@ from mixformer import MultiTracker, Tracker
 from mixformer.cli import main
 from mixformer.datagen.synthetic import generate_sequence
 from mixformer.evaluation.runner import RunSettings, check_settings
-from mixformer.tracking import engine as engine_mod
+from mixformer.tracking import backends as engine_mod
 from mixformer.tracking import threads as threads_mod
-from mixformer.tracking.engine import resolve_dtype_setting
+from mixformer.tracking.engines import Engine, resolve_dtype_setting
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_tracker_default_follows_the_detector(amx, micro_model) -> None:
     assert t.dtype == "bf16" and t.engine.dtype == torch.bfloat16
     assert MultiTracker(micro_model, micro_config()).dtype == "bf16"
     assert Tracker(micro_model, micro_config(), dtype="fp32").dtype == "fp32"
-    assert Tracker(micro_model, micro_config(), fast=False).engine is micro_model
+    assert Tracker(micro_model, micro_config(), fast=False).engine.network is micro_model
     amx(False)
     t = Tracker(micro_model, micro_config())
     assert t.dtype == "fp32" and t.engine.dtype == torch.float32
@@ -109,19 +109,19 @@ def test_threads_apply_around_the_trackers_calls_only(micro_model) -> None:
     old = torch.get_num_threads()
     want = 2 if old == 1 else 1
     spy = _ThreadSpy(micro_model)
-    t = Tracker(micro_model, micro_config(), engine=spy, threads=want)
+    t = Tracker(Engine(spy, micro_model), micro_config(), threads=want)
     t.init(seq.frames[0], seq.boxes[0])
     assert torch.get_num_threads() == old
     t.update(seq.frames[1])
     assert torch.get_num_threads() == old
     assert spy.seen and set(spy.seen) == {want}
     spy.seen.clear()
-    mt = MultiTracker(micro_model, micro_config(), engine=spy, threads=want)
+    mt = MultiTracker(Engine(spy, micro_model), micro_config(), threads=want)
     mt.add(seq.frames[0], seq.boxes[0])
     mt.update(seq.frames[1])
     assert set(spy.seen) == {want} and torch.get_num_threads() == old
     spy.seen.clear()
-    Tracker(micro_model, micro_config(), engine=spy, threads=0).init(seq.frames[0], seq.boxes[0])
+    Tracker(Engine(spy, micro_model), micro_config(), threads=0).init(seq.frames[0], seq.boxes[0])
     assert set(spy.seen) == {old}
     with pytest.raises(ValueError, match="threads"):
         Tracker(micro_model, micro_config(), threads=-1)

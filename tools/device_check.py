@@ -60,7 +60,8 @@ from mixformer.models import get_config, list_models
 from mixformer.models.config import DEFAULT_MODEL
 from mixformer.perf.benchmark import PathTiming, benchmark_frames, path_label
 from mixformer.tracking.core import reference_config
-from mixformer.tracking.engine import build_engine
+from mixformer.tracking.engines import Engine
+from mixformer.tracking.engines import build_network as build_tracking_network
 from mixformer.train import TrainConfig, build_network
 from mixformer.train.losses import stage_loss
 from mixformer.train.optim import build_optimizer
@@ -258,7 +259,7 @@ def net_check(run: Run, preset: str) -> dict[str, Any]:
     with no_tf32():
         for path in NET_PATHS:
             dtype = path.split("-")[0]
-            engine = build_engine(dmodel, dtype, "torch", fast=path != "fp32-plain")
+            engine = build_tracking_network(dmodel, dtype, "torch", fast=path != "fp32-plain")
             with torch.inference_mode():
                 res = engine.track(xd, engine.encode_templates(zd, od))
             sync(dev)
@@ -457,9 +458,11 @@ def compile_check(run: Run, preset: str, frames: list, gt: np.ndarray) -> dict[s
     default = Tracker(model, cfg, device=dev, dtype="fp32", threads=0)
     base, _, base_wall = time_tracker(default, frames, gt, args.warmup, "default")
     engine = CompiledSearch(
-        build_engine(model.to(dev), "fp32", "torch", fast=True), args.compile, args.compile_backend
+        build_tracking_network(model.to(dev), "fp32", "torch", fast=True),
+        args.compile,
+        args.compile_backend,
     )
-    tracker = Tracker(model, cfg, device=dev, engine=engine, threads=0)
+    tracker = Tracker(Engine(engine, model), cfg, threads=0)
     comp, startup, wall = time_tracker(tracker, frames, gt, args.warmup, "compiled")
     diff = float(np.abs(comp.boxes - base.boxes).max())
     return {

@@ -25,7 +25,7 @@ import torch
 
 from mixformer import Tracker, TrackerConfig, build_model
 from mixformer.perf.benchmark import benchmark_frames
-from mixformer.tracking.engine import build_engine
+from mixformer.tracking.engines import Engine, build_network
 
 
 def _rss_mib() -> float:
@@ -37,8 +37,8 @@ def memory(args: argparse.Namespace) -> None:
     before = _rss_mib()
     trackers = []
     for _ in range(args.trackers):
-        engine = None if args.mode == "shared" else build_engine(model, "fp32", "torch", True)
-        trackers.append(Tracker(model, engine=engine))
+        own = None if args.mode == "shared" else build_network(model, "fp32", "torch", True)
+        trackers.append(Tracker(model if own is None else Engine(own, model)))
     print(
         f"{args.model}: {args.trackers} trackers, {args.mode} engine(s): peak RSS "
         f"{_rss_mib():.0f} MiB (model alone {before:.0f} MiB)"
@@ -68,7 +68,7 @@ def compile_check(args: argparse.Namespace) -> None:
     makers = {
         "fast (default)": lambda: Tracker(model, cfg),
         "fast + torch.compile": lambda: Tracker(
-            model, cfg, engine=CompiledEngine(build_engine(model, "fp32", "torch", True))
+            Engine(CompiledEngine(build_network(model, "fp32", "torch", True)), model), cfg
         ),
     }
     trackers, startup = {}, {}

@@ -21,18 +21,31 @@ if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mixformer.models import CheckpointError, ModelConfig, build_model, list_models  # noqa: E402
-from mixformer.tracking import MultiTracker, Tracker, TrackerConfig, TrackResult
+from mixformer.tracking import (  # noqa: E402
+    Engine,
+    MultiTracker,
+    Tracker,
+    TrackerConfig,
+    TrackResult,
+    VideoFrame,
+    engine,
+    track_video,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "Engine",
     "ModelConfig",
     "MultiTracker",
     "Tracker",
     "TrackerConfig",
     "TrackResult",
+    "VideoFrame",
     "__version__",
     "build_model",
+    "engine",
     "list_models",
+    "track_video",
 ]

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     tracker = Tracker(
         model,
         config,
-        args.device,
+        device=args.device,
         fast=not args.plain,
         keep_attention=bool(args.attention),
         dtype=dtype,

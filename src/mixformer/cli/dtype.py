@@ -22,12 +22,12 @@ def add_dtype_arg(p: argparse.ArgumentParser) -> None:
 
 def resolve_dtype_arg(args: argparse.Namespace, backend: str = "torch") -> str:
     """``args.dtype`` resolved for ``args.device`` and ``args.plain`` (``"fp32" | "bf16" |
-    "fp16"``), by :func:`mixformer.tracking.engine.resolve_dtype_setting`.
+    "fp16"``), by :func:`mixformer.tracking.backends.resolve_dtype_setting`.
 
     Raises:
         CLIError: bf16/fp16 with ``--plain`` or the onnxruntime backend.
     """
-    from mixformer.tracking.engine import resolve_dtype_setting
+    from mixformer.tracking.engines import resolve_dtype_setting
 
     dtype = getattr(args, "dtype", "auto")
     plain = bool(getattr(args, "plain", False))

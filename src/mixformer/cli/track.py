@@ -256,29 +256,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _stepper(args: argparse.Namespace, model):  # noqa: ANN001, ANN202 - lazy types
-    """``step(i, frame) -> [(target, TrackResult)]`` with a Tracker, or a MultiTracker for K > 1."""
-    from mixformer.tracking import MultiTracker, Tracker, TrackerConfig, TrackResult
+def _video(args: argparse.Namespace, model, frames):  # noqa: ANN001, ANN202 - lazy types
+    """The :func:`~mixformer.track_video` loop of the command's boxes and settings."""
+    from mixformer.tracking import TrackerConfig, track_video
 
     config = TrackerConfig.for_model(model, args.preset, args.got10k_trained)
-    options = dict(fast=not args.plain, keep_attention=args.attention is not None)
-    options["dtype"] = resolve_dtype_arg(args)
-    if len(args.box) == 1:
-        single = Tracker(model, config, args.device, **options)
-
-        def step(i: int, frame):  # noqa: ANN001, ANN202
-            res = single.init(frame, args.box[0]) if i == 0 else single.update(frame)
-            return [(0, res)]
-
-        return step
-    multi = MultiTracker(model, config, args.device, **options)
-
-    def step(i: int, frame):  # noqa: ANN001, ANN202
-        if i == 0:
-            return [(multi.add(frame, box), TrackResult(tuple(box), 1.0, 0)) for box in args.box]
-        return list(multi.update(frame).items())
-
-    return step
+    return track_video(
+        frames,
+        args.box,
+        model,
+        config=config,
+        device=args.device,
+        fast=not args.plain,
+        keep_attention=args.attention is not None,
+        dtype=resolve_dtype_arg(args),
+    )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -444,7 +436,7 @@ def run(args: argparse.Namespace) -> int:
     bar = None
     try:
         model = load_model_from_args(args)
-        step = _stepper(args, model)
+        video = _video(args, model, frames)
         several = len(args.box) > 1
         bar = tqdm(
             total=source.num_frames,
@@ -454,10 +446,11 @@ def run(args: argparse.Namespace) -> int:
             disable=args.no_progress,
         )
         t0 = time.perf_counter()
-        for i, frame in enumerate(frames):
+        for tracked in video:
+            i, frame = tracked.index, tracked.image
             new = []
             shown = frame
-            for t, res in step(i, frame):
+            for t, res in tracked.results.items():
                 prefix = f"{i},{t}," if several else ""
                 new.append(prefix + ",".join(f"{v:.2f}" for v in res.box))
                 if res.attention is not None and i and i % args.attention_every == 0:

@@ -60,7 +60,9 @@ def run_server(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     config = TrackerConfig.for_model(model, args.preset, args.got10k_trained)
     fast = not args.plain
-    frames = serve(lambda: MultiTracker(model, config, args.device, fast=fast), name=args.name)
+    frames = serve(
+        lambda: MultiTracker(model, config, device=args.device, fast=fast), name=args.name
+    )
     log.info("VOT session ended after %d frames", frames)
     return 0
 

@@ -351,7 +351,8 @@ def track_sequence(tracker: Any, seq: Sequence) -> tuple[np.ndarray, np.ndarray,
     """Track ``seq`` from its first ground-truth box.
 
     Args:
-        tracker: a fresh :class:`mixformer.Tracker` (anything with ``init`` / ``update``).
+        tracker: a fresh :class:`mixformer.Tracker` (anything with ``init`` / ``update``);
+            run by :func:`mixformer.track_video`.
         seq: the sequence.
 
     Returns:
@@ -359,16 +360,16 @@ def track_sequence(tracker: Any, seq: Sequence) -> tuple[np.ndarray, np.ndarray,
         ``times`` ``(T,)`` float64 seconds spent in ``init`` / ``update`` per frame and
         ``scores`` ``(T,)`` float64 tracker scores (row 0: the initialisation's).
     """
+    from mixformer.tracking import track_video
+
     boxes = np.zeros((len(seq), 4), dtype=np.float64)
     times = np.zeros(len(seq), dtype=np.float64)
     scores = np.zeros(len(seq), dtype=np.float64)
-    for i, path in enumerate(seq.frames):
-        image = read_image(path)
-        t0 = time.perf_counter()
-        res = tracker.init(image, seq.init_box) if i == 0 else tracker.update(image)
-        times[i] = time.perf_counter() - t0
-        boxes[i] = res.box
-        scores[i] = res.score
+    images = (read_image(path) for path in seq.frames)
+    for frame in track_video(images, seq.init_box, tracker=tracker):
+        boxes[frame.index] = frame.result.box
+        times[frame.index] = frame.seconds
+        scores[frame.index] = frame.result.score
     return boxes, times, scores
 
 
@@ -455,7 +456,12 @@ def _run_one(seq: Sequence, box_path: Path, time_path: Path, err_path: Path) -> 
     try:
         config = TrackerConfig(**job.tracker)
         tracker = Tracker(
-            _WORKER["model"], config, _WORKER["device"], fast=job.fast, dtype=job.dtype, threads=0
+            _WORKER["model"],
+            config,
+            device=_WORKER["device"],
+            fast=job.fast,
+            dtype=job.dtype,
+            threads=0,
         )
         boxes, times, _ = track_sequence(tracker, seq)
         write_result(box_path, time_path, boxes, times)

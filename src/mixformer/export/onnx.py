@@ -198,6 +198,9 @@ class ExportedGraphs:
         onnx_dir: folder written by :func:`export_onnx`.
     """
 
+    max_batch = 1
+    """The graphs take one target per call (their caches do not stack)."""
+
     def __init__(self, onnx_dir: str | Path) -> None:
         d = Path(onnx_dir)
         meta = json.loads((d / META_FILE).read_text())

@@ -20,7 +20,7 @@ from mixformer.models.mixformer import MixFormer
 from mixformer.perf.benchmark import box_iou
 from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.core import decode_prediction, reference_config, resolve_config
-from mixformer.tracking.engine import InferenceEngine, build_engine
+from mixformer.tracking.engines import Engine, Network, build_network
 from mixformer.tracking.results import Observation
 from mixformer.tracking.tracker import Tracker
 
@@ -36,7 +36,7 @@ def quantize_int8(fast: nn.Module) -> nn.Module:
     ``torch.ao`` dynamic scheme, fbgemm kernels on x86). Convolutions and attention stay fp32.
 
     Args:
-        fast: an fp32 fast engine (``build_engine(model, "fp32", "torch", True)``).
+        fast: an fp32 fast engine (``build_network(model, "fp32", "torch", True)``).
     Raises:
         ValueError: a module in another dtype.
     """
@@ -51,13 +51,13 @@ def quantize_int8(fast: nn.Module) -> nn.Module:
         return quantize_dynamic(fast, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
-def build_variant(model: MixFormer, variant: str) -> InferenceEngine:
+def build_variant(model: MixFormer, variant: str) -> Network:
     """The fast engine of ``model`` in ``variant`` (one of :data:`VARIANTS`; its own copy)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
     if variant == "int8":
-        return quantize_int8(build_engine(model, "fp32", "torch", True))
-    return build_engine(model, variant, "torch", True)
+        return quantize_int8(build_network(model, "fp32", "torch", True))
+    return build_network(model, variant, "torch", True)
 
 
 @dataclass
@@ -118,7 +118,7 @@ def precision_study(
         gts.append(gt)
         vis.append(np.asarray(seq.visible, dtype=bool))
         for v in names:
-            tracker = Tracker(model, cfg, engine=engines[v])
+            tracker = Tracker(Engine(engines[v], model), cfg)
             out = [tracker.init(seq.frames[0], gt[0]).box]
             shadow: dict[str, object] = {}
             for f in seq.frames[1:]:
@@ -146,7 +146,7 @@ def _shadow_step(
     templates: tuple[torch.Tensor, torch.Tensor],
     size: tuple[int, int],
     cfg: TrackerConfig,
-    engines: dict[str, InferenceEngine],
+    engines: dict[str, Network],
     caches: dict[str, object],
     same: dict[str, list[float]],
 ) -> None:

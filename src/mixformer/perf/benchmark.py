@@ -305,7 +305,7 @@ def run_benchmark(
     Args:
         model: plain network (CPU, eval).
         dtype: ``"auto" | "fp32" | "bf16" | "fp16"`` (the latter two on the fast path; auto:
-            :func:`~mixformer.tracking.engine.resolve_dtype_setting`).
+            :func:`~mixformer.tracking.backends.resolve_dtype_setting`).
         backend: ``"torch"`` or ``"onnxruntime"``.
         threads: torch (and ONNX Runtime) intra-op threads; default: the current setting.
         frames: timed frames (after ``warmup`` untimed ones).
@@ -330,7 +330,7 @@ def run_benchmark(
     """
     from mixformer.tracking import Tracker
     from mixformer.tracking.core import reference_config
-    from mixformer.tracking.engine import resolve_dtype_setting
+    from mixformer.tracking.engines import resolve_dtype_setting
 
     if plain and (dtype not in ("auto", "fp32") or backend != "torch"):
         raise ValueError("the plain path runs torch fp32 only")

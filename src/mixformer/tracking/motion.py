@@ -25,7 +25,6 @@ import torch
 
 from mixformer.geometry import Box, clip_box
 from mixformer.models.heads import corner_prior
-from mixformer.models.mixformer import MixFormer
 from mixformer.tracking.config import TrackerConfig
 
 __all__ = ["MotionState", "motion_prior"]
@@ -92,7 +91,9 @@ class MotionState:
 
 
 def motion_prior(
-    model: MixFormer, anchors: Sequence[tuple[Box, float]], config: TrackerConfig
+    grid: tuple[torch.Tensor, torch.Tensor] | None,
+    anchors: Sequence[tuple[Box, float]],
+    config: TrackerConfig,
 ) -> torch.Tensor | None:
     """Corner-map log-prior of :attr:`TrackerConfig.motion_prior` for a batch of search crops.
 
@@ -100,20 +101,28 @@ def motion_prior(
     corners fall in the crop: ``search_size / 2 -+ (w, h) * rf / 2``.
 
     Args:
-        model: the plain network (its corner head's coordinate grid).
+        grid: ``(coord_x, coord_y)``, the corner heat maps' cell coordinates in the search crop
+            (:attr:`Engine.corner_grid <mixformer.tracking.engines.Engine.corner_grid>`).
         anchors: per batch row, the anchor ``(x, y, w, h)`` pixel box the crop is centred on
             and the crop's resize factor ``rf``.
         config: tracker settings (``motion_prior`` as a fraction of ``search_size``).
     Returns:
-        ``(B, 2, H*W)`` float32 on the model's device, or None when the prior is off.
+        ``(B, 2, H*W)`` float32 on the grid's device, or None when the prior is off.
+    Raises:
+        ValueError: the prior is on but the head has no corner maps (``grid`` is None).
     """
     if config.motion_prior <= 0:
         return None
+    if grid is None:
+        raise ValueError(
+            "the network has no corner-map grid (its head has no corner heat maps): "
+            "set motion_prior=0"
+        )
     half = config.search_size / 2.0
     corners = [
         (half - w * rf / 2, half - h * rf / 2, half + w * rf / 2, half + h * rf / 2)
         for (_, _, w, h), rf in anchors
     ]
-    head = model.box_head
-    c = torch.tensor(corners, dtype=torch.float32, device=head.coord_x.device)
-    return corner_prior(c, head.coord_x, head.coord_y, config.motion_prior * config.search_size)
+    coord_x, coord_y = grid
+    c = torch.tensor(corners, dtype=torch.float32, device=coord_x.device)
+    return corner_prior(c, coord_x, coord_y, config.motion_prior * config.search_size)

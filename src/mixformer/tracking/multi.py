@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any
 
 import numpy as np
-import torch
 
 from mixformer.geometry import Box
-from mixformer.models.mixformer import MixFormer
+from mixformer.tracking.base import TrackerBase
+from mixformer.tracking.batch import BatchedCore, split_cache, stack_caches
 from mixformer.tracking.config import TrackerConfig
-from mixformer.tracking.core import CoreView, TrackingCore, split_cache, stack_caches
-from mixformer.tracking.engine import InferenceEngine
 from mixformer.tracking.results import TrackResult
-from mixformer.tracking.threads import intra_op_threads, resolve_threads
+from mixformer.tracking.threads import intra_op_threads
 
 log = logging.getLogger(__name__)
 
 __all__ = ["MultiTracker", "split_cache", "stack_caches"]
 
 
-class MultiTracker(CoreView):
+class MultiTracker(TrackerBase):
     """Tracks K objects in one video with one batched network call per frame.
 
     Every target behaves exactly like its own :class:`~mixformer.Tracker` (both run the same
@@ -41,16 +39,12 @@ class MultiTracker(CoreView):
     added on frame ``t`` is first tracked by the :meth:`update` of frame ``t + 1``.
 
     Args:
-        model: the network (put in eval mode; moved to ``device``).
+        model_or_engine: the network, or an :class:`~mixformer.tracking.engines.Engine`.
         config: tracker settings shared by all targets (default:
             ``TrackerConfig.for_model(model)``, as for :class:`~mixformer.Tracker`).
-        device: torch device for the network.
-        color: channel order of the frames passed in (``"rgb"`` or ``"bgr"``).
         max_batch: largest batch per network call (bounds memory); None: no limit.
-        dtype, backend, fast, engine, keep_attention, threads: as for
-            :class:`~mixformer.Tracker` (default: the fast torch path, bf16 on CPUs with AMX
-            and fp32 elsewhere, the engine shared with every tracker over ``model``; the CLI's
-            thread count around this tracker's own calls).
+        device, color, dtype, backend, fast, keep_attention, threads: keyword-only, as for
+            :class:`~mixformer.Tracker` (:class:`~mixformer.tracking.base.TrackerBase`).
 
     Example:
         >>> mt = MultiTracker(build_model("mixformer-tiny"))
@@ -61,44 +55,22 @@ class MultiTracker(CoreView):
         >>> mt.remove(a)
     """
 
+    _core: BatchedCore
+    _core_class = BatchedCore
+
     def __init__(
         self,
-        model: MixFormer,
+        model_or_engine: Any,
         config: TrackerConfig | None = None,
-        device: str | torch.device = "cpu",
-        color: Literal["rgb", "bgr"] = "rgb",
+        *,
         max_batch: int | None = None,
-        dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
-        fast: bool = True,
-        backend: Literal["torch", "onnxruntime"] = "torch",
-        engine: InferenceEngine | None = None,
-        keep_attention: bool = False,
-        threads: int | None = None,
+        **options: Any,
     ) -> None:
-        self.threads = resolve_threads(threads)
-        """Intra-op threads of this tracker's calls (0: torch's setting)."""
-        with intra_op_threads(self.threads):
-            self._core = TrackingCore(
-                model,
-                config,
-                device,
-                color,
-                dtype,
-                backend,
-                fast,
-                engine=engine,
-                max_batch=max_batch,
-                keep_attention=keep_attention,
-            )
+        super().__init__(model_or_engine, config, max_batch=max_batch, **options)
         self._next_id = 0
         self._frame_index = -1
 
     # -- state -------------------------------------------------------------------------------
-    @property
-    def dtype(self) -> str:
-        """The precision the network runs in: ``"fp32"``, ``"bf16"`` or ``"fp16"``."""
-        return self._core.dtype
-
     @property
     def max_batch(self) -> int | None:
         """Largest batch per network call (None: no limit)."""

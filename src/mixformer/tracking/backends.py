@@ -1,30 +1,24 @@
-"""Which network implementation a tracker runs: plain, fast (fp32/bf16/fp16) or ONNX Runtime.
+"""Which network implementation runs a model: plain, fast (fp32/bf16/fp16) or ONNX Runtime.
 
-All engines share one contract, the one of :class:`~mixformer.models.MixFormer`:
-``encode_templates(template (B, 3, 128, 128), online (B, N, 3, 128, 128)) -> cache`` once per
-template update, and ``track(search (B, 3, 320, 320), cache) -> {"pred_boxes" (B, 1, 4)
+Every network has the contract of :class:`~mixformer.models.MixFormer`:
+``encode_templates(template (B, 3, T, T), online (B, N, 3, T, T)) -> cache`` once per template
+update, and ``track(search (B, 3, S, S), cache, corner_prior=None) -> {"pred_boxes" (B, 1, 4)
 normalised cxcywh, "pred_scores" (B,) logits}`` per frame. Inputs are ImageNet-normalised float32.
-The ONNX Runtime engine takes ``B == 1`` only; the tracking core then makes one call per target.
+The ONNX Runtime network takes ``B == 1`` only (``max_batch = 1``).
 
-:func:`build_engine` constructs an engine; :func:`shared_engine` returns the one engine of a
-model, dtype and backend, built once and shared by every tracker over that model (the fast path
-copies the weights, so one copy per tracker would multiply the memory by the number of trackers).
-
-:func:`resolve_dtype_setting` is the one place where a tracker's ``dtype`` setting (``"auto"``
-by default) becomes a precision: bf16 on CPUs with native bf16 matrix units (Intel AMX-BF16),
-fp32 elsewhere.
+:func:`build_network` constructs one; :func:`resolve_dtype_setting` is the one place where a
+``dtype`` setting (``"auto"`` by default) becomes a precision: bf16 on CPUs with native bf16
+matrix units (Intel AMX-BF16), fp32 elsewhere. :class:`~mixformer.tracking.engines.Engine` wraps
+a network for the trackers.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import threading
-import weakref
 from typing import Any, Literal, Protocol
 
 import torch
-from torch import nn
 
 from mixformer.models.config import ModelConfig
 from mixformer.models.mixformer import MixFormer
@@ -90,8 +84,11 @@ def resolve_dtype_setting(
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
-class InferenceEngine(Protocol):
-    """Anything with the ``encode_templates`` / ``track`` contract of :class:`MixFormer`."""
+class Network(Protocol):
+    """What an :class:`~mixformer.tracking.engines.Engine` runs: anything with the
+    ``encode_templates`` / ``track`` contract of :class:`MixFormer` (the plain network, its fused
+    copy, an ONNX Runtime model, a quantised module). A network whose caches are not
+    :class:`~mixformer.models.mixformer.TemplateCache` (no batching) sets ``max_batch = 1``."""
 
     config: ModelConfig
 
@@ -112,12 +109,12 @@ class InferenceEngine(Protocol):
         ...
 
 
-def build_engine(
+def build_network(
     model: MixFormer,
     dtype: str = "fp32",
     backend: str = "torch",
     fast: bool | None = None,
-) -> InferenceEngine:
+) -> Network:
     """Choose the implementation that runs ``model``.
 
     Args:
@@ -154,60 +151,3 @@ def build_engine(
             raise ValueError(f"dtype {dtype!r} needs the fast path (fast=True)")
         return model
     return fuse_model(model, dt)
-
-
-# model -> {(dtype, backend, fast): (weights fingerprint, engine)}. Weak keys: an engine lives as
-# long as its model. The plain engine is the model itself and is never stored (a value that
-# refers to its key would keep the entry alive forever).
-_ENGINES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, str, bool], tuple[Any, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-_LOCK = threading.Lock()
-
-
-def _fingerprint(model: nn.Module) -> tuple[tuple[int, int, int], ...]:
-    """Storage address and in-place version of every parameter and buffer.
-
-    ``.to(device)``, ``load_state_dict`` and optimiser steps all change one of the two (torch
-    bumps a tensor's version counter on every in-place write), so an engine built from older
-    weights is never handed out.
-    """
-    tensors = [*model.parameters(), *model.buffers()]
-    return tuple((t.data_ptr(), t._version, t.device.index or 0) for t in tensors)
-
-
-def shared_engine(
-    model: MixFormer,
-    dtype: str = "fp32",
-    backend: str = "torch",
-    fast: bool | None = None,
-) -> InferenceEngine:
-    """The engine :func:`build_engine` gives for these arguments, built once per model.
-
-    Trackers over the same ``model`` share it: the fast path's folded weights (or the exported
-    ONNX graphs) exist once, however many trackers run. Keyed by the model's identity, ``dtype``,
-    ``backend`` and ``fast``; rebuilt when the model's weights have changed since (moved to
-    another device, loaded, trained), so a cached engine never runs stale weights.
-
-    Args:
-        model: the plain network (on its device, eval mode).
-        dtype, backend, fast: as :func:`build_engine`.
-    Returns:
-        ``model`` itself on the plain path, else the shared engine.
-    Raises:
-        ValueError / ImportError: as :func:`build_engine`.
-    """
-    if backend == "torch" and fast is False and dtype == "fp32":
-        return model
-    key = (dtype, backend, True if fast is None else bool(fast))
-    stamp = _fingerprint(model)
-    with _LOCK:
-        per_model = _ENGINES.setdefault(model, {})
-        hit = per_model.get(key)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        engine = build_engine(model, dtype, backend, fast)
-        if engine is not model:
-            per_model[key] = (stamp, engine)
-            log.debug("built %s engine (%s, fast=%s) for %s", backend, dtype, fast, model.name)
-    return engine

@@ -29,7 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     add_dtype_arg(p)
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime", "openvino"],
+        default="torch",
+        help="onnxruntime: pip install 'mixformer[export]'; openvino: "
+        "pip install 'mixformer[openvino]' (fp32 or bf16)",
+    )
     add_threads_arg(p)
     p.add_argument("--frames", type=int, default=20, help="timed frames")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames first")
@@ -113,6 +119,13 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             require_onnx()
+        except ImportError as exc:
+            raise CLIError(str(exc)) from exc
+    if args.backend == "openvino":
+        from mixformer.export.openvino import require_openvino
+
+        try:
+            require_openvino()
         except ImportError as exc:
             raise CLIError(str(exc)) from exc
     threads = set_threads(args.threads)  # the default of every command: auto_threads()

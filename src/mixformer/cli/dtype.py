@@ -25,13 +25,14 @@ def resolve_dtype_arg(args: argparse.Namespace, backend: str = "torch") -> str:
     "fp16"``), by :func:`mixformer.tracking.backends.resolve_dtype_setting`.
 
     Raises:
-        CLIError: bf16/fp16 with ``--plain`` or the onnxruntime backend.
+        CLIError: bf16/fp16 with ``--plain`` or the onnxruntime backend, fp16 with openvino.
     """
     from mixformer.tracking.engines import resolve_dtype_setting
 
     dtype = getattr(args, "dtype", "auto")
     plain = bool(getattr(args, "plain", False))
-    if dtype in ("bf16", "fp16") and (plain or backend != "torch"):
+    openvino_bf16 = backend == "openvino" and dtype == "bf16"  # OpenVINO runs bf16, not fp16
+    if dtype in ("bf16", "fp16") and (plain or (backend != "torch" and not openvino_bf16)):
         what = "--plain" if plain else f"--backend {backend}"
         raise CLIError(f"{what} runs fp32 only (use --dtype fp32 or auto)")
     return resolve_dtype_setting(dtype, getattr(args, "device", "cpu"), backend, not plain)

@@ -97,6 +97,8 @@ class OpenVinoModel(ExportedGraphs):
 
         super().__init__(onnx_dir)
         self.precision = precision
+        # the activations' precision as torch names it (int8 graphs: their float layers)
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         core = ov.Core()
         props = {
             "INFERENCE_PRECISION_HINT": _hint(precision, _cpu_has_bf16(core)),
@@ -112,21 +114,27 @@ class OpenVinoModel(ExportedGraphs):
         template = core.read_model(str(self.onnx_dir / TEMPLATE_GRAPH))
         self._template = core.compile_model(template, "CPU", props).create_infer_request()
         compiled = core.compile_model(search, "CPU", props)
-        self._search_inputs = {p.get_any_name() for p in compiled.inputs}
+        # every name of every input: OpenVINO keeps the ONNX input's name among several
+        # (get_any_name() may give an internal one such as "/Cast_1_output_0")
+        self._search_inputs = {n for p in compiled.inputs for n in p.get_names()}
         self._search = compiled.create_infer_request()
 
     def _run_template(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        out = self._template.infer(feeds)
-        by_name = {k.get_any_name(): v for k, v in out.items()}
-        return [np.array(by_name[n]) for n in self._cache_names]
+        by_name = _by_name(self._template.infer(feeds))
+        return [by_name[n] for n in self._cache_names]
 
     def _search_input_names(self) -> set[str]:
         return self._search_inputs
 
     def _run_search(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        out = self._search.infer(feeds)
-        by_name = {k.get_any_name(): v for k, v in out.items()}
-        return np.array(by_name["pred_boxes"]), np.array(by_name["pred_scores"])
+        by_name = _by_name(self._search.infer(feeds))
+        return by_name["pred_boxes"], by_name["pred_scores"]
+
+
+def _by_name(results: Any) -> dict[str, np.ndarray]:
+    """An infer request's outputs under every name of each output (copies: OpenVINO reuses its
+    output buffers on the next call)."""
+    return {n: np.array(v) for port, v in results.items() for n in port.get_names()}
 
 
 def quantize_search_graph(model: Any, calibration: Iterable[dict[str, np.ndarray]]) -> Any:

@@ -25,8 +25,8 @@ from mixformer.models.mixformer import MixFormer
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["torch", "onnxruntime"]
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+Backend = Literal["torch", "onnxruntime", "openvino"]
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 DTypeSetting = Literal["auto", "fp32", "bf16", "fp16"]
 DTYPE_SETTINGS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
@@ -68,8 +68,9 @@ def resolve_dtype_setting(
     ``"auto"`` (the default of :class:`~mixformer.Tracker`, :class:`~mixformer.MultiTracker` and
     the CLI) is ``"bf16"`` on the fast torch path on a CPU with native bf16 matrix units
     (:func:`cpu_has_native_bf16`: Intel AMX), where it runs up to ~2x faster and tracks like
-    fp32 (``mixformer benchmark --precision``); ``"fp32"`` everywhere else (other CPUs, CUDA and
-    other devices, the plain path, ONNX Runtime). Other values are returned as given (validated),
+    fp32 (``mixformer benchmark --precision``), and on the OpenVINO backend on such CPUs;
+    ``"fp32"`` everywhere else (other CPUs, CUDA and other devices, the plain path, ONNX
+    Runtime). Other values are returned as given (validated),
     so ``"fp32"`` always means the exact path.
 
     Raises:
@@ -79,6 +80,8 @@ def resolve_dtype_setting(
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPE_SETTINGS)}")
     if dtype != "auto":
         return dtype
+    if backend == "openvino":  # OpenVINO's own default on CPUs with bf16 matrix units
+        return "bf16" if cpu_has_native_bf16() else "fp32"
     if backend != "torch" or fast is False or torch.device(device).type != "cpu":
         return "fp32"
     return "bf16" if cpu_has_native_bf16() else "fp32"
@@ -120,8 +123,11 @@ def build_network(
     Args:
         model: the plain network (already on its device, eval mode).
         dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (the latter two imply the fast path).
-        backend: ``"torch"`` or ``"onnxruntime"`` (exports the network to a temporary folder;
-            fp32 only; needs the ``export`` extra: ``pip install onnx onnxruntime``).
+        backend: ``"torch"``, ``"onnxruntime"`` (exports the network to a temporary folder;
+            fp32 only; needs the ``export`` extra: ``pip install onnx onnxruntime``) or
+            ``"openvino"`` (the same graphs compiled by OpenVINO for the CPU, fp32 or bf16; needs
+            ``pip install 'mixformer[openvino]'``; int8: :class:`mixformer.export.openvino.
+            OpenVinoModel` with calibration data).
         fast: use the fast torch path (folded BatchNorm, fused attention; boxes within ~1e-4 px
             of the plain path); None (default) and True: fast, False: ``model`` itself, the
             plain reference arithmetic (fp32 only). Ignored by the onnxruntime backend.
@@ -130,7 +136,8 @@ def build_network(
         Runtime model.
     Raises:
         ValueError: unknown dtype or backend, or a combination that does not exist.
-        ImportError: the onnxruntime backend without the ``export`` extra.
+        ImportError: the onnxruntime (openvino) backend without the ``export`` (``openvino``)
+            extra.
     """
     from mixformer.models.fuse import fuse_model, resolve_dtype
 
@@ -144,6 +151,14 @@ def build_network(
 
         require_onnx()
         return OnnxRuntimeModel.from_model(model)
+    if backend == "openvino":
+        if dt == torch.float16:
+            raise ValueError("the openvino backend runs fp32 or bf16 (use dtype='fp32' or 'bf16')")
+        from mixformer.export.openvino import OpenVinoModel, require_openvino
+
+        require_openvino()
+        precision = "bf16" if dt == torch.bfloat16 else "fp32"
+        return OpenVinoModel.from_model(model, precision=precision)
     if fast is None:
         fast = True
     if not fast:

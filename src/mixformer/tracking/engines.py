@@ -96,7 +96,7 @@ class Engine:
             contract of :class:`~mixformer.models.MixFormer`).
         model: the plain network it was built from (crop sizes, presets, the corner grid);
             default: ``network`` itself.
-        backend: ``"torch"`` or ``"onnxruntime"`` (informative).
+        backend: ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (informative).
         fast: whether ``network`` is the fast path (informative).
     """
 
@@ -338,15 +338,16 @@ def engine(
         dtype: ``"auto"`` (default: bf16 on the fast CPU path with native bf16 matrix units,
             Intel AMX; fp32 elsewhere: :func:`resolve_dtype_setting`), ``"fp32"`` (the exact
             path), ``"bf16"`` or ``"fp16"`` (the fast path in that precision).
-        backend: ``"torch"`` or ``"onnxruntime"`` (exported once per model; needs
-            ``pip install onnx onnxruntime``).
+        backend: ``"torch"``, ``"onnxruntime"`` (exported once per model; needs
+            ``pip install onnx onnxruntime``) or ``"openvino"`` (the same graphs compiled by
+            OpenVINO for the CPU, fp32 or bf16; ``pip install 'mixformer[openvino]'``).
         fast: the fast torch path (folded BatchNorm, fused attention; boxes within ~1e-4 px of
             the plain path); False: the plain reference arithmetic (fp32 only).
         device: move the model there first (default: where it is).
     Raises:
         ValueError: unknown or impossible settings, or settings other than the defaults with an
             :class:`Engine` (it is built already).
-        ImportError: the onnxruntime backend without its packages.
+        ImportError: the onnxruntime or openvino backend without its packages.
     """
     if isinstance(model, Engine):
         if (dtype, backend, fast) != ("auto", "torch", True) and (

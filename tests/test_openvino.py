@@ -1,0 +1,92 @@
+"""The OpenVINO backend (``backend="openvino"``, ``pip install 'mixformer[openvino]'``): the same
+exported graphs as ONNX Runtime, compiled by OpenVINO; fp32 and bf16 against the torch fp32 path,
+int8 through NNCF on calibration steps of composited photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mixformer import Tracker, TrackerConfig, build_model
+from mixformer.tracking import engine
+
+pytest.importorskip("openvino")
+
+from mixformer.export.openvino import OpenVinoModel  # noqa: E402
+
+
+def _crops(model, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    ts, ss = model.config.template_size, model.config.search_size
+    return (
+        torch.randn(1, 3, ts, ts, generator=g),
+        torch.randn(1, 1, 3, ts, ts, generator=g),
+        torch.randn(1, 3, ss, ss, generator=g),
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_model("mixformer-tiny").eval()
+
+
+def test_openvino_fp32_matches_torch_on_the_same_crops(tiny):
+    template, online, search = _crops(tiny)
+    ov = engine(tiny, backend="openvino", dtype="fp32")
+    assert isinstance(ov.network, OpenVinoModel) and ov.max_batch == 1 and not ov.can_batch
+    with torch.inference_mode():
+        ref = tiny.track(search, tiny.encode_templates(template, online))
+    got = ov.track(search, ov.encode_templates(template, online))
+    assert ref["pred_boxes"].std() > 1e-3
+    torch.testing.assert_close(got["pred_boxes"], ref["pred_boxes"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(got["pred_scores"], ref["pred_scores"], atol=1e-4, rtol=0)
+
+
+def test_openvino_tracker_follows_the_torch_tracker(tiny):
+    from mixformer.datagen.synthetic import generate_sequence
+
+    seq = generate_sequence(3, 12, 240, 320)
+    cfg = TrackerConfig.for_model(tiny)
+    runs = {}
+    for backend, dtype in (("torch", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")):
+        tr = Tracker(tiny, cfg, backend=backend, dtype=dtype, threads=1)
+        tr.init(seq.frames[0], seq.boxes[0])
+        runs[backend, dtype] = np.array([tr.update(f).box for f in seq.frames[1:]])
+    ref = runs["torch", "fp32"]
+    assert np.abs(runs["openvino", "fp32"] - ref).max() < 0.5  # px
+    assert np.abs(runs["openvino", "bf16"] - ref).max() < 6.0  # px, bf16 rounding
+
+
+def test_openvino_rejects_fp16_and_auto_follows_the_cpu(tiny, monkeypatch):
+    from mixformer.tracking import backends
+
+    with pytest.raises(ValueError, match="fp32 or bf16"):
+        Tracker(tiny, backend="openvino", dtype="fp16")
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    assert backends.resolve_dtype_setting("auto", backend="openvino") == "fp32"
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: True)
+    assert backends.resolve_dtype_setting("auto", backend="openvino") == "bf16"
+
+
+def test_openvino_int8_from_calibration_steps(tiny, tmp_path):
+    pytest.importorskip("nncf")
+    from mixformer.export.onnx import export_onnx
+    from mixformer.perf.calibration import calibration_feeds
+    from mixformer.tracking.engines import Engine
+
+    export_onnx(tiny, tmp_path, check=False)
+    fp32 = OpenVinoModel(tmp_path, "fp32", threads=1)
+    feeds = calibration_feeds(fp32, steps=8, sequences=2, height=240, width=320)
+    assert len(feeds) == 8 and {"search", "corner_prior", "k0"} <= set(feeds[0])
+    assert feeds[0]["search"].shape == (1, 3, tiny.config.search_size, tiny.config.search_size)
+    with pytest.raises(ValueError, match="calibration"):
+        OpenVinoModel(tmp_path, "int8")
+    int8 = Engine(OpenVinoModel(tmp_path, "int8", threads=1, calibration=feeds), tiny)
+    template, online, search = _crops(tiny)
+    out = int8.track(search, int8.encode_templates(template, online))
+    ref = fp32.track(search, fp32.encode_templates(template, online))
+    assert out["pred_boxes"].shape == (1, 1, 4)
+    assert torch.isfinite(out["pred_boxes"]).all()
+    assert (out["pred_boxes"] - ref["pred_boxes"]).abs().max() < 0.1  # of the crop side

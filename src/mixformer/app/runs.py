@@ -8,6 +8,7 @@ JPEG frames (and attention pictures) to the page, and writes the annotated video
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import shutil
@@ -21,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from mixformer import MultiTracker, Tracker
 from mixformer.app.state import (
     EDGE_TOLERANCE,
     KEEP_FRAMES,
@@ -33,14 +33,13 @@ from mixformer.app.state import (
     Video,
     encode_jpeg,
 )
-from mixformer.tracking import check_box
+from mixformer.tracking import check_box, track_video
 from mixformer.tracking.render import PALETTE, VideoWriter, draw_box
 from mixformer.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 #: ``step(frame_index, frame) -> [(box, score, attention or None)]``, one entry per target.
-Step = Callable[[int, np.ndarray], list[tuple[Box, float, Any]]]
 AttentionRenderer = Callable[[Any, np.ndarray], np.ndarray]
 
 
@@ -105,19 +104,13 @@ def format_boxes_file(results: Sequence[dict[str, Any]], several: bool) -> str:
 def attention_renderer() -> tuple[AttentionRenderer | None, str]:
     """The attention picture this version can draw: ``(render, reason)``.
 
-    The overlay needs ``Tracker(..., keep_attention=True)`` (and the same for
-    :class:`~mixformer.MultiTracker`) and ``mixformer.tracking.attention.render_frame(attention,
-    frame) -> RGB picture``. Without them ``render`` is None and ``reason`` says what is
-    missing; the page then shows the toggle disabled with the reason as its tooltip.
+    The overlay needs ``mixformer.tracking.attention.render_frame(attention, frame) -> RGB
+    picture`` (the trackers' ``keep_attention=True`` gives the maps). Without it ``render`` is
+    None and ``reason`` says what is missing; the page then shows the toggle disabled with the
+    reason as its tooltip.
     """
     import importlib
-    import inspect
 
-    for cls in (Tracker, MultiTracker):
-        if "keep_attention" not in inspect.signature(cls).parameters:
-            return None, (
-                f"attention overlay: needs {cls.__name__}(keep_attention=True), not in this version"
-            )
     try:
         module = importlib.import_module("mixformer.tracking.attention")
     except ImportError:
@@ -380,30 +373,6 @@ class RunController:
         return path
 
     # -- the tracking thread ---------------------------------------------------------------
-    def _stepper(self, boxes: list[Box], keep_attention: bool = False) -> Step:
-        """``step(i, frame) -> [(box, score, attention)]`` per target: a Tracker, or a
-        MultiTracker for several boxes; ``attention`` is None unless ``keep_attention``."""
-        extra = {"keep_attention": True} if keep_attention else {}
-        if len(boxes) == 1:
-            tracker = Tracker(self.model, device=self.device, fast=self.fast, **extra)
-
-            def step(i: int, frame: np.ndarray) -> list[tuple[Box, float, Any]]:
-                res = tracker.init(frame, boxes[0]) if i == 0 else tracker.update(frame)
-                return [(res.box, res.score, getattr(res, "attention", None))]
-
-            return step
-        multi = MultiTracker(self.model, device=self.device, fast=self.fast, **extra)
-        ids: list[int] = []
-
-        def step_many(i: int, frame: np.ndarray) -> list[tuple[Box, float, Any]]:
-            if i == 0:
-                ids.extend(multi.add(frame, box) for box in boxes)
-                return [(box, 1.0, None) for box in boxes]
-            out = multi.update(frame)
-            return [(out[t].box, out[t].score, getattr(out[t], "attention", None)) for t in ids]
-
-        return step_many
-
     def _attention_pictures(
         self, frame: np.ndarray, attentions: Sequence[Any]
     ) -> list[tuple[np.ndarray, list[float] | None] | None]:
@@ -424,34 +393,47 @@ class RunController:
         return out
 
     def _track(self, run: Run, video: Video) -> None:
-        """The run's thread: track every frame, stream it, write the video and ``boxes.txt``."""
+        """The run's thread: track every frame (:func:`mixformer.track_video`), stream it, write
+        the video and ``boxes.txt``; pause and stop take effect between frames."""
         several = len(run.boxes) > 1
         writer = VideoWriter(run.folder / "tracked.mp4", fps=video.fps)
-        index = 0
+        done = 0
         status, message = "done", ""
+        options = {"keep_attention": True} if run.keep_attention else {}
         try:
-            step = self._stepper(run.boxes, run.keep_attention)
             draw_attention = run.keep_attention
-            for index, frame in enumerate(self._frames(video)):
+            frames = track_video(
+                self._frames(video),
+                run.boxes,
+                self.model,
+                device=self.device,
+                fast=self.fast,
+                **options,
+            )
+            for item in itertools.chain([None], frames):  # None: check pause/stop first
+                if item is not None:
+                    tracked = [
+                        (r.box, r.score, getattr(r, "attention", None))
+                        for r in item.results.values()
+                    ]
+                    shown = item.image
+                    for t, (box, score, _) in enumerate(tracked):
+                        label = f"{t + 1}: {score:.2f}" if several else f"{score:.2f}"
+                        shown = draw_box(shown, box, PALETTE[t % len(PALETTE)], label)
+                    writer.write(shown)
+                    draw_attention = self._publish(
+                        run, item.index, item.image, tracked, item.seconds, draw_attention
+                    )
+                    done = item.index + 1
                 while not self._resume.wait(0.2):
                     pass
                 if self._stop.is_set():
-                    status = "stopped"
-                    message = f"stopped after {index} frames"
+                    status, message = "stopped", f"stopped after {done} frames"
                     break
-                t0 = time.perf_counter()
-                tracked = step(index, frame)
-                dt = time.perf_counter() - t0
-                shown = frame
-                for t, (box, score, _) in enumerate(tracked):
-                    label = f"{t + 1}: {score:.2f}" if several else f"{score:.2f}"
-                    shown = draw_box(shown, box, PALETTE[t % len(PALETTE)], label)
-                writer.write(shown)
-                draw_attention = self._publish(run, index, frame, tracked, dt, draw_attention)
         except Exception as exc:
-            log.error("run %d stopped at frame %d: %s", run.id, index, exc)
+            log.error("run %d stopped at frame %d: %s", run.id, done, exc)
             log.debug("traceback", exc_info=True)
-            status, message = "error", f"tracking stopped at frame {index}: {exc}"
+            status, message = "error", f"tracking stopped at frame {done}: {exc}"
         self._finish(run, writer, several, status, message)
 
     def _publish(

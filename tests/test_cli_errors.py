@@ -162,6 +162,20 @@ def test_auto_threads():
     assert 1 <= auto_threads() <= 2
 
 
+def test_auto_threads_gives_small_networks_one_thread():
+    from mixformer import build_model
+    from mixformer.tracking import engine
+    from mixformer.tracking.threads import SMALL_NETWORK_PARAMS, auto_threads, is_small_network
+
+    small = build_model("mixformer-mbv3")  # 1.7 M parameters
+    large = torch.nn.Linear(3000, 2000)  # 6 M
+    assert sum(p.numel() for p in large.parameters()) > SMALL_NETWORK_PARAMS
+    assert is_small_network(small) and is_small_network(engine(small, dtype="fp32"))
+    assert not is_small_network(large) and not is_small_network(object())
+    assert auto_threads(cores=2, load=0.0, model=small) == 1
+    assert auto_threads(cores=2, load=0.0, model=large) == 2
+
+
 def test_track_threads_and_out_alias(frames, tmp_path):
     old = torch.get_num_threads()
     try:

@@ -20,6 +20,7 @@ from mixformer.cli.track import (
     load_model_from_args,
     set_threads,
 )
+from mixformer.tracking.threads import get_num_threads
 
 log = logging.getLogger("mixformer.demo")
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     check_attention_every(args)
     check_model_name(args.model)
     check_device(args.device)
-    threads = set_threads(args.threads)
+    set_threads(args.threads)
     dtype = resolve_dtype_arg(args)
     if args.scene == "synthetic":
         seq = generate_sequence(args.seed, num_frames=args.frames, name=f"demo-{args.seed}")
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         )
         frames = [scene.render(i) for i in range(len(scene))]
         seq = SyntheticSequence(scene.name, frames, scene.boxes, scene.visible)
-    model = load_model_from_args(args)
+    model = load_model_from_args(args)  # sets the automatic thread count for the network
+    threads = get_num_threads()
     config = TrackerConfig.for_model(model)
     tracker = Tracker(
         model,

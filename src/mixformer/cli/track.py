@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mixformer.cli import CLIError
 from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
@@ -103,7 +103,7 @@ def check_device(name: str) -> str:
 
 
 #: ``--threads`` default of every command (see :func:`set_threads`: :func:`auto_threads`).
-AUTO_THREADS_HELP = "2, or 1 on a busy machine"
+AUTO_THREADS_HELP = "2, or 1 on a busy machine or for a small network such as the default model"
 
 
 def add_threads_arg(p: argparse.ArgumentParser, default: str = AUTO_THREADS_HELP) -> None:
@@ -113,15 +113,18 @@ def add_threads_arg(p: argparse.ArgumentParser, default: str = AUTO_THREADS_HELP
     )
 
 
-def set_threads(threads: int | None) -> int:
-    """Apply ``--threads`` (None: :func:`auto_threads`) to torch; returns the count.
+def set_threads(threads: int | None, model: Any = None) -> int:
+    """Apply ``--threads`` (None: :func:`auto_threads` for ``model``) to torch; returns the count.
+
+    :func:`load_model_from_args` calls it again with the model, so that a small network gets
+    its one thread.
 
     Raises:
         CLIError: ``threads < 1``.
     """
     if threads is not None and threads < 1:
         raise CLIError(f"--threads must be >= 1, got {threads}")
-    n = threads or auto_threads()
+    n = threads or auto_threads(model=model)
     set_process_threads(n)  # trackers built with threads=None keep it
     log.debug("%d intra-op thread(s)", n)
     return n
@@ -210,7 +213,10 @@ def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - MixFormer,
 
     check_model_name(args.model)
     check_device(args.device)
-    return build_model(args.model, weights=resolve_weights(args))
+    model = build_model(args.model, weights=resolve_weights(args))
+    if getattr(args, "threads", None) is None and hasattr(args, "threads"):
+        set_threads(None, model)  # the automatic count now that the network is known
+    return model
 
 
 def register(sub: argparse._SubParsersAction) -> None:

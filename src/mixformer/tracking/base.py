@@ -65,7 +65,7 @@ class TrackerBase:
         threads: int | None = None,
         **core_options: Any,
     ) -> None:
-        self.threads = resolve_threads(threads)
+        self.threads = resolve_threads(threads, model_or_engine)
         """Intra-op threads of this tracker's calls (0: torch's setting)."""
         if device is None and not isinstance(model_or_engine, Engine):
             device = "cpu"

@@ -13,19 +13,40 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
+#: Networks with fewer parameters run one thread: a second one costs more in synchronisation
+#: than it saves (``mixformer-mbv3``, 1.7 M, 25-32 FPS on 1 thread against 13-21 on 2;
+#: ``mixformerv2-s`` 9.5-10.2 against 12.8-13.8 FPS: ``mixformer benchmark --threads N
+#: --frames 40``, alternating, 2-core AMD EPYC).
+SMALL_NETWORK_PARAMS = 5_000_000
 
-def auto_threads(cores: int | None = None, load: float | None = None) -> int:
-    """Default intra-op threads for one tracker: 2, or 1 on a busy or single-core machine.
 
-    ``min(2, cores)`` while the 1-minute load average is below half the cores, else 1.
+def is_small_network(model: Any) -> bool:
+    """Whether ``model`` (a torch module, or anything with a ``model`` attribute that is one,
+    e.g. an engine) has fewer than :data:`SMALL_NETWORK_PARAMS` parameters."""
+    module = model if isinstance(model, torch.nn.Module) else getattr(model, "model", None)
+    if not isinstance(module, torch.nn.Module):
+        return False
+    return sum(p.numel() for p in module.parameters()) < SMALL_NETWORK_PARAMS
+
+
+def auto_threads(cores: int | None = None, load: float | None = None, model: Any = None) -> int:
+    """Default intra-op threads for one tracker: 2, or 1 on a busy or single-core machine or
+    for a small network.
+
+    ``min(2, cores)`` while the 1-minute load average is below half the cores, else 1; always
+    1 when ``model`` is small (:func:`is_small_network`).
 
     Args:
         cores: CPU cores this process may use (default: its affinity mask).
         load: 1-minute load average (default: ``os.getloadavg()``; 0 where unavailable).
+        model: the network (or engine) the threads run, if known.
     """
+    if model is not None and is_small_network(model):
+        return 1
     if cores is None:
         try:
             cores = len(os.sched_getaffinity(0))
@@ -63,18 +84,19 @@ def caller_chose_threads() -> bool:
     )
 
 
-def resolve_threads(threads: int | None) -> int:
+def resolve_threads(threads: int | None, model: Any = None) -> int:
     """A tracker's ``threads`` argument -> the count it runs with (0: torch's, untouched).
 
     ``None``: torch's setting if the program chose one (:func:`caller_chose_threads`), else
-    :func:`auto_threads` (decided once, when the tracker is built); ``0``: torch's setting;
+    :func:`auto_threads` for ``model`` (decided once, when the tracker is built); ``0``: torch's
+    setting;
     ``n >= 1``: ``n``.
 
     Raises:
         ValueError: a negative count or not an int.
     """
     if threads is None:
-        return 0 if caller_chose_threads() else auto_threads()
+        return 0 if caller_chose_threads() else auto_threads(model=model)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValueError(f"threads must be None, 0 or a positive int, got {threads!r}")
     return threads
@@ -95,3 +117,8 @@ def intra_op_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def get_num_threads() -> int:
+    """torch's intra-op thread count now (what the CLI reports after choosing it)."""
+    return torch.get_num_threads()

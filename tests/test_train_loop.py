@@ -126,6 +126,12 @@ def test_cli_errors_and_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[st
     args = ["train", "tiny-synthetic-stage1", "batch_size=2", "synthetic_size=[96,128]"]
     assert main([*args, "--dry-run-data", "1", "--no-progress"]) == 0
     assert "samples/s" in capsys.readouterr().out
+    # overrides after an option reach the config too (argparse alone refused them)
+    late = ["train", "tiny-synthetic-stage1", "--no-progress", "batch_size=2", "epochz=1"]
+    assert main(late) == 2
+    assert "did you mean 'epochs'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "tiny-synthetic-stage1", "--no-progress", "stray"])
     args = ["train", "tiny-synthetic-stage1", "datasets=[lasot]", "data_roots.lasot=/nonexistent"]
     assert main([*args, "--output", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -126,7 +126,17 @@ def attach_negative_values(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mixformer`` console script."""
     parser = build_parser()
-    args = parser.parse_args(attach_negative_values(sys.argv[1:] if argv is None else argv))
+    args, extra = parser.parse_known_args(
+        attach_negative_values(sys.argv[1:] if argv is None else argv)
+    )
+    # key=value overrides after an option (`train PRESET --output X lr=1e-3`): argparse does not
+    # intermix positionals, so they arrive here; commands with overrides take them.
+    if extra and isinstance(getattr(args, "overrides", None), list):
+        if all("=" in tok and not tok.startswith("-") for tok in extra):
+            args.overrides.extend(extra)
+            extra = []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

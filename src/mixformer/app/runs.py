@@ -8,7 +8,6 @@ JPEG frames (and attention pictures) to the page, and writes the annotated video
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import shutil
@@ -392,6 +391,12 @@ class RunController:
             out.append((picture, attention_range(att)))
         return out
 
+    def _halted(self) -> bool:
+        """Wait while the run is paused; then whether it was asked to stop."""
+        while not self._resume.wait(0.2):
+            pass
+        return self._stop.is_set()
+
     def _track(self, run: Run, video: Video) -> None:
         """The run's thread: track every frame (:func:`mixformer.track_video`), stream it, write
         the video and ``boxes.txt``; pause and stop take effect between frames."""
@@ -410,26 +415,25 @@ class RunController:
                 fast=self.fast,
                 **options,
             )
-            for item in itertools.chain([None], frames):  # None: check pause/stop first
-                if item is not None:
-                    tracked = [
-                        (r.box, r.score, getattr(r, "attention", None))
-                        for r in item.results.values()
-                    ]
-                    shown = item.image
-                    for t, (box, score, _) in enumerate(tracked):
-                        label = f"{t + 1}: {score:.2f}" if several else f"{score:.2f}"
-                        shown = draw_box(shown, box, PALETTE[t % len(PALETTE)], label)
-                    writer.write(shown)
-                    draw_attention = self._publish(
-                        run, item.index, item.image, tracked, item.seconds, draw_attention
-                    )
-                    done = item.index + 1
-                while not self._resume.wait(0.2):
-                    pass
-                if self._stop.is_set():
-                    status, message = "stopped", f"stopped after {done} frames"
+            halted = self._halted()
+            for item in () if halted else frames:
+                tracked = [
+                    (r.box, r.score, getattr(r, "attention", None)) for r in item.results.values()
+                ]
+                shown = item.image
+                for t, (box, score, _) in enumerate(tracked):
+                    label = f"{t + 1}: {score:.2f}" if several else f"{score:.2f}"
+                    shown = draw_box(shown, box, PALETTE[t % len(PALETTE)], label)
+                writer.write(shown)
+                draw_attention = self._publish(
+                    run, item.index, item.image, tracked, item.seconds, draw_attention
+                )
+                done = item.index + 1
+                halted = self._halted()
+                if halted:
                     break
+            if halted:
+                status, message = "stopped", f"stopped after {done} frames"
         except Exception as exc:
             log.error("run %d stopped at frame %d: %s", run.id, done, exc)
             log.debug("traceback", exc_info=True)

@@ -14,7 +14,6 @@ from mixformer.cli.track import (
     load_model_from_args,
     set_threads,
 )
-from mixformer.tracking.threads import get_num_threads
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -129,9 +128,11 @@ def run(args: argparse.Namespace) -> int:
             require_openvino()
         except ImportError as exc:
             raise CLIError(str(exc)) from exc
+    import torch
+
     set_threads(args.threads)  # the default of every command: auto_threads()
     model = load_model_from_args(args)  # and again for the network (small ones: 1 thread)
-    threads = get_num_threads()
+    threads = torch.get_num_threads()
     if args.accuracy:
         return _accuracy(model, args, dtype)
     config = None

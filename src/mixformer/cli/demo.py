@@ -20,7 +20,6 @@ from mixformer.cli.track import (
     load_model_from_args,
     set_threads,
 )
-from mixformer.tracking.threads import get_num_threads
 
 log = logging.getLogger("mixformer.demo")
 
@@ -56,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+    import torch
     from tqdm import tqdm
 
     from mixformer.datagen.composite import Corpus, demo_photos, make_composite_scene
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         frames = [scene.render(i) for i in range(len(scene))]
         seq = SyntheticSequence(scene.name, frames, scene.boxes, scene.visible)
     model = load_model_from_args(args)  # sets the automatic thread count for the network
-    threads = get_num_threads()
+    threads = torch.get_num_threads()
     config = TrackerConfig.for_model(model)
     tracker = Tracker(
         model,

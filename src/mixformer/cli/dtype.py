@@ -25,14 +25,17 @@ def resolve_dtype_arg(args: argparse.Namespace, backend: str = "torch") -> str:
     "fp16"``), by :func:`mixformer.tracking.backends.resolve_dtype_setting`.
 
     Raises:
-        CLIError: bf16/fp16 with ``--plain`` or the onnxruntime backend, fp16 with openvino.
+        CLIError: a precision that ``--plain`` (fp32) or the backend does not run
+            (:data:`~mixformer.tracking.backends.BACKEND_PRECISIONS`).
     """
-    from mixformer.tracking.engines import resolve_dtype_setting
+    from mixformer.tracking.backends import BACKEND_PRECISIONS, resolve_dtype_setting
 
     dtype = getattr(args, "dtype", "auto")
     plain = bool(getattr(args, "plain", False))
-    openvino_bf16 = backend == "openvino" and dtype == "bf16"  # OpenVINO runs bf16, not fp16
-    if dtype in ("bf16", "fp16") and (plain or (backend != "torch" and not openvino_bf16)):
+    runs = ("fp32",) if plain else BACKEND_PRECISIONS[backend]
+    if dtype != "auto" and dtype not in runs:
         what = "--plain" if plain else f"--backend {backend}"
-        raise CLIError(f"{what} runs fp32 only (use --dtype fp32 or auto)")
+        raise CLIError(
+            f"{what} runs {' or '.join(runs)} only (use --dtype {' or '.join(runs)} or auto)"
+        )
     return resolve_dtype_setting(dtype, getattr(args, "device", "cpu"), backend, not plain)

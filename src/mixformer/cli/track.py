@@ -214,7 +214,7 @@ def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - MixFormer,
     check_model_name(args.model)
     check_device(args.device)
     model = build_model(args.model, weights=resolve_weights(args))
-    if getattr(args, "threads", None) is None and hasattr(args, "threads"):
+    if hasattr(args, "threads") and args.threads is None:
         set_threads(None, model)  # the automatic count now that the network is known
     return model
 

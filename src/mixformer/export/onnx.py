@@ -192,7 +192,8 @@ class OnnxTemplateCache:
 class ExportedGraphs:
     """The two exported graphs with the ``encode_templates`` / ``track`` contract, whatever runs
     them: the feeds, the cache and the corner prior are built here; a runtime subclass loads the
-    graphs and implements :meth:`_run_template` and :meth:`_run_search`.
+    graphs, sets ``_search_inputs`` (the input names the search graph takes) and implements
+    :meth:`_run_template` and :meth:`_run_search`.
 
     Args:
         onnx_dir: folder written by :func:`export_onnx`.
@@ -211,6 +212,9 @@ class ExportedGraphs:
         self._has_prior = PRIOR_INPUT in meta.get("search_inputs", [])
         self.onnx_dir = d
         self._zero_prior: np.ndarray | None = None
+        # Inputs the search graph reads, set by the runtime: the exporter drops unread ones
+        # (MixFormerV2's template_feat).
+        self._search_inputs: set[str] = set()
 
     @classmethod
     def from_model(cls, model: MixFormer, **kwargs: Any) -> Any:
@@ -223,11 +227,6 @@ class ExportedGraphs:
 
     def _run_template(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The template graph's outputs named ``self._cache_names``, in that order."""
-        raise NotImplementedError
-
-    def _search_input_names(self) -> set[str]:
-        """Inputs the search graph reads (the exporter drops unread ones, e.g. MixFormerV2's
-        ``template_feat``)."""
         raise NotImplementedError
 
     def _run_search(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -264,8 +263,7 @@ class ExportedGraphs:
             ValueError: a ``corner_prior`` for graphs exported without that input.
         """
         feeds = {"search": self._np(search)}
-        wanted = self._search_input_names()
-        feeds.update((k, a) for k, a in cache.arrays.items() if k in wanted)
+        feeds.update((k, a) for k, a in cache.arrays.items() if k in self._search_inputs)
         if self._has_prior:
             if corner_prior is None:
                 if self._zero_prior is None:
@@ -337,9 +335,6 @@ class OnnxRuntimeModel(ExportedGraphs):
 
     def _run_template(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self._template.run(self._cache_names, feeds)
-
-    def _search_input_names(self) -> set[str]:
-        return self._search_inputs
 
     def _run_search(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = self._search.run(["pred_boxes", "pred_scores"], feeds)

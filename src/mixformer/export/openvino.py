@@ -123,9 +123,6 @@ class OpenVinoModel(ExportedGraphs):
         by_name = _by_name(self._template.infer(feeds))
         return [by_name[n] for n in self._cache_names]
 
-    def _search_input_names(self) -> set[str]:
-        return self._search_inputs
-
     def _run_search(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         by_name = _by_name(self._search.infer(feeds))
         return by_name["pred_boxes"], by_name["pred_scores"]

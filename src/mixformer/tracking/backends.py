@@ -27,6 +27,18 @@ log = logging.getLogger(__name__)
 
 Backend = Literal["torch", "onnxruntime", "openvino"]
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+#: The precisions each backend runs (the one place that says so: the engine and the CLI check it).
+BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "torch": ("fp32", "bf16", "fp16"),
+    "onnxruntime": ("fp32",),
+    "openvino": ("fp32", "bf16"),
+}
+#: torch dtype -> precision name.
+PRECISION_NAMES: dict[torch.dtype, str] = {
+    torch.float32: "fp32",
+    torch.bfloat16: "bf16",
+    torch.float16: "fp16",
+}
 DTypeSetting = Literal["auto", "fp32", "bf16", "fp16"]
 DTYPE_SETTINGS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
@@ -112,6 +124,17 @@ class Network(Protocol):
         ...
 
 
+def check_backend_precision(backend: str, precision: str) -> None:
+    """Raise ``ValueError`` when ``backend`` does not run ``precision`` (``"fp32" | "bf16" |
+    "fp16"``; :data:`BACKEND_PRECISIONS`), naming the ones it runs."""
+    runs = BACKEND_PRECISIONS[backend]
+    if precision not in runs:
+        raise ValueError(
+            f"the {backend} backend runs {' or '.join(runs)} only "
+            f"(use dtype={' or '.join(repr(r) for r in runs)})"
+        )
+
+
 def build_network(
     model: MixFormer,
     dtype: str = "fp32",
@@ -144,20 +167,17 @@ def build_network(
     dt = resolve_dtype(dtype)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    precision = PRECISION_NAMES[dt]
+    check_backend_precision(backend, precision)
     if backend == "onnxruntime":
-        if dt != torch.float32:
-            raise ValueError("the onnxruntime backend runs fp32 graphs only (use dtype='fp32')")
         from mixformer.export.onnx import OnnxRuntimeModel, require_onnx
 
         require_onnx()
         return OnnxRuntimeModel.from_model(model)
     if backend == "openvino":
-        if dt == torch.float16:
-            raise ValueError("the openvino backend runs fp32 or bf16 (use dtype='fp32' or 'bf16')")
         from mixformer.export.openvino import OpenVinoModel, require_openvino
 
         require_openvino()
-        precision = "bf16" if dt == torch.bfloat16 else "fp32"
         return OpenVinoModel.from_model(model, precision=precision)
     if fast is None:
         fast = True

@@ -36,6 +36,7 @@ from mixformer.models.mixformer import MixFormer
 from mixformer.tracking.backends import (
     BACKENDS,
     DTYPE_SETTINGS,
+    PRECISION_NAMES,
     Backend,
     DTypeSetting,
     Network,
@@ -59,8 +60,6 @@ __all__ = [
     "resolve_dtype_setting",
     "shared_engine",
 ]
-
-_PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def _fingerprint(module: Any) -> tuple[tuple[int, int, int], ...]:
@@ -146,7 +145,7 @@ class Engine:
     @property
     def precision(self) -> str:
         """:attr:`dtype` as ``"fp32"``, ``"bf16"`` or ``"fp16"``."""
-        return _PRECISIONS.get(self.dtype, str(self.dtype))
+        return PRECISION_NAMES.get(self.dtype, str(self.dtype))
 
     @property
     def can_batch(self) -> bool:

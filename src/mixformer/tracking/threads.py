@@ -117,8 +117,3 @@ def intra_op_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def get_num_threads() -> int:
-    """torch's intra-op thread count now (what the CLI reports after choosing it)."""
-    return torch.get_num_threads()

@@ -1,0 +1,86 @@
+"""Training presets of the default model, ``mixformer-mbv3`` (CPU scale).
+
+Its COCO-pretrained MobileNetV3 stages stay frozen (``freeze_patterns``), so the few hundred
+photos of the corpus train only the mixed-attention blocks, the corner head and the score
+module on top of features that already know objects. Data: real-image composites, a quarter
+procedural scenes (a second, differently built generator, so that no single generator's look is
+what the network learns). ``mbv3-finetune-*`` continues from the shipped weights with the
+stride-16 MobileNetV3 blocks learning slowly; it made the shipped weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mixformer.train.config import TrainConfig, register_train_preset
+from mixformer.train.presets.common import TINY_REAL, TINY_STAGE1, TINY_STAGE2
+
+__all__ = ["MBV3_REAL"]
+
+MBV3_REAL: dict[str, Any] = {
+    **TINY_REAL,
+    "model": "mixformer-mbv3",
+    "datasets": ("composite", "synthetic"),
+    "dataset_ratio": (3.0, 1.0),
+    "template_size": 0,
+    "search_size": 0,
+    "search_factor": 4.5,
+    "freeze_patterns": ("backbone.features.",),
+}
+
+
+@register_train_preset("mbv3-real-stage1")
+def _s1_mbv3_real() -> TrainConfig:
+    """CPU scale: ``mixformer-mbv3``'s mixed-attention blocks and box head on composites."""
+    return TrainConfig(
+        **{**MBV3_REAL, **TINY_STAGE1, "epochs": 14, "lr_drop_epoch": 11, "lr": 4e-4}
+    )
+
+
+@register_train_preset("mbv3-real-stage2")
+def _s2_mbv3_real() -> TrainConfig:
+    """CPU scale stage 2: the score module of ``mixformer-mbv3``, half the negatives hard."""
+    return TrainConfig(
+        **{**MBV3_REAL, **TINY_STAGE2},
+        stage1_checkpoint="runs/mbv3-real-stage1/model_final.pth",
+        samples_per_epoch=9600,
+        hard_negative_prob=0.5,
+    )
+
+
+# Fine-tuning the default model's pretrained stages slowly: from the shipped weights, the
+# stride-16 MobileNetV3 blocks (6-11) learn at a tenth of the rate, the stem and the stride-2..8
+# blocks (0-5) stay frozen.
+_MBV3_EARLY = ("backbone.features.stem.",) + tuple(
+    f"backbone.features.blocks.{i}." for i in range(6)
+)
+
+
+@register_train_preset("mbv3-finetune-stage1")
+def _s1_mbv3_finetune() -> TrainConfig:
+    """CPU scale: ``mixformer-mbv3`` from its shipped weights with the stride-16 MobileNetV3
+    blocks fine-tuned at a tenth of the learning rate."""
+    return TrainConfig(
+        **{
+            **MBV3_REAL,
+            **TINY_STAGE1,
+            "epochs": 6,
+            "lr_drop_epoch": 4,
+            "lr": 1e-4,
+            "freeze_patterns": _MBV3_EARLY,
+        },
+        init_checkpoint="default",
+        slow_patterns=("backbone.features.",),
+        slow_lr_mult=0.1,
+    )
+
+
+@register_train_preset("mbv3-finetune-stage2")
+def _s2_mbv3_finetune() -> TrainConfig:
+    """CPU scale stage 2: the score module after ``mbv3-finetune-stage1``."""
+    return TrainConfig(
+        **{**MBV3_REAL, **TINY_STAGE2},
+        stage1_checkpoint="runs/mbv3-finetune-stage1/model_final.pth",
+        samples_per_epoch=9600,
+        hard_negative_prob=0.5,
+    )

@@ -70,8 +70,8 @@ def test_cli_benchmark(capsys):
     assert main([*plain, "--compare"]) == 2
 
 
-def test_precision_study_tiny():
-    from mixformer.perf.accuracy import build_variant, precision_study
+def test_precision_study_int8_tiny():
+    from mixformer.perf.precision import build_variant, precision_study
 
     torch.manual_seed(0)
     model = build_model("mixformer-tiny")
@@ -79,10 +79,12 @@ def test_precision_study_tiny():
     assert any("quantized" in type(m).__module__ for m in q.modules())
     with pytest.raises(ValueError, match="unknown variant"):
         build_variant(model, "int4")
-    res = precision_study(model, ("int8",), num_sequences=1, num_frames=2)
-    assert [r.variant for r in res] == ["fp32", "int8"]
-    assert res[0].iou_same_crops == 1.0 and res[0].iou_end_to_end == 1.0
-    assert 0.0 <= res[1].iou_same_crops <= 1.0 and 0.0 <= res[0].auc <= 100.0
+    res = precision_study(model, "int8", num_sequences=1, num_frames=3, size=(240, 320))
+    assert (res.dtype, res.reference) == ("int8", "fp32")
+    assert 0.0 <= res.same_iou_mean <= 1.0 and 0.0 <= res.auc_reference <= 100.0
+    same = precision_study(model, "fp32", num_sequences=1, num_frames=3, size=(240, 320))
+    assert same.same_iou_min == 1.0 and same.e2e_iou_min == 1.0  # fp32 against itself: exact
+    assert same.auc_dtype == same.auc_reference
 
 
 def test_cli_benchmark_accuracy(capsys):

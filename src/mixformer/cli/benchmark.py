@@ -183,22 +183,29 @@ def _precision(model: object, args: argparse.Namespace, config: object) -> int:
 
 
 def _accuracy(model: object, args: argparse.Namespace, dtype: str) -> int:
-    from mixformer.perf.accuracy import precision_study
+    from mixformer.perf.precision import precision_study
+    from mixformer.tracking.core import reference_config
 
     variants = tuple(v for v in (dtype, "int8") if v != "fp32")
-    results = precision_study(
-        model,
-        variants,
-        num_sequences=args.accuracy,
-        num_frames=args.accuracy_frames,
-        seed=args.seed,
-        progress=not args.no_progress,
-    )
+    reports = [
+        precision_study(
+            model,
+            v,
+            num_sequences=args.accuracy,
+            num_frames=args.accuracy_frames,
+            seed=args.seed,
+            tracker_config=reference_config(model),
+            size=(240, 320),
+            progress=not args.no_progress,
+        )
+        for v in variants
+    ]
     print(
         f"{args.accuracy} generated sequences x {args.accuracy_frames} frames; IoU vs fp32 on the "
         "same crops (numerical cost) and end to end (own trajectory)"
     )
     print(f"{'variant':<8}{'AUC %':>8}{'IoU same crops':>16}{'IoU end-to-end':>16}")
-    for r in results:
-        print(f"{r.variant:<8}{r.auc:>8.2f}{r.iou_same_crops:>16.4f}{r.iou_end_to_end:>16.4f}")
+    print(f"{'fp32':<8}{reports[0].auc_reference:>8.2f}{1.0:>16.4f}{1.0:>16.4f}")
+    for r in reports:
+        print(f"{r.dtype:<8}{r.auc_dtype:>8.2f}{r.same_iou_mean:>16.4f}{r.e2e_iou_mean:>16.4f}")
     return 0

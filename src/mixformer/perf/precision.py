@@ -13,8 +13,12 @@ by frame, and measures:
   (pixels, IoU), template updates made, success AUC against the ground truth, and the median
   time per frame of each (same process, alternating order).
 
-``mixformer benchmark --model M --precision N [--precision-frames F] [--preset P] [--scene S]
-[--dtype bf16]`` prints it (:meth:`PrecisionReport.format`).
+The studied precision is ``"bf16"`` or ``"fp16"`` (the fast torch path in that dtype) or
+``"int8"`` (dynamic int8 quantisation of the fast path's Linear layers, :func:`quantize_int8`:
+studied, not offered on the Tracker). ``mixformer benchmark --model M --precision N
+[--precision-frames F] [--preset P] [--scene S] [--dtype bf16]`` prints one report
+(:meth:`PrecisionReport.format`); ``--accuracy N`` runs the study for bf16 and int8 on small
+240x320 sequences and prints one table.
 """
 
 from __future__ import annotations
@@ -22,19 +26,56 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from mixformer.models.mixformer import MixFormer
 from mixformer.perf.benchmark import box_iou
 from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.core import decode_prediction, resolve_config
+from mixformer.tracking.engines import Engine, Network, build_network
 
 log = logging.getLogger(__name__)
+
+VARIANTS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
+"""The precisions :func:`precision_study` compares."""
+
+
+def quantize_int8(fast: nn.Module) -> nn.Module:
+    """Dynamic int8 quantisation of every Linear layer of ``fast`` (in place; fp32 module).
+
+    Weights are stored as int8 per tensor; activations are quantised on the fly per call (the
+    ``torch.ao`` dynamic scheme, fbgemm kernels on x86). Convolutions and attention stay fp32.
+
+    Args:
+        fast: an fp32 fast network (``build_network(model, "fp32", "torch", True)``).
+    Raises:
+        ValueError: a module in another dtype.
+    """
+    if any(p.dtype != torch.float32 for p in fast.parameters()):
+        raise ValueError("int8 dynamic quantisation starts from the fp32 fast module")
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch.ao's quantized tensors are deprecated upstream (one more reason this variant is
+        # only studied, not offered on the Tracker).
+        warnings.simplefilter("ignore", (UserWarning, DeprecationWarning))
+        return quantize_dynamic(fast, {nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def build_variant(model: MixFormer, variant: str) -> Network:
+    """The fast network of ``model`` in ``variant`` (one of :data:`VARIANTS`; its own copy)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    if variant == "int8":
+        return quantize_int8(build_network(model, "fp32", "torch", True))
+    return build_network(model, variant, "torch", True)
 
 
 def edge_deviation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -171,7 +212,8 @@ def precision_study(
     Args:
         model: plain network (CPU, eval). Random weights still show the numerical agreement;
             the AUC and the score decisions mean something only with trained weights.
-        dtype: the studied precision (``"bf16"`` or ``"fp16"``, fast path).
+        dtype: the studied precision, one of :data:`VARIANTS` (the fast path in that dtype;
+            ``"int8"``: :func:`quantize_int8`).
         num_sequences, num_frames: generated sequences and frames per sequence (>= 2).
         seed: first sequence seed.
         tracker_config: tracker settings (default: ``TrackerConfig.for_model(model)``).
@@ -199,12 +241,11 @@ def precision_study(
     updates = dict.fromkeys(roles, 0)
     times: dict[str, list[float]] = {v: [] for v in roles}
     bar = tqdm(seqs, desc="precision", unit="seq", disable=not progress)
+    engines = {"ref": Engine(build_variant(model, reference), model)}
+    engines["test"] = Engine(build_variant(model, dtype), model)
+    engine = engines["test"]
     for k, (frames, gt, vis) in enumerate(bar):
-        trackers = {
-            "ref": Tracker(model, cfg, dtype=reference, threads=0),
-            "test": Tracker(model, cfg, dtype=dtype, threads=0),
-        }
-        engine = trackers["test"]._core.engine
+        trackers = {v: Tracker(engines[v], cfg, threads=0) for v in roles}
         boxes = {v: [t.init(frames[0], gt[0]).box] for v, t in trackers.items()}
         cache: Any = None
         for i, frame in enumerate(frames[1:], start=1):

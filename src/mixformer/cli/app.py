@@ -114,10 +114,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--max-upload-mb must be positive, got {args.max_upload_mb:g}")
     check_model_name(args.model)
     check_device(args.device)
-    set_threads(args.threads)
     sock = bind(args.host, args.port)
     try:
         model = load_model_from_args(args)
+        set_threads(args.threads, model)
         with tempfile.TemporaryDirectory(prefix="mixformer-app-") as workdir:
             _serve(args, model, sock, Path(workdir), _weights_of(args))
     finally:

@@ -128,11 +128,9 @@ def run(args: argparse.Namespace) -> int:
             require_openvino()
         except ImportError as exc:
             raise CLIError(str(exc)) from exc
-    import torch
 
-    set_threads(args.threads)  # the default of every command: auto_threads()
-    model = load_model_from_args(args)  # and again for the network (small ones: 1 thread)
-    threads = torch.get_num_threads()
+    model = load_model_from_args(args)
+    threads = set_threads(args.threads, model)  # default: auto_threads (small networks: 1)
     if args.accuracy:
         return _accuracy(model, args, dtype)
     config = None

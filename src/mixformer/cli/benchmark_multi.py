@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError as exc:
         raise CLIError(f"--size must be WxH, e.g. 640x480, got {args.size!r}") from exc
-    set_threads(args.threads)  # the default of every command: auto_threads()
     model = load_model_from_args(args).to(args.device)
+    set_threads(args.threads, model)  # default: auto_threads (small networks: 1)
     rows = benchmark_multi(
         model,
         args.targets,

@@ -55,7 +55,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
     from tqdm import tqdm
 
     from mixformer.datagen.composite import Corpus, demo_photos, make_composite_scene
@@ -72,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
     check_attention_every(args)
     check_model_name(args.model)
     check_device(args.device)
-    set_threads(args.threads)
     dtype = resolve_dtype_arg(args)
     if args.scene == "synthetic":
         seq = generate_sequence(args.seed, num_frames=args.frames, name=f"demo-{args.seed}")
@@ -88,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
         )
         frames = [scene.render(i) for i in range(len(scene))]
         seq = SyntheticSequence(scene.name, frames, scene.boxes, scene.visible)
-    model = load_model_from_args(args)  # sets the automatic thread count for the network
-    threads = torch.get_num_threads()
+    model = load_model_from_args(args)
+    threads = set_threads(args.threads, model)  # default: auto_threads (small networks: 1)
     config = TrackerConfig.for_model(model)
     tracker = Tracker(
         model,

@@ -109,15 +109,18 @@ AUTO_THREADS_HELP = "2, or 1 on a busy machine or for a small network such as th
 def add_threads_arg(p: argparse.ArgumentParser, default: str = AUTO_THREADS_HELP) -> None:
     """``--threads N``: torch (and ONNX Runtime) intra-op threads; ``default`` goes in the help."""
     p.add_argument(
-        "--threads", type=int, default=None, help=f"intra-op CPU threads (default: {default})"
+        "--threads",
+        type=int,
+        default=None,
+        help=f"intra-op CPU threads (default: {default})",
     )
 
 
 def set_threads(threads: int | None, model: Any = None) -> int:
     """Apply ``--threads`` (None: :func:`auto_threads` for ``model``) to torch; returns the count.
 
-    :func:`load_model_from_args` calls it again with the model, so that a small network gets
-    its one thread.
+    Commands call it once, after :func:`load_model_from_args`, so that a small network gets its
+    one thread.
 
     Raises:
         CLIError: ``threads < 1``.
@@ -213,10 +216,7 @@ def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - MixFormer,
 
     check_model_name(args.model)
     check_device(args.device)
-    model = build_model(args.model, weights=resolve_weights(args))
-    if hasattr(args, "threads") and args.threads is None:
-        set_threads(None, model)  # the automatic count now that the network is known
-    return model
+    return build_model(args.model, weights=resolve_weights(args))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -321,7 +321,6 @@ def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames 
     check_device(args.device)
     check_attention_every(args)
     preset = TrackerConfig.preset(args.preset, args.model, got10k_trained=args.got10k_trained)
-    set_threads(args.threads)
     _check_output_paths(args)
     source = FrameSource(args.source)
     frames = iter(source)
@@ -442,6 +441,7 @@ def run(args: argparse.Namespace) -> int:
     bar = None
     try:
         model = load_model_from_args(args)
+        set_threads(args.threads, model)
         video = _video(args, model, frames)
         several = len(args.box) > 1
         bar = tqdm(

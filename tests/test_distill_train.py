@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from mixformer.cli import main
-from mixformer.models import MixFormerV2, build_model
+from mixformer.models import MixFormerV2, build_model, get_config
 from mixformer.train import TrainConfig, Trainer, get_train_config, list_train_configs
 from mixformer.train.checkpoint import checkpoint_path, load_checkpoint
 from mixformer.train.distill import teacher_targets, v2_forward
@@ -150,6 +150,56 @@ def test_teacher_guards(tmp_path, stage1):
         Trainer(dense_cfg(model_overrides={**MICRO, "bins": 12}), tmp_path / "c")
     with pytest.raises(ValueError, match="MixFormerV2 student"):
         Trainer(dense_cfg(model="mixformer-tiny", model_overrides={}), tmp_path / "d")
+
+
+def test_dense_feature_mimicking_from_a_vit_style_corner_teacher(tmp_path):
+    """Our stage-1 feature term: a MobileNetV3 teacher's token sequence [z; o; x] after a
+    block pairs with the student's first 2T+S tokens (no prediction tokens on the teacher)."""
+    from mixformer.models.backbones.mbv3 import MBV3Config
+    from mixformer.models.blocks import run_joint
+    from mixformer.train.distill import DistillWeights, distill_losses
+
+    torch.manual_seed(0)
+    base = get_config("mixformer-mbv3")
+    teacher = build_model(
+        base.replace(
+            backbone=MBV3Config(embed_dim=32, depth=2, num_heads=2, pretrained_features=False)
+        )
+    ).eval()
+    student = build_model("mixformerv2-s", **{**MICRO, "template_size": 128, "search_size": 256,
+                                              "bins": 16, "depth": 2})  # fmt: skip
+    z, o, x = torch.randn(2, 3, 128, 128), torch.randn(2, 3, 128, 128), torch.randn(2, 3, 256, 256)
+    out = teacher_targets(teacher, z, o, x, (0, 1))
+    bb = teacher.backbone
+    zo = bb.embed(torch.cat([z, o])) + bb.pos_embed_t
+    seq = torch.cat([zo[:2], zo[2:], bb.embed(x) + bb.pos_embed_s], dim=1)  # (2, 384, 32)
+    with torch.no_grad():
+        first = run_joint(bb.blocks[:1], seq, (8, 8), (16, 16))
+        second = run_joint(bb.blocks[1:], first, (8, 8), (16, 16))
+    assert out["features"].shape == (2, 2, 384, 32)
+    torch.testing.assert_close(out["features"][0], first)
+    torch.testing.assert_close(out["features"][1], second)
+    s_out = v2_forward(student, z, o, x, None, (0, 1))
+    assert s_out["features"].shape == (2, 2, 388, 32)  # + 4 prediction tokens
+    _, terms = distill_losses(s_out, out, torch.tensor([[0.4, 0.4, 0.2, 0.2]] * 2))
+    want = torch.nn.functional.mse_loss(s_out["features"][:, :, :384], out["features"])
+    torch.testing.assert_close(terms["feat"], want)
+    total0, _ = distill_losses(s_out, out, torch.tensor([[0.4, 0.4, 0.2, 0.2]] * 2),
+                               DistillWeights(feat=0.0))  # fmt: skip
+    total1, _ = distill_losses(s_out, out, torch.tensor([[0.4, 0.4, 0.2, 0.2]] * 2),
+                               DistillWeights(feat=1.0))  # fmt: skip
+    torch.testing.assert_close(total1 - total0, want)
+    with pytest.raises(ValueError, match="ViT-style"):  # CvT blocks work on maps
+        teacher_targets(build_model("mixformer-tiny"), z[:, :, :64, :64], o[:, :, :64, :64],
+                        x[:, :, :160, :160], (0,))  # fmt: skip
+    # the Trainer checks the pairs when the run starts: the shipped teacher is 128 wide
+    wide = {**MICRO, "template_size": 128, "search_size": 256, "bins": 16}
+    layers = dict(distill_layers_student=(1,), distill_layers_teacher=(1,))
+    with pytest.raises(ValueError, match="same width"):
+        Trainer(dense_cfg(teacher_model="mixformer-mbv3", model_overrides=wide, **layers),
+                tmp_path / "a")  # fmt: skip
+    with pytest.raises(ValueError, match="ViT-style"):
+        Trainer(dense_cfg(**layers), tmp_path / "b")  # mixformer-tiny: CvT
 
 
 # ---- the runs ----------------------------------------------------------------------------------

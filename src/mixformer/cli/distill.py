@@ -154,8 +154,8 @@ def _recorded_model(path: str) -> str | None:
     return "" if ckpt.config is not None else None
 
 
-def _check_teacher(teacher: str, teacher_model: str) -> None:
-    """One-line errors for a teacher that cannot work, before anything trains."""
+def _check_teacher(teacher: str, teacher_model: str) -> Any:
+    """One-line errors for a teacher that cannot work, before anything trains; returns it."""
     from mixformer.models import MixFormerV2, build_model
     from mixformer.models.weights import CheckpointError
 
@@ -171,6 +171,27 @@ def _check_teacher(teacher: str, teacher_model: str) -> None:
             f"teacher {teacher} ({model.name or model.config.family}) has no corner head: "
             "the dense-to-sparse stage needs a corner-head teacher (CvT, MobileNetV3, MixViT)"
         )
+    return model
+
+
+def _fit_feature_pairs(name: str, cfg: Any, teacher: Any) -> Any:
+    """Run 1 without its feature pairs when ``teacher`` cannot give them (a CvT teacher, or
+    blocks of another width than the student's): the recipe's pairs are for its own teacher."""
+    from mixformer.models import get_config
+
+    if not cfg.distill_layers_teacher:
+        return cfg
+    width = get_config(cfg.model).replace(**cfg.model_overrides).backbone.out_dim
+    blocks = getattr(teacher.backbone, "mixed_blocks", None)
+    if blocks is not None and teacher.config.backbone.out_dim == width:
+        if max(cfg.distill_layers_teacher) < len(blocks):
+            return cfg
+    log.info(
+        "%s: no feature term (the teacher's blocks cannot pair with the student's %d-wide ones)",
+        name,
+        width,
+    )
+    return cfg.replace(distill_layers_student=(), distill_layers_teacher=())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -191,8 +212,10 @@ def run(args: argparse.Namespace) -> int:
         output,
         parse_key_values(args.overrides),
     )
-    first = runs[0][1]
-    _check_teacher(args.teacher, first.teacher_model)
+    name, first, folder = runs[0]
+    teacher = _check_teacher(args.teacher, first.teacher_model)
+    runs[0] = (name, _fit_feature_pairs(name, first, teacher), folder)
+    del teacher
     if not args.resume and any(list_checkpoints(folder) for _, _, folder in runs):
         raise CLIError(f"{output} already holds runs; pass --resume to continue them")
     info = init_distributed(args.device)

@@ -121,7 +121,9 @@ class TrainConfig:
             from a deeper ``init_checkpoint`` (the reference's ``INVALID_LAYERS``).
         phase_out_epochs: epochs of the cosine removal schedule (the reference's hard-coded 40).
         distill_layers_student / distill_layers_teacher: paired blocks of the feature term
-            (``DISTILL_LAYERS_STUDENT`` / ``_TEACHER``; empty: no feature term).
+            (``DISTILL_LAYERS_STUDENT`` / ``_TEACHER``; empty: no feature term). With
+            ``distill: dense`` (ours; the reference has no feature term there) the corner-head
+            teacher must be ViT-style (MixViT, ConvMAE, MobileNetV3) and of the student's width.
     """
 
     stage: int = 1
@@ -247,8 +249,6 @@ class TrainConfig:
             raise ValueError("distill runs are stage 1 (the score head is a plain stage 2)")
         if self.distill == "remove" and not self.remove_layers:
             raise ValueError("distill='remove' needs remove_layers (the blocks to phase out)")
-        if self.distill == "dense" and self.distill_layers_student:
-            raise ValueError("feature pairs need a MixFormerV2 teacher (distill remove/finetune)")
         if len(self.distill_layers_student) != len(self.distill_layers_teacher):
             raise ValueError(
                 f"distill_layers_student has {len(self.distill_layers_student)} entries, "

@@ -134,19 +134,55 @@ def corner_teacher_forward(
     template: torch.Tensor,
     online_template: torch.Tensor,
     search: torch.Tensor,
-) -> dict[str, torch.Tensor]:
-    """Joint forward of a corner-head network (CvT, MixViT, ConvMAE) returning the
+    feature_layers: Sequence[int] = (),
+) -> dict[str, Any]:
+    """Joint forward of a corner-head network (CvT, MixViT, ConvMAE, MobileNetV3) returning the
     reference's ``softmax=True`` outputs: ``pred_boxes (B, 1, 4)`` cxcywh and ``prob_tl``,
-    ``prob_br (B, F*F)`` (softmax over each corner map flattened row-major, row = y)."""
+    ``prob_br (B, F*F)`` (softmax over each corner map flattened row-major, row = y), and
+    ``features (len(feature_layers), B, 2T+S, D)``: the token sequence ``[z; o; x]`` after each
+    listed mixed-attention block (None without layers; ViT-style backbones only)."""
     dt = teacher.dtype
-    _, x = teacher.backbone(template.to(dt), online_template.to(dt), search.to(dt))
+    kept: dict[int, torch.Tensor] = {}
+    hooks = []
+    if feature_layers:
+        blocks = mixed_blocks_of(teacher)
+        for j in set(feature_layers):
+            hooks.append(
+                blocks[j].register_forward_hook(lambda m, a, out, j=j: kept.__setitem__(j, out))
+            )
+    try:
+        _, x = teacher.backbone(template.to(dt), online_template.to(dt), search.to(dt))
+    finally:
+        for h in hooks:
+            h.remove()
     head = teacher.box_head
     tl, br = head.score_maps(x)
     p_tl = torch.softmax(tl.flatten(1).float(), dim=1)
     p_br = torch.softmax(br.flatten(1).float(), dim=1)
     cx, cy = head.coord_x.float(), head.coord_y.float()
     xyxy = torch.stack([p_tl @ cx, p_tl @ cy, p_br @ cx, p_br @ cy], dim=1) / head.img_size
-    return {"pred_boxes": box_xyxy_to_cxcywh(xyxy)[:, None], "prob_tl": p_tl, "prob_br": p_br}
+    return {
+        "pred_boxes": box_xyxy_to_cxcywh(xyxy)[:, None],
+        "prob_tl": p_tl,
+        "prob_br": p_br,
+        "features": torch.stack([kept[j] for j in feature_layers]) if feature_layers else None,
+    }
+
+
+def mixed_blocks_of(model: MixFormer) -> nn.ModuleList:
+    """The mixed-attention blocks of a ViT-style backbone (MixViT, ConvMAE's last stage,
+    MobileNetV3, MixFormerV2), whose outputs are token sequences ``(B, N, D)``.
+
+    Raises:
+        ValueError: a backbone without them (CvT's blocks work on maps of changing widths).
+    """
+    blocks = getattr(model.backbone, "mixed_blocks", None)
+    if blocks is None:
+        raise ValueError(
+            f"feature mimicking needs a ViT-style teacher (MixViT, ConvMAE, MobileNetV3, "
+            f"MixFormerV2); {model.config.family} has no mixed-attention token blocks"
+        )
+    return blocks
 
 
 def corner_marginals(prob_tl: torch.Tensor, prob_br: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -180,7 +216,9 @@ def teacher_targets(
     """What the teacher contributes to the loss, without gradients.
 
     A MixFormerV2 teacher (stage 2) gives its bin probabilities and, for ``feature_layers``,
-    its block outputs; a corner-head teacher (stage 1) the marginals of its corner maps.
+    its block outputs; a corner-head teacher (stage 1) the marginals of its corner maps and,
+    for ``feature_layers`` (our addition for small budgets, see
+    :func:`corner_teacher_forward`), its block outputs without prediction tokens.
 
     Returns:
         ``pred_boxes (B, 1, 4)``, ``targets`` side -> ``(B, F)`` and ``features`` (or None);
@@ -188,7 +226,7 @@ def teacher_targets(
 
     Raises:
         RuntimeError: the teacher is in train mode (its BatchNorm / DropPath would act).
-        ValueError: feature layers for a corner-head teacher.
+        ValueError: feature layers for a teacher without ViT-style blocks.
     """
     if teacher.training:
         raise RuntimeError("the teacher must be in eval mode (freeze_teacher)")
@@ -199,14 +237,8 @@ def teacher_targets(
             "targets": out["probs"],
             "features": out["features"],
         }
-    if feature_layers:
-        raise ValueError("feature mimicking needs a MixFormerV2 teacher")
-    out = corner_teacher_forward(teacher, template, online_template, search)
-    return {
-        **out,
-        "targets": corner_marginals(out["prob_tl"], out["prob_br"]),
-        "features": None,
-    }
+    out = corner_teacher_forward(teacher, template, online_template, search, feature_layers)
+    return {**out, "targets": corner_marginals(out["prob_tl"], out["prob_br"])}
 
 
 def distill_losses(
@@ -221,7 +253,9 @@ def distill_losses(
         student_out: :func:`v2_forward` of the student (``features`` for the feature term).
         teacher_out: :func:`teacher_targets`.
         search_anno: ``(B, 4)`` normalised xywh ground truth (clamped after conversion).
-        weights: loss weights; the feature term enters when both outputs carry features.
+        weights: loss weights; the feature term enters when both outputs carry features (a
+            corner-head teacher's sequences lack the prediction tokens: the student's first
+            ``2T+S`` tokens are compared).
     Returns:
         ``(total, terms)``, terms 0-d tensors ``ciou``, ``l1``, ``kl_t``, ``kl_l``, ``kl_b``,
         ``kl_r``, ``kl`` (their mean), ``feat`` (stage 2), and ``(B,)`` ``iou`` / ``iou_teacher``.
@@ -258,6 +292,15 @@ def distill_losses(
     total = weights.ciou * ciou + weights.l1 * l1 + weights.kl * terms["kl"]
     fs, ft = student_out.get("features"), teacher_out.get("features")
     if fs is not None and ft is not None:
+        if fs.shape != ft.shape:
+            if fs.shape[:2] + fs.shape[3:] != ft.shape[:2] + ft.shape[3:] or (
+                fs.shape[2] < ft.shape[2]
+            ):
+                raise ValueError(
+                    f"student features {tuple(fs.shape)} cannot be paired with the teacher's "
+                    f"{tuple(ft.shape)}: the widths and the token grids must match"
+                )
+            fs = fs[:, :, : ft.shape[2]]  # [z; o; x] without the prediction tokens
         terms["feat"] = F.mse_loss(fs, ft.detach())
         total = total + weights.feat * terms["feat"]
     return total, terms

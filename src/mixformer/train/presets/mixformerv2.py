@@ -48,11 +48,13 @@ def _distill_presets(
     pairs: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]],
     lengths: tuple[int, int, int],
     score: dict[str, Any],
+    dense: dict[str, Any] | None = None,
 ) -> None:
     """Register ``{stem}-stage1``, ``-stage2``, ``-stage2-finetune`` and ``-score``.
 
     ``pairs``: (teacher blocks, student blocks during removal, student blocks after it);
-    ``lengths``: epochs of stage 1, the removal run and the fine-tune (LR drop at 4/5).
+    ``lengths``: epochs of stage 1, the removal run and the fine-tune (LR drop at 4/5);
+    ``dense``: extra keys of stage 1 (e.g. its own feature pairs).
     """
     depth = int(student["depth"])
     shallow = {**student, "depth": depth - len(remove)}
@@ -62,7 +64,7 @@ def _distill_presets(
     def run(epochs: int, **kw: Any) -> dict[str, Any]:
         return {**common, "epochs": epochs, "lr_drop_epoch": max(1, epochs * 4 // 5), **kw}
 
-    s1 = run(lengths[0], distill="dense", model_overrides=student, **teacher)
+    s1 = run(lengths[0], distill="dense", model_overrides=student, **teacher, **(dense or {}))
     s2 = run(
         lengths[1],
         distill="remove",
@@ -152,7 +154,10 @@ _distill_presets(
 # CPU scale: the shipped default model (mixformer-mbv3, corner head, 16x16 map at 256) teaches
 # a 4-block MixFormerV2 of width 128 (16 bins, 128/256 crops, MLP ratio 2) from random init on
 # the composites of mbv3-real-stage1; blocks 0 and 2 are phased out over 4 of 5 epochs (the
-# reference's 40 of 45, scaled), leaving a 2-block student.
+# reference's 40 of 45, scaled), leaving a 2-block student. Stage 1 adds feature mimicking
+# (ours): the student's blocks 1 and 3 learn the teacher's token sequences after its blocks 1
+# and 3 (same width and token grid), weight 1.0: with the KL on four bin distributions alone,
+# the random-init student's IoU rose from 0.069 to 0.078 in two epochs.
 MBV3_DISTILL_STUDENT = {
     "embed_dim": 128,
     "depth": 4,
@@ -187,4 +192,5 @@ _distill_presets(
         "samples_per_epoch": 3200,
         "hard_negative_prob": 0.5,
     },
+    dense={"distill_layers_student": (1, 3), "distill_layers_teacher": (1, 3), "feat_weight": 1.0},
 )

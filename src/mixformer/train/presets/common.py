@@ -20,6 +20,7 @@ __all__ = [
     "TINY_REAL",
     "TINY_STAGE1",
     "TINY_STAGE2",
+    "composite_score_stage",
     "mixvit_presets",
 ]
 
@@ -131,3 +132,15 @@ TINY_REAL: dict[str, Any] = {
     "synthetic_seed": 11,
     "synthetic_val_seed": 12,
 }
+
+
+def composite_score_stage(base: dict[str, Any], stage1_run: str) -> TrainConfig:
+    """CPU-scale stage 2 on the composites: the score module of ``runs/<stage1_run>``'s final
+    weights, 9,600 samples, half the negatives hard (look-alikes and background from the same
+    frames)."""
+    return TrainConfig(
+        **{**base, **TINY_STAGE2},
+        stage1_checkpoint=f"runs/{stage1_run}/model_final.pth",
+        samples_per_epoch=9600,
+        hard_negative_prob=0.5,
+    )

@@ -4,7 +4,13 @@ CPU-scale recipes of this project's ``mixformer-tiny``."""
 from __future__ import annotations
 
 from mixformer.train.config import TrainConfig, register_train_preset
-from mixformer.train.presets.common import TINY, TINY_REAL, TINY_STAGE1, TINY_STAGE2
+from mixformer.train.presets.common import (
+    TINY,
+    TINY_REAL,
+    TINY_STAGE1,
+    TINY_STAGE2,
+    composite_score_stage,
+)
 
 _STAGE2 = dict(
     stage=2,
@@ -116,9 +122,4 @@ def _s1_tiny_real() -> TrainConfig:
 @register_train_preset("tiny-real-stage2")
 def _s2_tiny_real() -> TrainConfig:
     """CPU scale stage 2: the score module of ``mixformer-tiny`` on real-image composites."""
-    return TrainConfig(
-        **{**TINY_REAL, **TINY_STAGE2},
-        stage1_checkpoint="runs/tiny-real-stage1/model_final.pth",
-        samples_per_epoch=9600,
-        hard_negative_prob=0.5,
-    )
+    return composite_score_stage(TINY_REAL, "tiny-real-stage1")

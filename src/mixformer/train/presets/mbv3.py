@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from mixformer.train.config import TrainConfig, register_train_preset
-from mixformer.train.presets.common import TINY_REAL, TINY_STAGE1, TINY_STAGE2
+from mixformer.train.presets.common import TINY_REAL, TINY_STAGE1, composite_score_stage
 
 __all__ = ["MBV3_REAL"]
 
@@ -40,12 +40,7 @@ def _s1_mbv3_real() -> TrainConfig:
 @register_train_preset("mbv3-real-stage2")
 def _s2_mbv3_real() -> TrainConfig:
     """CPU scale stage 2: the score module of ``mixformer-mbv3``, half the negatives hard."""
-    return TrainConfig(
-        **{**MBV3_REAL, **TINY_STAGE2},
-        stage1_checkpoint="runs/mbv3-real-stage1/model_final.pth",
-        samples_per_epoch=9600,
-        hard_negative_prob=0.5,
-    )
+    return composite_score_stage(MBV3_REAL, "mbv3-real-stage1")
 
 
 # Fine-tuning the default model's pretrained stages slowly: from the shipped weights, the
@@ -78,9 +73,4 @@ def _s1_mbv3_finetune() -> TrainConfig:
 @register_train_preset("mbv3-finetune-stage2")
 def _s2_mbv3_finetune() -> TrainConfig:
     """CPU scale stage 2: the score module after ``mbv3-finetune-stage1``."""
-    return TrainConfig(
-        **{**MBV3_REAL, **TINY_STAGE2},
-        stage1_checkpoint="runs/mbv3-finetune-stage1/model_final.pth",
-        samples_per_epoch=9600,
-        hard_negative_prob=0.5,
-    )
+    return composite_score_stage(MBV3_REAL, "mbv3-finetune-stage1")

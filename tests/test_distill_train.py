@@ -202,6 +202,30 @@ def test_dense_feature_mimicking_from_a_vit_style_corner_teacher(tmp_path):
         Trainer(dense_cfg(**layers), tmp_path / "b")  # mixformer-tiny: CvT
 
 
+def test_init_from_teacher_copies_the_shared_stem_and_blocks(tmp_path):
+    cfg = dense_cfg(
+        model="mixformerv2-mbv3",
+        model_overrides={"depth": 4, "bins": 16},
+        teacher_model="mixformer-mbv3",
+        init_from_teacher=True,
+        freeze_patterns=("backbone.features.",),
+    )
+    tr = Trainer(cfg, tmp_path / "a", progress=False)
+    own, theirs = tr.model.state_dict(), tr.teacher.state_dict()
+    for k in ("backbone.features.stem.weight", "backbone.embed_proj.weight",
+              "backbone.blocks.3.attn.qkv.weight", "backbone.blocks.0.mlp.fc2.bias"):  # fmt: skip
+        torch.testing.assert_close(own[k], theirs[k], rtol=0, atol=0)
+    assert "backbone.reg_tokens" not in theirs and "box_head.layers.0.0.weight" in own
+    assert not tr.model.backbone.features.stem.weight.requires_grad  # frozen, as configured
+    fresh = Trainer(cfg.replace(init_from_teacher=False), tmp_path / "b", progress=False)
+    assert not torch.equal(fresh.model.state_dict()["backbone.blocks.3.attn.qkv.weight"],
+                           theirs["backbone.blocks.3.attn.qkv.weight"])  # fmt: skip
+    with pytest.raises(ValueError, match="init_from_teacher goes with"):
+        cfg.replace(distill="finetune")
+    with pytest.raises(ValueError, match="shares no tensor"):  # a CvT teacher: nothing shared
+        Trainer(dense_cfg(init_from_teacher=True), tmp_path / "c")
+
+
 # ---- the runs ----------------------------------------------------------------------------------
 
 
@@ -306,8 +330,9 @@ def test_distill_cli_chains_the_runs_and_resumes(tmp_path, capsys):
     assert main([*args, *CLI_OVERRIDES]) == 0
     student = out / "student.pth"
     assert f"--weights {student}" in capsys.readouterr().out
-    model = build_model("mixformerv2-s", weights=student)
+    model = build_model(None, weights=student)  # the config the file records
     assert isinstance(model, MixFormerV2) and len(model.backbone.blocks) == 2
+    assert model.config.backbone.family == "v2-mbv3"  # the default recipe's student
     assert model.score_head is not None
     for run in RUNS:
         assert (out / run / "model_final.pth").is_file()

@@ -174,24 +174,34 @@ def _check_teacher(teacher: str, teacher_model: str) -> Any:
     return model
 
 
-def _fit_feature_pairs(name: str, cfg: Any, teacher: Any) -> Any:
-    """Run 1 without its feature pairs when ``teacher`` cannot give them (a CvT teacher, or
-    blocks of another width than the student's): the recipe's pairs are for its own teacher."""
-    from mixformer.models import get_config
+def _fit_to_teacher(name: str, cfg: Any, teacher: Any) -> Any:
+    """Run 1 adapted to a teacher other than the recipe's: without its feature pairs when the
+    teacher cannot give them (a CvT teacher, or blocks of another width than the student's),
+    and from the student's own initialisation when it shares no tensor with the teacher."""
+    import torch
 
-    if not cfg.distill_layers_teacher:
-        return cfg
-    width = get_config(cfg.model).replace(**cfg.model_overrides).backbone.out_dim
-    blocks = getattr(teacher.backbone, "mixed_blocks", None)
-    if blocks is not None and teacher.config.backbone.out_dim == width:
-        if max(cfg.distill_layers_teacher) < len(blocks):
-            return cfg
-    log.info(
-        "%s: no feature term (the teacher's blocks cannot pair with the student's %d-wide ones)",
-        name,
-        width,
-    )
-    return cfg.replace(distill_layers_student=(), distill_layers_teacher=())
+    from mixformer.models import build_model
+
+    with torch.device("meta"):  # names and shapes only
+        student = build_model(cfg.model, **cfg.model_overrides)
+    width = student.config.backbone.out_dim
+    if cfg.distill_layers_teacher:
+        blocks = getattr(teacher.backbone, "mixed_blocks", None)
+        if (
+            blocks is None
+            or teacher.config.backbone.out_dim != width
+            or max(cfg.distill_layers_teacher) >= len(blocks)
+        ):
+            log.info("%s: no feature term (the teacher's blocks do not pair with the student's)",
+                     name)  # fmt: skip
+            cfg = cfg.replace(distill_layers_student=(), distill_layers_teacher=())
+    if cfg.init_from_teacher:
+        theirs = {k: v.shape for k, v in teacher.state_dict().items()}
+        if not any(theirs.get(k) == v.shape for k, v in student.state_dict().items()):
+            log.info("%s: the student starts from its own initialisation (it shares no tensor "
+                     "with the teacher)", name)  # fmt: skip
+            cfg = cfg.replace(init_from_teacher=False)
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
@@ -214,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     )
     name, first, folder = runs[0]
     teacher = _check_teacher(args.teacher, first.teacher_model)
-    runs[0] = (name, _fit_feature_pairs(name, first, teacher), folder)
+    runs[0] = (name, _fit_to_teacher(name, first, teacher), folder)
     del teacher
     if not args.resume and any(list_checkpoints(folder) for _, _, folder in runs):
         raise CLIError(f"{output} already holds runs; pass --resume to continue them")

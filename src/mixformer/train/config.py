@@ -124,6 +124,10 @@ class TrainConfig:
             (``DISTILL_LAYERS_STUDENT`` / ``_TEACHER``; empty: no feature term). With
             ``distill: dense`` (ours; the reference has no feature term there) the corner-head
             teacher must be ViT-style (MixViT, ConvMAE, MobileNetV3) and of the student's width.
+        init_from_teacher: ``distill: dense``: the student starts from the teacher's tensors of
+            the same name and shape (ours: a student on the teacher's stem and blocks, such as
+            ``mixformerv2-mbv3`` from ``mixformer-mbv3``, then learns only its prediction
+            tokens and bin head from scratch).
     """
 
     stage: int = 1
@@ -189,6 +193,7 @@ class TrainConfig:
     phase_out_epochs: int = 40
     distill_layers_student: tuple[int, ...] = ()
     distill_layers_teacher: tuple[int, ...] = ()
+    init_from_teacher: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -253,6 +258,11 @@ class TrainConfig:
             raise ValueError(
                 f"distill_layers_student has {len(self.distill_layers_student)} entries, "
                 f"distill_layers_teacher {len(self.distill_layers_teacher)}: they are pairs"
+            )
+        if self.init_from_teacher and self.distill != "dense":
+            raise ValueError(
+                "init_from_teacher goes with distill='dense' (later runs start "
+                "from init_checkpoint)"
             )
         if self.phase_out_epochs < 1:
             raise ValueError(f"phase_out_epochs must be >= 1, got {self.phase_out_epochs}")

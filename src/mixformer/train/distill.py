@@ -196,6 +196,23 @@ def corner_marginals(prob_tl: torch.Tensor, prob_br: torch.Tensor) -> dict[str, 
     return {"t": tl.sum(2), "l": tl.sum(1), "b": br.sum(2), "r": br.sum(1)}
 
 
+def copy_from_teacher(student: nn.Module, teacher: nn.Module) -> list[str]:
+    """Copy every tensor of ``teacher`` whose name and shape the student shares (score modules
+    excepted) into ``student``; returns the names copied (ours, for ``init_from_teacher``)."""
+    own, theirs = student.state_dict(), teacher.state_dict()
+    names = [
+        k
+        for k, v in own.items()
+        if k in theirs
+        and theirs[k].shape == v.shape
+        and not k.startswith(("score_branch.", "score_head."))
+    ]
+    with torch.no_grad():
+        for k in names:
+            own[k].copy_(theirs[k])
+    return names
+
+
 def freeze_teacher(teacher: nn.Module) -> nn.Module:
     """Eval mode (BatchNorm on its running statistics, no DropPath) and no gradients: the
     teacher never trains (SPEC-DISTILL 1)."""

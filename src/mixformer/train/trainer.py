@@ -59,6 +59,7 @@ from mixformer.train.checkpoint import (
 from mixformer.train.config import TrainConfig
 from mixformer.train.distill import (
     DistillWeights,
+    copy_from_teacher,
     distill_losses,
     freeze_teacher,
     mixed_blocks_of,
@@ -474,6 +475,14 @@ class Trainer:
                     f"distill_layers_student {bad} outside the student's {depth} blocks"
                 )
             self.teacher = build_teacher(cfg, self.model).to(self.info.device)
+            if cfg.init_from_teacher:
+                copied = copy_from_teacher(self.model, self.teacher)
+                if not copied:
+                    raise ValueError(
+                        "init_from_teacher: the student shares no tensor with the "
+                        "teacher (other names or shapes)"
+                    )
+                log.info("student starts from %d teacher tensors", len(copied))
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)

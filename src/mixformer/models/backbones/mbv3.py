@@ -9,6 +9,11 @@ run on a few hundred photos cannot learn.
 Per image (template, online templates and search separately): ImageNet-normalised crop ->
 RGB 0..255 -> MobileNetV3 up to ``expanded_conv_11`` (stride 16, 88 channels) -> LayerNorm ->
 Linear to ``embed_dim`` -> + sin-cos position table; then ``blocks``, the MixViT blocks.
+
+:class:`V2MBV3Backbone` (family ``"v2-mbv3"``) is the MixFormerV2 member on the same stem: the
+MobileNetV3 embedding, then MixFormerV2 blocks with four prediction tokens (the student that
+``mixformer distill`` makes from the default model; its parameter names are the
+``mixformer-mbv3`` backbone's, so that the teacher's weights initialise it).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 from torch import nn
 
 from mixformer.models.backbones.base import BackboneConfig
+from mixformer.models.backbones.v2 import V2Backbone, V2Config
 from mixformer.models.backbones.vit import (
     MixedTokens,
     ViTAttention,
@@ -90,23 +96,86 @@ class MBV3Backbone(MixedTokens):
         d = cfg.embed_dim
         self.pos_embed_s = make_pos_param(search_size // cfg.stride, d)
         self.pos_embed_t = make_pos_param(template_size // cfg.stride, d)
-        self.features = MobileNetV3Features()
-        self.embed_norm = LayerNorm(self.features.out_dim)
-        self.embed_proj = nn.Linear(self.features.out_dim, d)
+        add_feature_stem(self, d)
         self.blocks = vit_blocks(
             d, cfg.depth, lambda: ViTAttention(d, cfg.num_heads), cfg.mlp_ratio,
             cfg.drop_path_rate, 1e-6,
         )  # fmt: skip
         init_linear_and_norm(self)
-        if cfg.pretrained_features and not self.features.stem.weight.is_meta:
-            self.features.load_state_dict(load_pretrained_features())
+        init_feature_stem(self, cfg.pretrained_features)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Tokens ``(N, G*G, D)`` of ImageNet-normalised crops ``(N, 3, H, W)``."""
-        rgb = self.features.from_imagenet(images)
-        # float32 whatever the network's dtype (see MobileNetV3Features); autocast off for the
-        # same reason (CUDA AMP training would run the convolutions in fp16)
-        with torch.autocast(images.device.type, enabled=False):
-            f = self.features(rgb)
-        f = f.to(images.dtype).flatten(2).transpose(1, 2)
-        return self.embed_proj(self.embed_norm(f))
+        return embed_features(self, images)
+
+
+def add_feature_stem(backbone: nn.Module, embed_dim: int) -> None:
+    """Give ``backbone`` the MobileNetV3 embedding: ``features``, ``embed_norm``, ``embed_proj``
+    (PyTorch's default init; see :func:`init_feature_stem`)."""
+    backbone.features = MobileNetV3Features()
+    backbone.embed_norm = LayerNorm(backbone.features.out_dim)
+    backbone.embed_proj = nn.Linear(backbone.features.out_dim, embed_dim)
+
+
+def init_feature_stem(backbone: nn.Module, pretrained: bool) -> None:
+    """The MobileNetV3 stages from the shipped COCO weights when ``pretrained`` (and the
+    module is not on the meta device)."""
+    if pretrained and not backbone.features.stem.weight.is_meta:
+        backbone.features.load_state_dict(load_pretrained_features())
+
+
+def embed_features(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Tokens ``(N, G*G, D)`` of ImageNet-normalised crops ``(N, 3, H, W)`` through the
+    MobileNetV3 embedding of :func:`add_feature_stem`."""
+    rgb = backbone.features.from_imagenet(images)
+    # float32 whatever the network's dtype (see MobileNetV3Features); autocast off for the
+    # same reason (CUDA AMP training would run the convolutions in fp16)
+    with torch.autocast(images.device.type, enabled=False):
+        f = backbone.features(rgb)
+    f = f.to(images.dtype).flatten(2).transpose(1, 2)
+    return backbone.embed_proj(backbone.embed_norm(f))
+
+
+@dataclass(frozen=True)
+class V2MBV3Config(V2Config):
+    """Hyper-parameters of the MixFormerV2 backbone on the MobileNetV3 stem: the fields of
+    :class:`~mixformer.models.backbones.v2.V2Config` (here width 128, 4 heads, stride 16) and
+
+    Attributes:
+        pretrained_features: the MobileNetV3 stages from the shipped COCO weights.
+    """
+
+    family = "v2-mbv3"
+    embed_dim: int = 128
+    depth: int = 2
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.0
+    pretrained_features: bool = True
+
+
+@BACKBONES.register("v2-mbv3")
+class V2MBV3Backbone(V2Backbone):
+    """MixFormerV2 blocks and prediction tokens over the MobileNetV3 embedding (the outputs of
+    :class:`~mixformer.models.backbones.v2.V2Backbone`); ``features``, ``embed_norm``,
+    ``embed_proj`` and ``blocks`` are named as in :class:`MBV3Backbone`."""
+
+    Config = V2MBV3Config
+    pretrained_families = ()
+
+    def __init__(self, cfg: V2MBV3Config, template_size: int = 128, search_size: int = 256) -> None:
+        super().__init__(cfg, template_size, search_size)
+        del self.patch_embed
+        add_feature_stem(self, cfg.embed_dim)
+        init_linear_and_norm(self.embed_norm)
+        init_linear_and_norm(self.embed_proj)
+        init_feature_stem(self, cfg.pretrained_features)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Tokens ``(N, G*G, D)`` of ImageNet-normalised crops ``(N, 3, H, W)``."""
+        return embed_features(self, images)
+
+    @classmethod
+    def is_pretrained_file(cls, state_dict: dict[str, torch.Tensor]) -> bool:
+        """No pretrained-backbone files of its own (the stem's weights ship in the package)."""
+        return False

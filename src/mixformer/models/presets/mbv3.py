@@ -1,12 +1,13 @@
 """Presets of the MobileNetV3 family: mixformer-mbv3, the default model (this project's; its
 weights ship in the package, its tracker settings are tuned here on top of the MixCvT
-schedules)."""
+schedules), and mixformerv2-mbv3, the MixFormerV2 student distilled from it."""
 
 from __future__ import annotations
 
-from mixformer.models.backbones.mbv3 import MBV3Config
+from mixformer.models.backbones.mbv3 import MBV3Config, V2MBV3Config
 from mixformer.models.config import ModelConfig, register_preset
 from mixformer.models.heads.corner import CornerConfig
+from mixformer.models.heads.mlp import MlpHeadConfig
 from mixformer.models.presets.cvt import cvt_tracking
 
 # The default model's own tracker settings (ours, not a reference's), chosen with the stage-1
@@ -30,6 +31,25 @@ def mixformer_mbv3() -> ModelConfig:
     return ModelConfig(
         backbone=MBV3Config(),
         head=CornerConfig(channel=64),
+        template_size=128,
+        search_size=256,
+    )
+
+
+# The distilled student's tracker settings: the default model's, without the corner-map motion
+# prior (the bin head has no heat maps).
+V2MBV3_TRACKING = {k: v for k, v in MBV3_TRACKING.items() if k != "motion_prior"}
+
+
+@register_preset("mixformerv2-mbv3", tracking=cvt_tracking("baseline", ours=V2MBV3_TRACKING))
+def mixformerv2_mbv3() -> ModelConfig:
+    """MixFormerV2 on the default model's MobileNetV3 stem: 2 mixed-attention blocks at width
+    128 with four prediction tokens, MLP bin head (16 bins, the default model's corner-map
+    side) and MLP score head; 128/256 crops. What ``mixformer distill --teacher default``
+    makes (no weights ship for it)."""
+    return ModelConfig(
+        backbone=V2MBV3Config(),
+        head=MlpHeadConfig(bins=16),
         template_size=128,
         search_size=256,
     )

@@ -72,6 +72,28 @@ def test_got10k_only_files_are_marked():
     }
 
 
+def test_the_cli_reads_got10k_only_files_by_name(caplog):
+    """``--got10k-trained`` is automatic for a released GOT-10k-only file (by its base name)."""
+    from argparse import Namespace
+
+    from mixformer.cli.track import got10k_trained
+
+    def args(weights, flag=False, model="mixformer-22k"):
+        return Namespace(model=model, weights=weights, got10k_trained=flag)
+
+    preset = get_preset("mixformer-22k")
+    assert preset.release("/d/mixformer_cvt_online_22k_got.pth.tar").got10k_trained
+    assert not preset.release("mixformer_cvt_online_22k.pth.tar").got10k_trained
+    assert preset.release("renamed.pth") is None
+    with caplog.at_level("INFO"):
+        assert got10k_trained(args("/d/mixformer_cvt_online_22k_got.pth.tar"))
+    assert "GOT-10k only" in caplog.text
+    assert not got10k_trained(args("/d/mixformer_cvt_online_22k.pth.tar"))
+    assert not got10k_trained(args(None)) and not got10k_trained(args("default"))
+    assert got10k_trained(args("renamed.pth", flag=True))  # the flag for renamed files
+    assert not got10k_trained(args("x_got.pth.tar", model="no-such-model"))
+
+
 def test_duplicate_names_raise_in_every_registry():
     with pytest.raises(ValueError, match="already registered"):
         register_preset("mixformer-22k")(ModelConfig)

@@ -22,6 +22,7 @@ from mixformer.cli.track import (
     add_threads_arg,
     auto_threads,
     check_device,
+    got10k_trained,
     resolve_weights,
 )
 
@@ -241,7 +242,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     weights, sha = _weights_identity(args)
     # Crop sizes belong to the network the workers will build.
     mc = preset_config(args.model, read_checkpoint(weights) if weights else None)
-    config = TrackerConfig.preset(bench.tracker_preset, args.model, mc, args.got10k_trained)
+    config = TrackerConfig.preset(bench.tracker_preset, args.model, mc, got10k_trained(args))
     config = apply_set(config, args.overrides)
     # Read and validate the whole benchmark before tracking anything.
     sequences = load_benchmark(bench.name, args.root, _sequence_names(args.sequences))

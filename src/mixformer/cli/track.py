@@ -166,10 +166,29 @@ def add_got10k_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--got10k-trained",
         action="store_true",
-        help="the weights were trained on GOT-10k only "
-        "(e.g. mixformer_cvt_online_22k_got.pth.tar): use the reference's baseline_got tracker "
-        "schedules",
+        help="the weights were trained on GOT-10k only: use the reference's baseline_got "
+        "tracker schedules (automatic for the released GOT-10k-only files, e.g. "
+        "mixformer_cvt_online_22k_got.pth.tar, by their names)",
     )
+
+
+def got10k_trained(args: argparse.Namespace) -> bool:
+    """``--got10k-trained``, or the ``--weights`` file is one of the preset's released
+    GOT-10k-only files (:attr:`~mixformer.models.release.Release.got10k_trained`)."""
+    if args.got10k_trained:
+        return True
+    if not args.weights or args.weights == "default":
+        return False
+    from mixformer.models import get_preset
+
+    try:
+        release = get_preset(args.model).release(args.weights)
+    except KeyError:
+        return False
+    if release is not None and release.got10k_trained:
+        log.info("%s is trained on GOT-10k only: its tracker schedules", release.file)
+        return True
+    return False
 
 
 def resolve_weights(args: argparse.Namespace) -> Path | None:
@@ -266,7 +285,7 @@ def _video(args: argparse.Namespace, model, frames):  # noqa: ANN001, ANN202 - l
     """The :func:`~mixformer.track_video` loop of the command's boxes and settings."""
     from mixformer.tracking import TrackerConfig, track_video
 
-    config = TrackerConfig.for_model(model, args.preset, args.got10k_trained)
+    config = TrackerConfig.for_model(model, args.preset, got10k_trained(args))
     return track_video(
         frames,
         args.box,
@@ -320,7 +339,7 @@ def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames 
     check_model_name(args.model)
     check_device(args.device)
     check_attention_every(args)
-    preset = TrackerConfig.preset(args.preset, args.model, got10k_trained=args.got10k_trained)
+    preset = TrackerConfig.preset(args.preset, args.model, got10k_trained=got10k_trained(args))
     _check_output_paths(args)
     source = FrameSource(args.source)
     frames = iter(source)

@@ -10,6 +10,7 @@ from mixformer.cli.track import (
     add_got10k_arg,
     add_model_args,
     add_plain_arg,
+    got10k_trained,
     load_model_from_args,
 )
 
@@ -58,7 +59,7 @@ def run_server(args: argparse.Namespace) -> int:
         raise CLIError(f"{exc}") from exc
     TrackerConfig.preset(args.preset)  # unknown presets fail before the model loads
     model = load_model_from_args(args)
-    config = TrackerConfig.for_model(model, args.preset, args.got10k_trained)
+    config = TrackerConfig.for_model(model, args.preset, got10k_trained(args))
     fast = not args.plain
     frames = serve(
         lambda: MultiTracker(model, config, device=args.device, fast=fast), name=args.name

@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mixformer.models import backbones as _backbones  # noqa: F401  (registers the families)
@@ -211,6 +212,11 @@ class Preset:
     def files(self) -> tuple[str, ...]:
         """File names of the released weights (empty for presets of this project)."""
         return tuple(r.file for r in self.releases)
+
+    def release(self, file: str | Path) -> Release | None:
+        """The released file named like ``file`` (its base name), or None."""
+        name = Path(file).name
+        return next((r for r in self.releases if r.file == name), None)
 
     @property
     def release_page(self) -> str:

@@ -181,23 +181,18 @@ def _fit_to_teacher(name: str, cfg: Any, teacher: Any) -> Any:
     import torch
 
     from mixformer.models import build_model
+    from mixformer.train.distill import check_feature_layers, shared_tensors
 
     with torch.device("meta"):  # names and shapes only
         student = build_model(cfg.model, **cfg.model_overrides)
-    width = student.config.backbone.out_dim
     if cfg.distill_layers_teacher:
-        blocks = getattr(teacher.backbone, "mixed_blocks", None)
-        if (
-            blocks is None
-            or teacher.config.backbone.out_dim != width
-            or max(cfg.distill_layers_teacher) >= len(blocks)
-        ):
-            log.info("%s: no feature term (the teacher's blocks do not pair with the student's)",
-                     name)  # fmt: skip
+        try:
+            check_feature_layers(teacher, student, cfg.distill_layers_teacher)
+        except ValueError as exc:
+            log.info("%s: no feature term (%s)", name, exc)
             cfg = cfg.replace(distill_layers_student=(), distill_layers_teacher=())
     if cfg.init_from_teacher:
-        theirs = {k: v.shape for k, v in teacher.state_dict().items()}
-        if not any(theirs.get(k) == v.shape for k, v in student.state_dict().items()):
+        if not shared_tensors(student, teacher):
             log.info("%s: the student starts from its own initialisation (it shares no tensor "
                      "with the teacher)", name)  # fmt: skip
             cfg = cfg.replace(init_from_teacher=False)

@@ -196,17 +196,41 @@ def corner_marginals(prob_tl: torch.Tensor, prob_br: torch.Tensor) -> dict[str, 
     return {"t": tl.sum(2), "l": tl.sum(1), "b": br.sum(2), "r": br.sum(1)}
 
 
-def copy_from_teacher(student: nn.Module, teacher: nn.Module) -> list[str]:
-    """Copy every tensor of ``teacher`` whose name and shape the student shares (score modules
-    excepted) into ``student``; returns the names copied (ours, for ``init_from_teacher``)."""
+def check_feature_layers(teacher: MixFormer, student: MixFormer, layers: Sequence[int]) -> None:
+    """The teacher's feature-mimicking blocks ``layers`` exist and have the student's width.
+
+    Raises:
+        ValueError: otherwise (or a teacher without ViT-style blocks).
+    """
+    blocks = mixed_blocks_of(teacher)
+    bad = [i for i in layers if not 0 <= i < len(blocks)]
+    if bad:
+        raise ValueError(f"distill_layers_teacher {bad} outside the teacher's {len(blocks)} blocks")
+    if layers and teacher.config.backbone.out_dim != student.config.backbone.out_dim:
+        raise ValueError(
+            f"feature mimicking pairs blocks of the same width: the teacher's are "
+            f"{teacher.config.backbone.out_dim}, the student's {student.config.backbone.out_dim}"
+        )
+
+
+def shared_tensors(student: nn.Module, teacher: nn.Module) -> list[str]:
+    """Names of the student's tensors that ``teacher`` has with the same shape (score modules
+    excepted): what :func:`copy_from_teacher` copies."""
     own, theirs = student.state_dict(), teacher.state_dict()
-    names = [
+    return [
         k
         for k, v in own.items()
         if k in theirs
         and theirs[k].shape == v.shape
         and not k.startswith(("score_branch.", "score_head."))
     ]
+
+
+def copy_from_teacher(student: nn.Module, teacher: nn.Module) -> list[str]:
+    """Copy the :func:`shared_tensors` of ``teacher`` into ``student``; returns their names
+    (ours, for ``init_from_teacher``)."""
+    names = shared_tensors(student, teacher)
+    own, theirs = student.state_dict(), teacher.state_dict()
     with torch.no_grad():
         for k in names:
             own[k].copy_(theirs[k])

@@ -20,7 +20,6 @@ import io
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -59,10 +58,10 @@ from mixformer.train.checkpoint import (
 from mixformer.train.config import TrainConfig
 from mixformer.train.distill import (
     DistillWeights,
+    check_feature_layers,
     copy_from_teacher,
     distill_losses,
     freeze_teacher,
-    mixed_blocks_of,
     teacher_targets,
     v2_forward,
 )
@@ -245,7 +244,7 @@ def build_teacher(cfg: TrainConfig, student: MixFormer) -> MixFormer:
                 "corner-head teacher (CvT, MobileNetV3, MixViT, ConvMAE)"
             )
         if cfg.distill_layers_teacher:
-            _check_feature_layers(teacher, student, cfg.distill_layers_teacher)
+            check_feature_layers(teacher, student, cfg.distill_layers_teacher)
         if tc.corner_map_size != bins:
             raise ValueError(
                 f"the teacher's corner map has {tc.corner_map_size} cells per side, the student "
@@ -259,26 +258,9 @@ def build_teacher(cfg: TrainConfig, student: MixFormer) -> MixFormer:
             )
         if tc.corner_map_size != bins:
             raise ValueError(f"teacher bins {tc.corner_map_size} differ from the student's {bins}")
-        _check_feature_layers(teacher, student, cfg.distill_layers_teacher)
+        check_feature_layers(teacher, student, cfg.distill_layers_teacher)
     log.info("teacher: %s (%s)", path, teacher.name or mcfg.family)
     return freeze_teacher(teacher)
-
-
-def _check_feature_layers(teacher: MixFormer, student: MixFormer, layers: Sequence[int]) -> None:
-    """The teacher's feature-mimicking blocks exist and have the student's width.
-
-    Raises:
-        ValueError: otherwise (or a teacher without ViT-style blocks).
-    """
-    blocks = mixed_blocks_of(teacher)
-    bad = [i for i in layers if not 0 <= i < len(blocks)]
-    if bad:
-        raise ValueError(f"distill_layers_teacher {bad} outside the teacher's {len(blocks)} blocks")
-    if layers and teacher.config.backbone.out_dim != student.config.backbone.out_dim:
-        raise ValueError(
-            f"feature mimicking pairs blocks of the same width: the teacher's are "
-            f"{teacher.config.backbone.out_dim}, the student's {student.config.backbone.out_dim}"
-        )
 
 
 class _V2Student(torch.nn.Module):

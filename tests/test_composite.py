@@ -32,9 +32,23 @@ REAL = Path(__file__).parent / "data" / "real"
 SMALL = ProcessingConfig(template_size=64, search_size=160)
 
 
-def make_corpus(root: Path, with_video: bool = True) -> Path:
-    """A two-photo corpus (the real test photos) plus a short video, every entry in all splits."""
+def make_corpus(root: Path, with_video: bool = True, with_cutout: bool = False) -> Path:
+    """A two-photo corpus (the real test photos) plus a short video, every entry in all splits;
+    optionally a cut-out: the orange of ``orange.jpg`` with an elliptic two-part alpha."""
     entries = []
+    if with_cutout:
+        img = cv2.imread(str(REAL / "orange.jpg"))
+        h, w = img.shape[:2]
+        rgba = np.zeros((h, w, 4), np.uint8)
+        rgba[:, :, :3] = img
+        alpha = np.zeros((h, w), np.uint8)
+        cv2.ellipse(alpha, (w // 3, h // 2), (w // 4, h // 3), 0, 0, 360, 255, -1)
+        cv2.circle(alpha, (4 * w // 5, h // 2), min(h, w) // 8, 255, -1)
+        rgba[:, :, 3] = alpha
+        (root / "cutouts").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "cutouts/orange.png"), rgba)
+        for split in ("train", "val", "test"):
+            entries.append(dict(path="cutouts/orange.png", kind="cutout", split=split))
     for name in ("fruits", "orange"):
         rel = f"images/{name}.jpg"
         (root / "images").mkdir(parents=True, exist_ok=True)
@@ -81,6 +95,34 @@ def test_boxes_tight_around_object_after_rotation_and_perspective(corpus: Corpus
             checked += 1
             rotated += float((alpha > 0.5).sum()) < 0.9 * w * h
     assert checked >= 20 and rotated >= 5
+
+
+def test_cutout_objects_keep_their_real_outline(tmp_path: Path, corpus: Corpus) -> None:
+    with_cut = Corpus(make_corpus(tmp_path, with_cutout=True), "train")
+    assert len(with_cut.cutouts) == 1 and with_cut.cutout(0).shape[2] == 4
+    cfg = dataclasses.replace(COMPOSITE_VARIANTS["train"], cutout_prob=1.0, rotation=40.0)
+    checked = 0
+    for seed in range(4):
+        scene = make_composite_scene(
+            with_cut, seed, cfg, 12, 160, 200, omit=("distractors", "occluders")
+        )
+        for i in range(0, 12, 4):
+            x, y, w, h = scene.boxes[i]
+            if x < 1 or y < 1 or x + w > 199 or y + h > 159:
+                continue
+            _, alpha = scene.render(i, with_alpha=True)
+            # Both parts (ellipse and disc) are inside the one box.
+            n_parts, _ = cv2.connectedComponents((alpha > 0.5).astype(np.uint8))
+            np.testing.assert_allclose(scene.boxes[i], _alpha_box(alpha), atol=1.6)
+            checked += 1
+            assert n_parts - 1 == 2 or w * h < 400  # a tiny object may merge its parts
+    assert checked >= 6
+    # Variants without cut-outs draw the same scenes whether or not the corpus has any.
+    for variant in ("plain", "hard"):
+        a = make_composite_scene(corpus, 3, variant, 6, 96, 128)
+        b = make_composite_scene(with_cut, 3, variant, 6, 96, 128)
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        assert np.array_equal(a.render(5), b.render(5))
 
 
 def test_frame0_whole_object_and_render_is_deterministic(corpus: Corpus) -> None:

@@ -140,3 +140,61 @@ def test_malformed_manifest_is_refused(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"entries": [{"path": "images/x.jpg"}]}))
     with pytest.raises(ValueError, match="missing"):
         load_manifest(tmp_path)
+
+
+def _cutout_rgba(seed: int, h: int, w: int) -> np.ndarray:
+    """A textured two-part object (two discs) on a transparent, margin-padded canvas."""
+    img = np.zeros((h + 20, w + 20, 4), np.uint8)
+    img[10 : 10 + h, 10 : 10 + w, :3] = _texture(seed, h, w)
+    alpha = np.zeros(img.shape[:2], np.uint8)
+    cv2.circle(alpha, (10 + w // 4, 10 + h // 2), min(h, w) // 4, 255, -1)
+    cv2.circle(alpha, (10 + 3 * w // 4, 10 + h // 2), min(h, w) // 4, 255, -1)
+    img[:, :, 3] = alpha
+    return img
+
+
+def test_photo_cutout_keeps_photographed_objects_only():
+    obj = _cutout_rgba(1, 120, 160)
+    cut = corpus_mod.photo_cutout(obj)
+    assert cut is not None and cut.shape[2] == 4
+    ys, xs = np.nonzero(obj[:, :, 3] > 127)
+    assert cut.shape[:2] == (ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min())  # cropped
+    flat = obj.copy()
+    flat[:, :, :3] = (200, 40, 40)  # clip art: one colour
+    assert corpus_mod.photo_cutout(flat) is None
+    assert corpus_mod.photo_cutout(obj[:, :, :3]) is None  # no alpha
+    thin = np.zeros((30, 400, 4), np.uint8)
+    thin[:, :, :3] = _texture(2, 30, 400)
+    thin[:, :, 3] = 255
+    assert corpus_mod.photo_cutout(thin) is None  # under CUTOUT_MIN_SIDE
+    assert corpus_mod.photo_cutout(np.zeros((60, 60, 4), np.uint8)) is None  # all transparent
+
+
+def test_builder_takes_cutouts_as_rgba(tmp_path):
+    pkg = "mixformer-fixture-stamps"
+    root = tmp_path / "pkgroot"
+    stamps = root / "usr/share/stamps"
+    stamps.mkdir(parents=True)
+    cv2.imwrite(str(stamps / "beetle.png"), _cutout_rgba(3, 100, 140))
+    flat = _cutout_rgba(4, 100, 140)
+    flat[:, :, :3] = 90
+    cv2.imwrite(str(stamps / "sign.png"), flat)
+    (root / "DEBIAN").mkdir()
+    (root / "DEBIAN/control").write_text(
+        f"Package: {pkg}\nVersion: 1\nArchitecture: all\nMaintainer: t <t@example.org>\n"
+        "Description: fixture stamps\n"
+    )
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    subprocess.run(
+        ["dpkg-deb", "--build", "--root-owner-group", str(root), str(debs / f"{pkg}_1_all.deb")],
+        check=True,
+        capture_output=True,
+    )
+    src = CorpusSource(pkg, ("usr/share/stamps/*.png",), cutouts=True)
+    manifest = build_corpus(tmp_path / "c", (src,), deb_dir=debs, progress=False)
+    (entry,) = manifest["entries"]  # the one-colour sign is not a photographed object
+    assert entry["kind"] == "cutout" and entry["source"].endswith("beetle.png")
+    img = cv2.imread(str(tmp_path / "c" / entry["path"]), cv2.IMREAD_UNCHANGED)
+    assert img.shape[2] == 4 and list(img.shape[:2]) == entry["size"]
+    assert 0 < (img[:, :, 3] > 127).mean() < 1

@@ -102,7 +102,8 @@ def run_corpus(args: argparse.Namespace) -> int:
     for split in ("train", "val", "test"):
         n_img = sum(e["split"] == split and e["kind"] == "image" for e in entries)
         n_vid = sum(e["split"] == split and e["kind"] == "video" for e in entries)
-        log.info("%s: %d photos, %d videos", split, n_img, n_vid)
+        n_cut = sum(e["split"] == split and e["kind"] == "cutout" for e in entries)
+        log.info("%s: %d photos, %d videos, %d cut-outs", split, n_img, n_vid, n_cut)
     return 0
 
 

@@ -68,6 +68,10 @@ class CompositeConfig:
         occluder_prob: probability per sequence of occluders crossing the object.
         full_occlusion_prob: probability that an occluder covers the whole object.
         distractor_prob: probability per sequence of look-alike distractors (1-2).
+        cutout_prob: probability that the object (and each partial occluder) is a
+            photographed object with its real outline (a corpus ``cutout``) instead of a
+            random-shaped cut from a photo; used only when the corpus has cut-outs. With a
+            cut-out object, half the look-alikes are other cut-outs instead of tinted copies.
         illumination: amplitude of the brightness change (gain), abrupt changes when ``hard``.
         jpeg: ``(lo, hi)`` JPEG quality.
         noise: maximum Gaussian noise sigma (grey levels).
@@ -88,6 +92,7 @@ class CompositeConfig:
     occluder_prob: float = 0.2
     full_occlusion_prob: float = 0.0
     distractor_prob: float = 0.15
+    cutout_prob: float = 0.0
     illumination: float = 0.1
     jpeg: tuple[int, int] = (75, 95)
     noise: float = 3.0
@@ -131,6 +136,7 @@ COMPOSITE_VARIANTS: dict[str, CompositeConfig] = {
         occluder_prob=0.55,
         full_occlusion_prob=0.35,
         distractor_prob=0.55,
+        cutout_prob=0.5,
         illumination=0.25,
         jpeg=(35, 95),
         noise=8.0,
@@ -166,9 +172,11 @@ class Corpus:
         self.split = split
         self.images = sorted(e["path"] for e in entries if e["kind"] == "image")
         self.videos = sorted((e["path"], int(e["frames"])) for e in entries if e["kind"] == "video")
+        self.cutouts = sorted(e["path"] for e in entries if e["kind"] == "cutout")
         if not self.images:
             raise ValueError(f"{self.root}: the {split!r} split has no photo")
         self._read = lru_cache(maxsize=256)(self._read_uncached)
+        self._read_cutout = lru_cache(maxsize=512)(self._read_cutout_uncached)
 
     def _read_uncached(self, rel: str) -> np.ndarray:
         img = cv2.imread(str(self.root / rel), cv2.IMREAD_COLOR)
@@ -179,6 +187,16 @@ class Corpus:
     def image(self, k: int) -> np.ndarray:
         """Photo ``k`` as ``(H, W, 3)`` uint8 RGB."""
         return self._read(self.images[k])
+
+    def cutout(self, k: int) -> np.ndarray:
+        """Cut-out ``k`` as ``(h, w, 4)`` uint8 RGBA (alpha: the object's real outline)."""
+        return self._read_cutout(self.cutouts[k])
+
+    def _read_cutout_uncached(self, rel: str) -> np.ndarray:
+        img = cv2.imread(str(self.root / rel), cv2.IMREAD_UNCHANGED)
+        if img is None or img.ndim != 3 or img.shape[2] != 4:
+            raise ValueError(f"{self.root / rel}: cannot read a cut-out with an alpha channel")
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
 
     def video_frame(self, v: int, i: int) -> np.ndarray:
         """Frame ``i`` (0-based) of video ``v`` as ``(H, W, 3)`` uint8 RGB (not cached)."""
@@ -317,6 +335,24 @@ def _layer(rng, patch, rect_prob, H, gain, active) -> _Layer:
     )
     alpha = np.where(m > 0, np.maximum(alpha, 0.5), np.minimum(alpha, 0.49)).astype(np.float32)
     return _Layer(patch, alpha, _contour(m), H, gain, active)
+
+
+def _cutout_layer(rgba: np.ndarray, H, gain, active) -> _Layer:
+    """A layer from a cut-out's real alpha; its outline is the convex hull of all its opaque
+    parts (an object in several pieces, like a pair of cherries, gets one box)."""
+    alpha = rgba[:, :, 3].astype(np.float32) / 255
+    pts = cv2.findNonZero((alpha > 0.5).astype(np.uint8))
+    hull = cv2.convexHull(pts).reshape(-1, 2).astype(np.float64)
+    hull = hull + 0.5 * np.sign(hull - hull.mean(0))
+    return _Layer(np.ascontiguousarray(rgba[:, :, :3]), alpha, hull, H, gain, active)
+
+
+def _draw_cutout(rng, corpus: Corpus, cfg: CompositeConfig) -> np.ndarray | None:
+    """A random cut-out (RGBA) with probability ``cfg.cutout_prob``, else None. Draws nothing
+    from ``rng`` when the config or the corpus has no cut-outs (old scenes stay the same)."""
+    if cfg.cutout_prob <= 0 or not corpus.cutouts or rng.random() >= cfg.cutout_prob:
+        return None
+    return corpus.cutout(int(rng.integers(len(corpus.cutouts))))
 
 
 def _path(rng, T, W, H, speed_px, abrupt: int) -> np.ndarray:
@@ -518,6 +554,7 @@ class _Target:
 
     layer: _Layer
     patch: np.ndarray  # (h, w, 3) uint8, the cut before masking
+    cutout: bool  # a photographed object with its real outline
     base: float  # size in frame pixels
     scale: np.ndarray  # (T,) patch-to-frame scale
     aspect: np.ndarray  # (T,) aspect-ratio factor
@@ -542,6 +579,9 @@ def _draw_target(rng, corpus: Corpus, cfg: CompositeConfig, T: int, H: int, W: i
     base = rng.uniform(*cfg.size) * min(H, W)
     aspect0 = float(np.exp(rng.uniform(-0.7, 0.7)))
     patch = _cut(rng, src, int(rng.uniform(0.6, 1.4) * max(base, 24)), aspect0)
+    rgba = _draw_cutout(rng, corpus, cfg)
+    if rgba is not None:
+        patch = np.ascontiguousarray(rgba[:, :, :3])
     ph, pw = patch.shape[:2]
     scale = base / np.sqrt(ph * pw) * np.exp(_smooth(rng, T, cfg.scale_amp))
     aspect = np.exp(_smooth(rng, T, cfg.aspect_amp))
@@ -551,7 +591,10 @@ def _draw_target(rng, corpus: Corpus, cfg: CompositeConfig, T: int, H: int, W: i
     centre = _path(rng, T, W, H, cfg.speed * base, abrupt)
     gain = 1.0 + _smooth(rng, T, cfg.illumination * 0.5)
     Hs = _homographies(centre, scale * np.sqrt(aspect), scale / np.sqrt(aspect), rot, persp, pw, ph)
-    layer = _layer(rng, patch, cfg.rect_prob, Hs, gain, np.ones(T, bool))
+    if rgba is None:
+        layer = _layer(rng, patch, cfg.rect_prob, Hs, gain, np.ones(T, bool))
+    else:
+        layer = _cutout_layer(rgba, Hs, gain, np.ones(T, bool))
     # Frame 0 must show the whole object: shift every frame so frame 0 is inside with a margin.
     pts0 = _apply(Hs[0], layer.contour)
     (x1, y1), (x2, y2) = pts0.min(0), pts0.max(0)
@@ -559,11 +602,12 @@ def _draw_target(rng, corpus: Corpus, cfg: CompositeConfig, T: int, H: int, W: i
     dy = max(2 - y1, 0) + min(H - 2 - y2, 0)
     layer.H = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]]) @ layer.H
     centre = centre + [dx, dy]
-    return _Target(layer, patch, base, scale, aspect, rot, persp, centre, gain)
+    return _Target(layer, patch, rgba is not None, base, scale, aspect, rot, persp, centre, gain)
 
 
-def _draw_distractor(rng, target: _Target, T: int) -> _Layer:
-    """A tinted, rescaled copy of the object crossing its path (drawn behind it)."""
+def _draw_distractor(rng, corpus: Corpus, target: _Target, T: int) -> _Layer:
+    """A tinted, rescaled copy of the object crossing its path (drawn behind it); for a cut-out
+    object, half the time another cut-out of about the same size instead."""
     tint = np.clip(rng.uniform(0.75, 1.25, 3), 0, 2).astype(np.float32)
     d_patch = np.clip(target.patch.astype(np.float32) * tint, 0, 255).astype(np.uint8)
     s = rng.uniform(0.75, 1.25)
@@ -587,6 +631,14 @@ def _draw_distractor(rng, target: _Target, T: int) -> _Layer:
     )
     dgain = target.gain * rng.uniform(0.8, 1.2)
     layer = target.layer
+    if target.cutout and rng.random() < 0.5:
+        other = corpus.cutout(int(rng.integers(len(corpus.cutouts))))
+        oh, ow = other.shape[:2]
+        k = np.sqrt(ph * pw / (oh * ow))  # the same size in the frame as the object
+        Hd = _homographies(
+            target.centre + rel, s * k * target.scale, s * k * target.scale, d_rot, 0.0, ow, oh
+        )
+        return _cutout_layer(other, Hd, dgain, np.ones(T, bool))
     return _Layer(d_patch, layer.alpha, layer.contour, Hd, dgain, np.ones(T, bool))
 
 
@@ -604,6 +656,9 @@ def _draw_occluder(
         int(max(side, 16)),
         float(np.exp(rng.uniform(-0.4, 0.4))),
     )
+    rgba = None if full else _draw_cutout(rng, corpus, cfg)
+    if rgba is not None:
+        o_patch = np.ascontiguousarray(rgba[:, :, :3])
     oh, ow = o_patch.shape[:2]
     t0 = rng.uniform(0.25, 0.8) * T
     dur = T * rng.uniform(0.08, 0.25)
@@ -617,6 +672,8 @@ def _draw_occluder(
     o_rot = rng.uniform(-30, 30)
     o_scale = side / np.sqrt(oh * ow)
     Ho = _homographies(target.centre + rel, o_scale * 1.0, o_scale, o_rot, np.zeros(8), ow, oh)
+    if rgba is not None:
+        return _cutout_layer(rgba, Ho, np.ones(T), active)
     layer = _layer(rng, o_patch, 0.5 if full else 0.3, Ho, np.ones(T), active)
     if full:  # a full occluder is solid: an ellipse or rectangle covering the object
         layer.alpha = np.ones_like(layer.alpha)
@@ -681,7 +738,9 @@ def make_composite_scene(
     target = _draw_target(rng, corpus, cfg, T, height, width)
     below = []
     if rng.random() < cfg.distractor_prob:
-        below = [_draw_distractor(rng, target, T) for _ in range(int(rng.integers(1, 3)))]
+        below = [
+            _draw_distractor(rng, corpus, target, T) for _ in range(int(rng.integers(1, 3)))
+        ]
     above = []
     if rng.random() < cfg.occluder_prob:
         n_occ = int(rng.integers(1, 3))

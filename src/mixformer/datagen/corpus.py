@@ -8,16 +8,22 @@ without installing anything, and writes::
 
     OUT/images/<package>/<name>.jpg      photos, longest side <= max_side (JPEG q=92)
     OUT/videos/<package>-<name>/00001.jpg  video frames, longest side <= video_side
+    OUT/cutouts/<package>/<name>.png      photographed objects with a real alpha mask (RGBA)
     OUT/copyright/<package>               the package's copyright file
     OUT/manifest.json                     one entry per image / video (see below)
 
-Each manifest entry has ``path`` (relative to OUT), ``kind`` (``image`` or ``video``),
+Each manifest entry has ``path`` (relative to OUT), ``kind`` (``image``, ``video`` or ``cutout``),
 ``package``, ``version``, ``source`` (the path inside the package), ``copyright`` (relative
 path), ``split`` (``train``, ``val`` or ``test``), ``size`` ``[h, w]`` and, for videos,
 ``frames``. The split is a pure function of the package name and the source path (SHA-256),
 so it is the same on every machine and resolution variants of one wallpaper (which are
 removed as duplicates, keeping the largest) never straddle two splits. Videos are split by
 name too, with ``_bugy``-style variants grouped with their original.
+
+Cut-outs (sources with ``cutouts=True``, e.g. Tux Paint's stamps) are PNGs with an alpha channel
+that show one photographed object: an animal, a fruit, a tool, a vehicle. Only photo-like ones
+are kept (:func:`photo_cutout`: many distinct colours, not too thin); the composite generator
+uses them as targets and occluders with their true outlines.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ __all__ = [
     "CorpusSource",
     "build_corpus",
     "load_manifest",
+    "photo_cutout",
     "split_of",
 ]
 
@@ -62,11 +69,14 @@ class CorpusSource:
         package: the Debian package name.
         include: glob patterns (``fnmatch``, relative to the unpacked root) of files to take.
         exclude: glob patterns of files to skip (logos, diagrams, screenshots, ...).
+        cutouts: the images are objects on a transparent background (kept as ``cutout``
+            entries, RGBA, when :func:`photo_cutout` accepts them) rather than photos.
     """
 
     package: str
     include: tuple[str, ...]
     exclude: tuple[str, ...] = ()
+    cutouts: bool = False
 
 
 _OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data/"
@@ -117,7 +127,32 @@ DEFAULT_SOURCES: tuple[CorpusSource, ...] = (
     CorpusSource("gnome-backgrounds", ("usr/share/backgrounds/gnome/*",)),
     CorpusSource("lomiri-wallpapers", ("usr/share/backgrounds/*",)),
     CorpusSource("lomiri-wallpapers-20.04", ("usr/share/backgrounds/*",)),
+    CorpusSource(
+        "tuxpaint-stamps-default",
+        tuple(
+            f"usr/share/tuxpaint/stamps/{c}/*.png"
+            for c in (  # fnmatch's * crosses folders: "animals" takes animals/*/*.png too
+                "animals",
+                "food",
+                "household",
+                "vehicles",
+                "military/vehicles",
+                "plants",
+                "hobbies",
+                "clothes",
+                "sports",
+                "town/houses",
+                "town/monuments",
+            )
+        ),
+        ("*cartoon*",),
+        cutouts=True,
+    ),
 )
+
+#: :func:`photo_cutout`'s limits: shortest side of the object's box, longest/shortest side,
+#: distinct colours among its opaque pixels (drawings have a few hundred, photos thousands).
+CUTOUT_MIN_SIDE, CUTOUT_MAX_ASPECT, CUTOUT_MIN_COLOURS = 48, 4.0, 800
 
 #: Fractions of source groups that go to ``train`` and ``val``; the rest is ``test``.
 SPLIT_FRACTIONS = (0.8, 0.1)
@@ -211,12 +246,41 @@ def _read_image(path: Path) -> np.ndarray | None:
     return img
 
 
+def photo_cutout(img: np.ndarray, max_side: int = 400) -> np.ndarray | None:
+    """The object of an RGBA/BGRA cut-out, cropped to its opaque pixels and resized to at most
+    ``max_side``, or None when it is not a photographed object.
+
+    Args:
+        img: ``(H, W, 4)`` uint8, alpha last.
+
+    Returns:
+        ``(h, w, 4)`` uint8 (same channel order), or None: no alpha channel, a box under
+        ``CUTOUT_MIN_SIDE`` px, thinner than ``1:CUTOUT_MAX_ASPECT``, or fewer than
+        ``CUTOUT_MIN_COLOURS`` distinct colours (clip art).
+    """
+    if img.ndim != 3 or img.shape[2] != 4 or img.dtype != np.uint8:
+        return None
+    opaque = img[:, :, 3] > 127
+    ys, xs = np.nonzero(opaque)
+    if len(xs) == 0:
+        return None
+    h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    if min(h, w) < CUTOUT_MIN_SIDE or max(h, w) > CUTOUT_MAX_ASPECT * min(h, w):
+        return None
+    if len(np.unique(img[opaque][:, :3], axis=0)) < CUTOUT_MIN_COLOURS:
+        return None
+    crop = img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return _resize_max(crop, max_side)
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "file"
 
 
 def _atomic_imwrite(path: Path, img: np.ndarray, quality: int = 92) -> None:
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    """Write ``img`` as JPEG (or PNG when ``path`` ends in ``.png``) through a temporary file."""
+    params = [] if path.suffix == ".png" else [cv2.IMWRITE_JPEG_QUALITY, quality]
+    ok, buf = cv2.imencode(path.suffix, img, params)
     if not ok:
         raise OSError(f"cannot encode {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,6 +361,9 @@ def build_corpus(
             base = dict(package=src.package, version=version, copyright=copyright_rel)
             best: dict[str, tuple[int, Path]] = {}  # group -> (pixels, path): largest variant
             videos = []
+            if src.cutouts:
+                entries += _cutout_entries(files, root, out, src.package, base)
+                files = []
             for p in files:
                 ext = p.suffix.lower()
                 rel = str(p.relative_to(root))
@@ -353,6 +420,33 @@ def build_corpus(
     counts = {s: sum(e["split"] == s for e in entries) for s in ("train", "val", "test")}
     log.info("corpus %s: %d entries (%s)", out, len(entries), counts)
     return manifest
+
+
+def _cutout_entries(files: list[Path], root: Path, out: Path, package: str, base: dict) -> list:
+    """Write the photo-like cut-outs among ``files`` (unpacked under ``root``) to
+    ``out/cutouts/<package>/`` and return their manifest entries."""
+    entries = []
+    for p in files:
+        rel = str(p.relative_to(root))
+        if p.suffix.lower() not in IMAGE_EXTS:
+            continue
+        try:
+            check_image_pixels(p)
+        except ValueError as exc:
+            log.warning("%s", exc)
+            continue
+        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        cut = None if img is None else photo_cutout(img)
+        if cut is None:
+            continue
+        name = _safe_name(str(Path(rel).with_suffix("")).replace("usr/share/", ""))
+        dest = f"cutouts/{_safe_name(package)}/{name}.png"
+        _atomic_imwrite(out / dest, cut)
+        split = split_of(package, rel)
+        entries.append(
+            base | dict(path=dest, kind="cutout", source=rel, split=split, size=list(cut.shape[:2]))
+        )
+    return entries
 
 
 def load_manifest(root: str | Path) -> dict:

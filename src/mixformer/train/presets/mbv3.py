@@ -5,11 +5,14 @@ photos of the corpus train only the mixed-attention blocks, the corner head and 
 module on top of features that already know objects. Data: real-image composites, a quarter
 procedural scenes (a second, differently built generator, so that no single generator's look is
 what the network learns). ``mbv3-finetune-*`` continues from the shipped weights with the
-stride-16 MobileNetV3 blocks learning slowly; it made the shipped weights.
+stride-16 MobileNetV3 blocks learning slowly. ``mbv3-cutout-*`` does the same on the widened
+corpus (photographed objects with their real outlines as targets, occluders and look-alikes) and
+trains the score module with three quarters of its negatives hard.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from mixformer.train.config import TrainConfig, register_train_preset
@@ -74,3 +77,19 @@ def _s1_mbv3_finetune() -> TrainConfig:
 def _s2_mbv3_finetune() -> TrainConfig:
     """CPU scale stage 2: the score module after ``mbv3-finetune-stage1``."""
     return composite_score_stage(MBV3_REAL, "mbv3-finetune-stage1")
+
+
+@register_train_preset("mbv3-cutout-stage1")
+def _s1_mbv3_cutout() -> TrainConfig:
+    """CPU scale: ``mbv3-finetune-stage1`` on the widened corpus (its cut-outs are half the
+    composites' objects; ``mixformer data corpus`` fetches them)."""
+    return _s1_mbv3_finetune()
+
+
+@register_train_preset("mbv3-cutout-stage2")
+def _s2_mbv3_cutout() -> TrainConfig:
+    """CPU scale stage 2 after ``mbv3-cutout-stage1``: the score module, 3/4 of its negatives
+    hard (a look-alike, often another real object, or background of the same frame)."""
+    return dataclasses.replace(
+        composite_score_stage(MBV3_REAL, "mbv3-cutout-stage1"), hard_negative_prob=0.75
+    )

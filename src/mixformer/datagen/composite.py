@@ -738,9 +738,7 @@ def make_composite_scene(
     target = _draw_target(rng, corpus, cfg, T, height, width)
     below = []
     if rng.random() < cfg.distractor_prob:
-        below = [
-            _draw_distractor(rng, corpus, target, T) for _ in range(int(rng.integers(1, 3)))
-        ]
+        below = [_draw_distractor(rng, corpus, target, T) for _ in range(int(rng.integers(1, 3)))]
     above = []
     if rng.random() < cfg.occluder_prob:
         n_occ = int(rng.integers(1, 3))

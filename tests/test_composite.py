@@ -274,6 +274,10 @@ def test_benchmark_report_labelled_only_scores_sparse_labels(tmp_path: Path) -> 
     missed = benchmark_report(model, tmp_path / "b", progress=False)
     sparse = benchmark_report(model, tmp_path / "b", progress=False, labelled_only=True)
     assert missed.auc < 0.4 * dense.auc  # 4 of 5 frames count as misses
+    # The fraction of off-target frames scored below 0.5 agrees with their mean score.
+    assert 0.0 <= missed.off_target_low <= 1.0
+    assert missed.off_target_score < 0.5 or missed.off_target_low < 1.0
+    assert missed.off_target_score >= 0.5 or missed.off_target_low > 0.0
     assert abs(sparse.auc - dense.auc) < 15, (sparse.auc, dense.auc)
 
 

@@ -106,7 +106,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
         print(
             f"{'benchmark':24s} {'AUC':>6s} {'OP50':>6s} {'Prec':>6s} {'static':>6s} "
-            f"{'AUROC':>6s} {'on':>5s} {'off':>5s} {'fps':>6s}"
+            f"{'AUROC':>6s} {'on':>5s} {'off':>5s} {'off<.5':>6s} {'fps':>6s}"
         )
         for root in args.bench:
             out = args.results / root.name if args.results else None
@@ -121,7 +121,7 @@ def run_eval(args: argparse.Namespace) -> int:
             print(
                 f"{root.name:24s} {b.auc:6.1f} {b.op50:6.1f} {b.precision:6.1f} "
                 f"{b.static_auc:6.1f} {b.score_auroc:6.3f} {b.on_target_score:5.2f} "
-                f"{b.off_target_score:5.2f} {b.fps:6.1f}"
+                f"{b.off_target_score:5.2f} {b.off_target_low:6.2f} {b.fps:6.1f}"
             )
         return 0
     r = heldout_report(

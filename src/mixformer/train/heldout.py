@@ -158,7 +158,9 @@ def heldout_report(
 
 @dataclass(frozen=True)
 class BenchmarkReport:
-    """Results of :func:`benchmark_report` (percentages, AUROC in [0, 1])."""
+    """Results of :func:`benchmark_report` (percentages, AUROC in [0, 1]; the scores are means
+    over frames 1..T-1 with the box on (IoU > 0.5) or off the target; ``off_target_low`` is the
+    fraction of off-target frames whose score is below 0.5, the online-update threshold)."""
 
     auc: float
     op50: float
@@ -167,6 +169,7 @@ class BenchmarkReport:
     score_auroc: float
     on_target_score: float
     off_target_score: float
+    off_target_low: float
     sequences: int
     frames: int
     fps: float
@@ -228,6 +231,7 @@ def benchmark_report(
         score_auroc=auroc(sc, hits),
         on_target_score=float(sc[hits].mean()) if hits.any() else float("nan"),
         off_target_score=float(sc[~hits].mean()) if (~hits).any() else float("nan"),
+        off_target_low=float((sc[~hits] < 0.5).mean()) if (~hits).any() else float("nan"),
         sequences=len(seqs),
         frames=frames,
         fps=frames / max(seconds, 1e-9),

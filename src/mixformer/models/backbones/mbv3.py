@@ -139,18 +139,19 @@ def embed_features(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class V2MBV3Config(V2Config):
     """Hyper-parameters of the MixFormerV2 backbone on the MobileNetV3 stem: the fields of
-    :class:`~mixformer.models.backbones.v2.V2Config` (here width 128, 4 heads, stride 16) and
+    :class:`~mixformer.models.backbones.v2.V2Config`, with :class:`MBV3Config`'s width, heads,
+    MLP ratio and stochastic depth as defaults (stride 16), 2 blocks, and
 
     Attributes:
         pretrained_features: the MobileNetV3 stages from the shipped COCO weights.
     """
 
     family = "v2-mbv3"
-    embed_dim: int = 128
+    embed_dim: int = MBV3Config.embed_dim
     depth: int = 2
-    num_heads: int = 4
-    mlp_ratio: float = 4.0
-    drop_path_rate: float = 0.0
+    num_heads: int = MBV3Config.num_heads
+    mlp_ratio: float = MBV3Config.mlp_ratio
+    drop_path_rate: float = MBV3Config.drop_path_rate
     pretrained_features: bool = True
 
 
@@ -164,12 +165,12 @@ class V2MBV3Backbone(V2Backbone):
     pretrained_families = ()
 
     def __init__(self, cfg: V2MBV3Config, template_size: int = 128, search_size: int = 256) -> None:
-        super().__init__(cfg, template_size, search_size)
-        del self.patch_embed
-        add_feature_stem(self, cfg.embed_dim)
-        init_linear_and_norm(self.embed_norm)
-        init_linear_and_norm(self.embed_proj)
+        super().__init__(cfg, template_size, search_size)  # the stem via build_embedding
         init_feature_stem(self, cfg.pretrained_features)
+
+    def build_embedding(self, cfg: V2MBV3Config) -> None:
+        """The MobileNetV3 embedding (:func:`add_feature_stem`) instead of patches."""
+        add_feature_stem(self, cfg.embed_dim)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Tokens ``(N, G*G, D)`` of ImageNet-normalised crops ``(N, 3, H, W)``."""

@@ -157,7 +157,7 @@ class V2Backbone(MixedTokens):
         self.pos_embed_t = make_pos_param(template_size // cfg.patch_size, d, np.float32)
         self.reg_tokens = nn.Parameter(torch.zeros(1, cfg.num_pred_tokens, d))
         self.pos_embed_reg = nn.Parameter(torch.zeros(1, cfg.num_pred_tokens, d))
-        self.patch_embed = LinearPatchEmbed(cfg.patch_size, d)
+        self.build_embedding(cfg)
         self.blocks = vit_blocks(
             d,
             cfg.depth,
@@ -167,6 +167,11 @@ class V2Backbone(MixedTokens):
             cfg.norm_eps,
         )
         _init_v2(self)
+
+    def build_embedding(self, cfg: V2Config) -> None:
+        """Create the modules that turn crops into tokens (here ``patch_embed``); a subclass
+        with another embedding overrides this and :meth:`embed`."""
+        self.patch_embed = LinearPatchEmbed(cfg.patch_size, cfg.embed_dim)
 
     def pred_tokens(self, batch: int) -> torch.Tensor:
         """Prediction tokens entering block 0: ``reg_tokens + pos_embed_reg``, ``(B, 4, D)``."""

@@ -97,6 +97,8 @@ class OpenVinoModel(ExportedGraphs):
         calibration: for ``"int8"``: search-step feeds (dicts of graph input name -> float32
             array, as :meth:`~mixformer.export.onnx.ExportedGraphs.search_feeds` builds them)
             from real tracking, e.g. :func:`mixformer.perf.calibration_feeds`.
+        keep_float: for ``"int8"``: node-name patterns left in float (default
+            :data:`INT8_FLOAT_SCOPES`; ``()``: the whole graph in int8).
     Raises:
         ValueError: an unknown precision, or int8 without calibration data.
         ImportError: the ``openvino`` extra is missing.
@@ -108,6 +110,7 @@ class OpenVinoModel(ExportedGraphs):
         precision: str = "fp32",
         threads: int | None = None,
         calibration: Iterable[dict[str, np.ndarray]] | None = None,
+        keep_float: tuple[str, ...] = INT8_FLOAT_SCOPES,
     ) -> None:
         if precision not in OPENVINO_PRECISIONS:
             raise ValueError(
@@ -132,7 +135,7 @@ class OpenVinoModel(ExportedGraphs):
         if precision == "int8":
             if calibration is None:
                 raise ValueError("OpenVINO int8 needs calibration search steps (calibration=)")
-            search = quantize_search_graph(search, calibration)
+            search = quantize_search_graph(search, calibration, keep_float)
         template = core.read_model(str(self.onnx_dir / TEMPLATE_GRAPH))
         self._template = core.compile_model(template, "CPU", props).create_infer_request()
         compiled = core.compile_model(search, "CPU", props)

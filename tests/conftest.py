@@ -35,6 +35,18 @@ MICRO = dict(
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _export_cache(tmp_path_factory):
+    """The ONNX export cache of the session in a temporary folder, not the user's ~/.cache."""
+    old = os.environ.get("MIXFORMER_CACHE_DIR")
+    os.environ["MIXFORMER_CACHE_DIR"] = str(tmp_path_factory.mktemp("mixformer-cache"))
+    yield
+    if old is None:
+        os.environ.pop("MIXFORMER_CACHE_DIR", None)
+    else:
+        os.environ["MIXFORMER_CACHE_DIR"] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """One intra-op thread for the whole suite: the small test networks run many tiny ops, which
     are faster without OpenMP barriers, especially on a shared machine. Results do not depend

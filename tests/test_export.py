@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -130,3 +131,53 @@ def test_onnxruntime_tracker_runs_the_shipped_settings():
         tracker.init(seq.frames[0], seq.boxes[0])
         boxes[backend] = np.array([tracker.update(f).box for f in seq.frames[1:]])
     np.testing.assert_allclose(boxes["onnxruntime"], boxes["torch"], atol=1e-2, rtol=0)
+
+
+def test_export_cache_reuses_graphs_of_the_same_weights(tmp_path, monkeypatch):
+    from mixformer.export import onnx as onnx_mod
+
+    monkeypatch.setenv("MIXFORMER_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = build_model("mixformer-tiny").eval()
+    first = onnx_mod.cached_export(model)
+    assert first is not None and (first / META_FILE).is_file()
+    assert first.parent == tmp_path / "cache" / "onnx"
+    assert not [p for p in first.parent.iterdir() if p.name.startswith(".export-")]
+
+    def no_export(*a, **k):
+        raise AssertionError("the cached graphs must be reused")
+
+    monkeypatch.setattr(onnx_mod, "export_onnx", no_export)
+    assert onnx_mod.cached_export(model) == first
+    runtime = OnnxRuntimeModel.from_model(model)  # the backends' path reads the cache too
+    assert runtime.onnx_dir == first
+    other = build_model("mixformer-tiny").eval()  # other random weights: another digest
+    assert onnx_mod.model_digest(other) != onnx_mod.model_digest(model)
+    with pytest.raises(AssertionError, match="reused"):
+        onnx_mod.cached_export(other)
+
+
+def test_export_cache_off_or_unwritable_falls_back(tmp_path, monkeypatch):
+    from mixformer.export import onnx as onnx_mod
+
+    model = build_model("mixformer-tiny").eval()
+    monkeypatch.setenv("MIXFORMER_CACHE_DIR", "")
+    assert onnx_mod.export_cache_dir() is None and onnx_mod.cached_export(model) is None
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MIXFORMER_CACHE_DIR", str(blocker))
+    assert onnx_mod.cached_export(model) is None  # cannot create a folder under a file
+    runtime = OnnxRuntimeModel.from_model(model)  # a temporary folder instead
+    assert runtime.onnx_dir.is_dir() and blocker.is_file()
+
+
+def test_export_cache_keeps_the_most_recent(tmp_path):
+    from mixformer.export import onnx as onnx_mod
+
+    for i in range(5):
+        d = tmp_path / f"e{i}"
+        d.mkdir()
+        (d / META_FILE).write_text("{}")
+        os.utime(d, (1000 + i, 1000 + i))
+    onnx_mod._prune(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e3", "e4"]

@@ -82,6 +82,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --bench: score only frames that have a ground-truth box (sparsely labelled "
         "benchmarks such as 'mixformer data realvideo'; otherwise unlabelled frames are misses)",
     )
+    q.add_argument(
+        "--calibrate-score",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="with --bench: fit Platt scaling of the score (P(IoU > 0.5)) on the tracked frames "
+        "of all the benchmarks, fold it into the score module's last layer and write the "
+        "weights to OUT (fit on validation data, e.g. the val composites)",
+    )
     add_tracker_set_arg(q)
     q.set_defaults(func=run_eval)
 
@@ -96,6 +105,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.sequences < 1 or args.frames < 2:
         raise CLIError("--sequences must be >= 1 and --frames >= 2")
+    if args.calibrate_score and not args.bench:
+        raise CLIError("--calibrate-score needs --bench (the frames it is fitted on)")
     torch.set_num_threads(1)
     name = args.model if args.weights == "default" else None
     model = build_model(name, weights=args.weights)
@@ -108,6 +119,7 @@ def run_eval(args: argparse.Namespace) -> int:
             f"{'benchmark':24s} {'AUC':>6s} {'OP50':>6s} {'Prec':>6s} {'static':>6s} "
             f"{'AUROC':>6s} {'on':>5s} {'off':>5s} {'off<.5':>6s} {'fps':>6s}"
         )
+        reports = []
         for root in args.bench:
             out = args.results / root.name if args.results else None
             b = benchmark_report(
@@ -123,6 +135,9 @@ def run_eval(args: argparse.Namespace) -> int:
                 f"{b.static_auc:6.1f} {b.score_auroc:6.3f} {b.on_target_score:5.2f} "
                 f"{b.off_target_score:5.2f} {b.off_target_low:6.2f} {b.fps:6.1f}"
             )
+            reports.append(b)
+        if args.calibrate_score:
+            _calibrate(model, reports, args.calibrate_score)
         return 0
     r = heldout_report(
         model,
@@ -194,3 +209,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"final weights: {final}")
         print(f"log: {out / 'log.csv'}")
     return 0
+
+
+def _calibrate(model: object, reports: list, out: Path) -> None:
+    """Fit the score calibration on ``reports``' frames, fold it in, write the weights."""
+    import numpy as np
+
+    from mixformer.models import save_weights
+    from mixformer.train.heldout import calibrate_score, fit_score_calibration
+
+    scores = np.concatenate([r.scores for r in reports])
+    hits = np.concatenate([r.hits for r in reports])
+    try:
+        a, b = fit_score_calibration(scores, hits)
+        calibrate_score(model, a, b)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    s = np.clip(scores, 1e-6, 1 - 1e-6)
+    c = 1 / (1 + np.exp(-(a * np.log(s / (1 - s)) + b)))
+    try:
+        save_weights(model, out)
+    except OSError as exc:
+        raise CLIError(f"cannot write {out}: {exc}") from None
+    print(
+        f"score calibration a={a:.3f} b={b:+.3f} on {len(s)} frames: mean score on/off the "
+        f"target {s[hits].mean():.2f}/{s[~hits].mean():.2f} -> {c[hits].mean():.2f}/"
+        f"{c[~hits].mean():.2f}; off-target frames below 0.5: {(s[~hits] < 0.5).mean():.2f} -> "
+        f"{(c[~hits] < 0.5).mean():.2f}; written to {out}"
+    )

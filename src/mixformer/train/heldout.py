@@ -7,12 +7,14 @@ negative ``trident_pro`` samples (SPEC 3.4) drawn from the same held-out seed.
 real-photo benchmarks of ``mixformer data bench``), the success AUC, OP50 and precision next to
 the static box, and how well the score tells frames on the target (IoU > 0.5) from frames off
 it (AUROC).
+:func:`fit_score_calibration` / :func:`calibrate_score`: Platt scaling of the score module on
+such tracking-time scores, folded into its last layer.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,14 @@ from mixformer.tracking import Tracker, TrackerConfig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BenchmarkReport", "HeldoutReport", "benchmark_report", "heldout_report"]
+__all__ = [
+    "BenchmarkReport",
+    "HeldoutReport",
+    "benchmark_report",
+    "calibrate_score",
+    "fit_score_calibration",
+    "heldout_report",
+]
 
 
 @dataclass(frozen=True)
@@ -173,6 +182,10 @@ class BenchmarkReport:
     sequences: int
     frames: int
     fps: float
+    scores: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0))
+    """``(F,)`` float: the score of every scored frame (1..T-1, labelled only if asked)."""
+    hits: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0, bool))
+    """``(F,)`` bool: IoU > 0.5 on those frames."""
 
 
 def benchmark_report(
@@ -235,4 +248,54 @@ def benchmark_report(
         sequences=len(seqs),
         frames=frames,
         fps=frames / max(seconds, 1e-9),
+        scores=sc,
+        hits=hits,
     )
+
+
+def fit_score_calibration(scores: np.ndarray, hits: np.ndarray) -> tuple[float, float]:
+    """Platt scaling: ``(a, b)`` such that ``sigmoid(a * logit(score) + b)`` is the probability
+    that the box is on the target (IoU > 0.5), fitted by maximum likelihood.
+
+    Args:
+        scores: ``(F,)`` scores in ``(0, 1)`` of tracked frames (e.g. :attr:`BenchmarkReport.
+            scores` on validation benchmarks).
+        hits: ``(F,)`` bool, IoU > 0.5 on those frames.
+
+    Raises:
+        ValueError: fewer than 2 frames, or only hits or only misses.
+    """
+    hits = np.asarray(hits, bool)
+    if len(hits) < 2 or hits.all() or not hits.any():
+        raise ValueError("score calibration needs frames both on and off the target")
+    s = np.clip(np.asarray(scores, np.float64), 1e-6, 1 - 1e-6)
+    x = torch.from_numpy(np.log(s / (1 - s)))
+    y = torch.from_numpy(hits.astype(np.float64))
+    ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([ab], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * x + ab[1], y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    a, b = ab.detach().tolist()
+    return float(a), float(b)
+
+
+def calibrate_score(model: MixFormer, a: float, b: float) -> None:
+    """Fold ``logit -> a * logit + b`` into the last layer of ``model``'s score module (a
+    ``Linear`` to one logit; in place), so the shipped weights carry the calibration.
+
+    Raises:
+        ValueError: the model has no score module, or its last layer is not a ``Linear(D, 1)``.
+    """
+    score = getattr(model, model.score_attr, None)
+    last = getattr(score, "output_layer", None)
+    if not isinstance(last, torch.nn.Linear) or last.out_features != 1:
+        raise ValueError(f"{model.name}: no score module ending in a Linear(D, 1) to calibrate")
+    with torch.no_grad():
+        last.weight.mul_(a)
+        last.bias.mul_(a).add_(b)

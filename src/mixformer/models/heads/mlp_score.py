@@ -20,6 +20,12 @@ class MlpScoreHead(nn.Module):
             [nn.Sequential(nn.Linear(dim, dim), nn.ReLU()), nn.Linear(dim, 1)]
         )
 
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The ``Linear(D, 1)`` that gives each token's logit; the score is their mean, so an
+        affine map of it folds into this layer (calibration)."""
+        return self.layers[1]
+
     def per_token(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, 4, D) -> (B, 4, 1)`` per-token logits."""
         return self.layers[1](self.layers[0](tokens))

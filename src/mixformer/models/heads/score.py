@@ -52,6 +52,11 @@ class ScorePredictionModule(nn.Module):
         self.norm1 = LayerNorm(dim)
         self.norm2 = nn.ModuleList(LayerNorm(dim) for _ in range(2))
 
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The ``Linear(C, 1)`` that gives the score logit (calibration folds into it)."""
+        return self.score_head.layers[-1]
+
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         return x.reshape(b, t, self.num_heads, d // self.num_heads).transpose(1, 2)

@@ -55,7 +55,9 @@ def test_openvino_fp32_matches_the_mobilenetv3_port():
         ref = model.track(search, model.encode_templates(template, online))
     got = ov.track(search, ov.encode_templates(template, online))
     torch.testing.assert_close(got["pred_boxes"], ref["pred_boxes"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(got["pred_scores"], ref["pred_scores"], atol=1e-5, rtol=0)
+    # the score logit (about 4 in magnitude; the calibration multiplied it by 2.2): rounding
+    # is relative
+    torch.testing.assert_close(got["pred_scores"], ref["pred_scores"], atol=1e-5, rtol=1e-5)
 
 
 def test_openvino_tracker_follows_the_torch_tracker(tiny):

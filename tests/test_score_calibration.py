@@ -15,10 +15,27 @@ def test_fit_recovers_a_known_calibration():
     rng = np.random.default_rng(0)
     z = rng.normal(0, 2, 20000)  # the module's logits
     hits = rng.random(z.size) < 1 / (1 + np.exp(-(0.5 * z - 1.0)))  # true P(hit)
-    a, b = fit_score_calibration(1 / (1 + np.exp(-z)), hits)
+    a, b = fit_score_calibration(1 / (1 + np.exp(-z)), hits, "observed")
     assert abs(a - 0.5) < 0.05 and abs(b + 1.0) < 0.08, (a, b)
     with pytest.raises(ValueError, match="on and off"):
         fit_score_calibration(np.full(10, 0.7), np.ones(10, bool))
+    with pytest.raises(ValueError, match="prior"):
+        fit_score_calibration(1 / (1 + np.exp(-z)), hits, "uniform")
+
+
+def test_balanced_prior_removes_the_proportion_of_hits():
+    """Reweighting the two classes to equal halves shifts the fitted logit by minus the log
+    odds of the hits' proportion (Bayes' rule with even prior odds); the slope stays."""
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 2, 40000)
+    hits = rng.random(z.size) < 1 / (1 + np.exp(-(0.8 * z + 1.5)))  # mostly hits
+    p = hits.mean()
+    a, b = fit_score_calibration(1 / (1 + np.exp(-z)), hits)  # balanced by default
+    assert abs(a - 0.8) < 0.06, a
+    assert abs(b - (1.5 - np.log(p / (1 - p)))) < 0.1, (b, p)
+    # so 0.5 now splits the frames so that both kinds are misjudged about equally often
+    c = a * z + b
+    assert abs((c[~hits] < 0).mean() - (c[hits] > 0).mean()) < 0.1
 
 
 @pytest.mark.parametrize("name", ["mixformer-tiny", "mixformerv2-mbv3"])

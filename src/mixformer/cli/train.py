@@ -91,6 +91,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "of all the benchmarks, fold it into the score module's last layer and write the "
         "weights to OUT (fit on validation data, e.g. the val composites)",
     )
+    q.add_argument(
+        "--calibration-prior",
+        choices=("balanced", "observed"),
+        default="balanced",
+        help="with --calibrate-score: balanced weighs frames on and off the target as equal "
+        "halves, so a score below 0.5 means 'more likely lost than not' whatever the "
+        "benchmark's proportion; observed: plain Platt scaling (default: balanced)",
+    )
     add_tracker_set_arg(q)
     q.set_defaults(func=run_eval)
 
@@ -137,7 +145,7 @@ def run_eval(args: argparse.Namespace) -> int:
             )
             reports.append(b)
         if args.calibrate_score:
-            _calibrate(model, reports, args.calibrate_score)
+            _calibrate(model, reports, args.calibrate_score, args.calibration_prior)
         return 0
     r = heldout_report(
         model,
@@ -211,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibrate(model: object, reports: list, out: Path) -> None:
+def _calibrate(model: object, reports: list, out: Path, prior: str) -> None:
     """Fit the score calibration on ``reports``' frames, fold it in, write the weights."""
     import numpy as np
 
@@ -221,7 +229,7 @@ def _calibrate(model: object, reports: list, out: Path) -> None:
     scores = np.concatenate([r.scores for r in reports])
     hits = np.concatenate([r.hits for r in reports])
     try:
-        a, b = fit_score_calibration(scores, hits)
+        a, b = fit_score_calibration(scores, hits, prior)
         calibrate_score(model, a, b)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
@@ -232,7 +240,7 @@ def _calibrate(model: object, reports: list, out: Path) -> None:
     except OSError as exc:
         raise CLIError(f"cannot write {out}: {exc}") from None
     print(
-        f"score calibration a={a:.3f} b={b:+.3f} on {len(s)} frames: mean score on/off the "
+        f"score calibration ({prior} prior) a={a:.3f} b={b:+.3f} on {len(s)} frames: mean score on/off the "
         f"target {s[hits].mean():.2f}/{s[~hits].mean():.2f} -> {c[hits].mean():.2f}/"
         f"{c[~hits].mean():.2f}; off-target frames below 0.5: {(s[~hits] < 0.5).mean():.2f} -> "
         f"{(c[~hits] < 0.5).mean():.2f}; written to {out}"

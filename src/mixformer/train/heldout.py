@@ -253,30 +253,44 @@ def benchmark_report(
     )
 
 
-def fit_score_calibration(scores: np.ndarray, hits: np.ndarray) -> tuple[float, float]:
+def fit_score_calibration(
+    scores: np.ndarray, hits: np.ndarray, prior: str = "balanced"
+) -> tuple[float, float]:
     """Platt scaling: ``(a, b)`` such that ``sigmoid(a * logit(score) + b)`` is the probability
-    that the box is on the target (IoU > 0.5), fitted by maximum likelihood.
+    that the box is on the target (IoU > 0.5), fitted by (weighted) maximum likelihood.
 
     Args:
         scores: ``(F,)`` scores in ``(0, 1)`` of tracked frames (e.g. :attr:`BenchmarkReport.
             scores` on validation benchmarks).
         hits: ``(F,)`` bool, IoU > 0.5 on those frames.
+        prior: ``"balanced"`` (default) weighs the on- and off-target frames as two equal
+            halves, so the calibrated score is the probability under even odds and 0.5 (the
+            online-update threshold) is the score at which the two kinds of frames are
+            equally likely; ``"observed"`` keeps the frames' own proportion (plain Platt
+            scaling: on benchmarks where the box is on the target most of the time, frames off
+            the target then mostly stay above 0.5).
 
     Raises:
-        ValueError: fewer than 2 frames, or only hits or only misses.
+        ValueError: fewer than 2 frames, only hits or only misses, or an unknown prior.
     """
+    if prior not in ("balanced", "observed"):
+        raise ValueError(f"unknown prior {prior!r} (balanced or observed)")
     hits = np.asarray(hits, bool)
     if len(hits) < 2 or hits.all() or not hits.any():
         raise ValueError("score calibration needs frames both on and off the target")
     s = np.clip(np.asarray(scores, np.float64), 1e-6, 1 - 1e-6)
     x = torch.from_numpy(np.log(s / (1 - s)))
     y = torch.from_numpy(hits.astype(np.float64))
+    w = torch.ones_like(y)
+    if prior == "balanced":
+        w = torch.where(y > 0, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
     ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([ab], max_iter=200, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * x + ab[1], y)
+        logits = ab[0] * x + ab[1]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=w)
         loss.backward()
         return loss
 

@@ -541,3 +541,37 @@ def test_image_size_reads_the_header(ext, tmp_path):
     assert image_size(progressive) == (300, 9)
     (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff")
     assert image_size(tmp_path / "cut.jpg") is None
+
+
+def test_background_encoding_copies_frames_and_reports_errors(tmp_path, monkeypatch):
+    """Frames are encoded by the writer's thread: a buffer the caller reuses after write()
+    does not change the video, and an encoder error comes out of a later write() or close()
+    as the one-line OSError naming the video, with no file left behind."""
+    import errno
+    import os
+
+    import mixformer.tracking.render as render
+
+    w = render.VideoWriter(tmp_path / "o.mp4", 10)
+    buf = np.zeros((48, 64, 3), np.uint8)
+    for _ in range(3):
+        w.write(buf)
+        buf[:] = 255  # reused by the caller at once
+    cap = cv2.VideoCapture(str(w.close()))
+    ok, first = cap.read()
+    cap.release()
+    assert ok and first.mean() < 30
+
+    def fail(self, frame):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(render, "video_backend", lambda: "opencv")
+    monkeypatch.setattr(render._OpenCVEncoder, "write", fail)
+    w = render.VideoWriter(tmp_path / "full.mp4", 10)
+    with pytest.raises(OSError, match="full.mp4") as info:
+        for _ in range(render.VideoWriter.QUEUE + 4):
+            w.write(buf)
+        w.close()
+    assert info.value.errno == errno.ENOSPC
+    w.discard()
+    assert _left_over(tmp_path) == [] and not (tmp_path / "full.mp4").exists()

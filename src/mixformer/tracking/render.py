@@ -6,7 +6,9 @@ import errno
 import glob
 import logging
 import os
+import queue
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from fractions import Fraction
@@ -64,9 +66,17 @@ class VideoWriter:
     is never taken for a complete one. A file the encoder could not finish (a full disk) is
     removed, never renamed. :meth:`open` (called by the first :meth:`write`) can be called early
     to check that the file can be written before any work is done.
+
+    With ``background=True`` (the default) frames are encoded by a thread of the writer while
+    the caller goes on (a queue of :attr:`QUEUE` frames; :meth:`write` copies the frame): on a
+    2-core machine the tracker keeps one core and the encoder takes the other (``mixformer
+    demo``: 22 -> 30 FPS with H.264). An encoding error is raised by the next :meth:`write` or by
+    :meth:`close`, as it would have been by the failing write.
     """
 
-    def __init__(self, path: str | Path, fps: float = 25.0) -> None:
+    QUEUE = 8
+
+    def __init__(self, path: str | Path, fps: float = 25.0, background: bool = True) -> None:
         self.path = Path(path)
         self.suffix = self.path.suffix or ".mp4"
         self.partial_path = self.path.with_name(f"{self.path.stem}.partial{self.suffix}")
@@ -74,7 +84,12 @@ class VideoWriter:
         self.frames = 0
         self.tmp: Path | None = None
         self.backend: str | None = None
+        self.background = background
         self._enc: _PyAVEncoder | _OpenCVEncoder | None = None
+        self._queue: queue.Queue[np.ndarray | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._drop = False
 
     def open(self, width: int, height: int) -> None:
         """Create the temporary file and the encoder for ``width`` x ``height`` frames.
@@ -111,6 +126,11 @@ class VideoWriter:
             self.tmp.unlink(missing_ok=True)
             self.tmp = None
             raise
+        if self.background:
+            self._queue = queue.Queue(self.QUEUE)
+            self._error, self._drop = None, False
+            self._thread = threading.Thread(target=self._encode_queued, daemon=True)
+            self._thread.start()
 
     def write(self, frame_rgb: np.ndarray) -> None:
         """Append one ``(H, W, 3)`` uint8 RGB frame (the first frame fixes the size).
@@ -122,11 +142,43 @@ class VideoWriter:
             h, w = frame_rgb.shape[:2]
             self.open(w, h)
         assert self._enc is not None
-        try:
-            self._enc.write(frame_rgb)
-        except OSError as exc:
-            raise _named(exc, self.path) from exc
+        self._raise_encoder_error()
+        if self._queue is not None:
+            self._queue.put(np.array(frame_rgb, copy=True))
+        else:
+            try:
+                self._enc.write(frame_rgb)
+            except OSError as exc:
+                raise _named(exc, self.path) from exc
         self.frames += 1
+
+    def _encode_queued(self) -> None:
+        """The encoding thread: writes queued frames until ``None``; after an error (kept in
+        ``_error``) or :meth:`discard` it only empties the queue, so writers never block."""
+        assert self._queue is not None and self._enc is not None
+        while (frame := self._queue.get()) is not None:
+            if self._error is None and not self._drop:
+                try:
+                    self._enc.write(frame)
+                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                    self._error = exc
+
+    def _finish_queue(self, drop: bool = False) -> None:
+        """Wait for the encoding thread to write (or, with ``drop``, skip) what is queued."""
+        if self._queue is None or self._thread is None:
+            return
+        self._drop = drop
+        self._queue.put(None)
+        self._thread.join()
+        self._queue = self._thread = None
+
+    def _raise_encoder_error(self) -> None:
+        exc = self._error
+        if exc is None:
+            return
+        if isinstance(exc, OSError):
+            raise _named(exc, self.path) from exc
+        raise exc
 
     def close(self, complete: bool = True) -> Path | None:
         """Finish the file.
@@ -140,11 +192,15 @@ class VideoWriter:
             OSError / ValueError: with ``complete=True``, the encoder could not finish the file
                 (a full disk); the broken file is removed.
         """
+        self._finish_queue()
         enc, self._enc = self._enc, None
         if enc is None or self.tmp is None:
             return None
         tmp, self.tmp = self.tmp, None
         try:
+            if self._error is not None:
+                enc.abort()
+                self._raise_encoder_error()
             enc.close(self.frames)
             if not self.frames:
                 tmp.unlink(missing_ok=True)
@@ -163,6 +219,7 @@ class VideoWriter:
 
     def discard(self) -> None:
         """Stop writing and remove the temporary file (nothing is kept)."""
+        self._finish_queue(drop=True)
         enc, self._enc = self._enc, None
         if enc is not None:
             enc.abort()

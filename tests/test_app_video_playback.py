@@ -55,10 +55,7 @@ def _need_pyav() -> None:
     try:
         import av
     except ImportError:
-        pytest.skip(
-            "PyAV is not installed: the writer falls back to MPEG-4 Part 2 "
-            "(pip install -e '.[video]')"
-        )
+        pytest.fail("PyAV, a dependency of the package, is not installed (pip install -e .)")
     if "libx264" not in av.codecs_available:
         pytest.skip("PyAV has no libx264 encoder: the writer falls back to MPEG-4 Part 2")
 

@@ -55,7 +55,7 @@ def video_backend() -> str:
 class VideoWriter:
     """Video writer of RGB frames that only shows the final file once it is complete.
 
-    With PyAV (``pip install mixformer[video]``) frames are encoded as H.264 (``yuv420p``, odd
+    With PyAV (a dependency of the package) frames are encoded as H.264 (``yuv420p``, odd
     sizes padded to even; VP9 for ``.webm``), which browsers play; without it OpenCV writes
     MPEG-4 Part 2 (``mp4v``) and a one-line warning says so.
 
@@ -117,8 +117,8 @@ class VideoWriter:
                 self._enc = _PyAVEncoder(self.tmp, self.path, self.fps, width, height)
             else:
                 log.warning(
-                    "PyAV is not installed: %s is MPEG-4 Part 2, which browsers do not play "
-                    "(pip install 'mixformer[video]' for H.264)",
+                    "PyAV is not installed (or has no H.264 encoder): %s is MPEG-4 Part 2, "
+                    "which browsers do not play (pip install av for H.264)",
                     self.path,
                 )
                 self._enc = _OpenCVEncoder(self.tmp, self.path, self.fps, width, height)

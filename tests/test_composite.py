@@ -83,18 +83,24 @@ def test_boxes_tight_around_object_after_rotation_and_perspective(corpus: Corpus
     )
     checked, rotated = 0, 0
     for seed in range(6):
-        scene = make_composite_scene(
-            corpus, seed, cfg, 24, 160, 200, omit=("distractors", "occluders")
-        )
-        for i in range(0, 24, 3):
-            x, y, w, h = scene.boxes[i]
-            if x < 1 or y < 1 or x + w > 199 or y + h > 159:
-                continue  # partly outside the image: the box extends beyond it
-            _, alpha = scene.render(i, with_alpha=True)
-            np.testing.assert_allclose(scene.boxes[i], _alpha_box(alpha), atol=1.6)
+        for box, alpha in _inside_frames(corpus, seed, cfg, 24, 3):
+            np.testing.assert_allclose(box, _alpha_box(alpha), atol=1.6)
             checked += 1
-            rotated += float((alpha > 0.5).sum()) < 0.9 * w * h
+            rotated += float((alpha > 0.5).sum()) < 0.9 * box[2] * box[3]
     assert checked >= 20 and rotated >= 5
+
+
+def _inside_frames(corpus: Corpus, seed: int, cfg, frames: int, step: int):  # noqa: ANN202
+    """``(box, alpha)`` of every ``step``-th frame of a 200x160 scene without distractors or
+    occluders whose object lies wholly inside the image (else the box extends beyond it)."""
+    scene = make_composite_scene(
+        corpus, seed, cfg, frames, 160, 200, omit=("distractors", "occluders")
+    )
+    for i in range(0, frames, step):
+        x, y, w, h = scene.boxes[i]
+        if x < 1 or y < 1 or x + w > 199 or y + h > 159:
+            continue
+        yield scene.boxes[i], scene.render(i, with_alpha=True)[1]
 
 
 def test_cutout_objects_keep_their_real_outline(tmp_path: Path, corpus: Corpus) -> None:
@@ -103,19 +109,12 @@ def test_cutout_objects_keep_their_real_outline(tmp_path: Path, corpus: Corpus) 
     cfg = dataclasses.replace(COMPOSITE_VARIANTS["train"], cutout_prob=1.0, rotation=40.0)
     checked = 0
     for seed in range(4):
-        scene = make_composite_scene(
-            with_cut, seed, cfg, 12, 160, 200, omit=("distractors", "occluders")
-        )
-        for i in range(0, 12, 4):
-            x, y, w, h = scene.boxes[i]
-            if x < 1 or y < 1 or x + w > 199 or y + h > 159:
-                continue
-            _, alpha = scene.render(i, with_alpha=True)
+        for box, alpha in _inside_frames(with_cut, seed, cfg, 12, 4):
             # Both parts (ellipse and disc) are inside the one box.
             n_parts, _ = cv2.connectedComponents((alpha > 0.5).astype(np.uint8))
-            np.testing.assert_allclose(scene.boxes[i], _alpha_box(alpha), atol=1.6)
+            np.testing.assert_allclose(box, _alpha_box(alpha), atol=1.6)
             checked += 1
-            assert n_parts - 1 == 2 or w * h < 400  # a tiny object may merge its parts
+            assert n_parts - 1 == 2 or box[2] * box[3] < 400  # a tiny object may merge its parts
     assert checked >= 6
     # Variants without cut-outs draw the same scenes whether or not the corpus has any.
     for variant in ("plain", "hard"):

@@ -44,14 +44,18 @@ def _build_deb(tmp: Path) -> Path:
     doc = root / "usr/share/doc" / PKG
     doc.mkdir(parents=True)
     (doc / "copyright").write_text("Files: *\nLicense: CC0-1.0\n")
+    return _pack_deb(root, PKG, "1.2-3", "fixture photos", tmp / "debs")
+
+
+def _pack_deb(root: Path, pkg: str, version: str, description: str, debs: Path) -> Path:
+    """Build ``root`` into ``debs/<pkg>_<version>_all.deb`` with dpkg-deb; returns ``debs``."""
     (root / "DEBIAN").mkdir()
     (root / "DEBIAN/control").write_text(
-        f"Package: {PKG}\nVersion: 1.2-3\nArchitecture: all\nMaintainer: test <t@example.org>\n"
-        "Description: fixture photos\n"
+        f"Package: {pkg}\nVersion: {version}\nArchitecture: all\n"
+        f"Maintainer: test <t@example.org>\nDescription: {description}\n"
     )
-    debs = tmp / "debs"
-    debs.mkdir()
-    deb = debs / f"{PKG}_1.2-3_all.deb"
+    debs.mkdir(exist_ok=True)
+    deb = debs / f"{pkg}_{version}_all.deb"
     subprocess.run(
         ["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)],
         check=True,
@@ -179,18 +183,7 @@ def test_builder_takes_cutouts_as_rgba(tmp_path):
     flat = _cutout_rgba(4, 100, 140)
     flat[:, :, :3] = 90
     cv2.imwrite(str(stamps / "sign.png"), flat)
-    (root / "DEBIAN").mkdir()
-    (root / "DEBIAN/control").write_text(
-        f"Package: {pkg}\nVersion: 1\nArchitecture: all\nMaintainer: t <t@example.org>\n"
-        "Description: fixture stamps\n"
-    )
-    debs = tmp_path / "debs"
-    debs.mkdir()
-    subprocess.run(
-        ["dpkg-deb", "--build", "--root-owner-group", str(root), str(debs / f"{pkg}_1_all.deb")],
-        check=True,
-        capture_output=True,
-    )
+    debs = _pack_deb(root, pkg, "1", "fixture stamps", tmp_path / "debs")
     src = CorpusSource(pkg, ("usr/share/stamps/*.png",), cutouts=True)
     manifest = build_corpus(tmp_path / "c", (src,), deb_dir=debs, progress=False)
     (entry,) = manifest["entries"]  # the one-colour sign is not a photographed object

@@ -240,8 +240,9 @@ def _calibrate(model: object, reports: list, out: Path, prior: str) -> None:
     except OSError as exc:
         raise CLIError(f"cannot write {out}: {exc}") from None
     print(
-        f"score calibration ({prior} prior) a={a:.3f} b={b:+.3f} on {len(s)} frames: mean score on/off the "
-        f"target {s[hits].mean():.2f}/{s[~hits].mean():.2f} -> {c[hits].mean():.2f}/"
-        f"{c[~hits].mean():.2f}; off-target frames below 0.5: {(s[~hits] < 0.5).mean():.2f} -> "
+        f"score calibration ({prior} prior) a={a:.3f} b={b:+.3f} on {len(s)} frames: "
+        f"mean score on/off the target {s[hits].mean():.2f}/{s[~hits].mean():.2f} -> "
+        f"{c[hits].mean():.2f}/{c[~hits].mean():.2f}; off-target frames below 0.5: "
+        f"{(s[~hits] < 0.5).mean():.2f} -> "
         f"{(c[~hits] < 0.5).mean():.2f}; written to {out}"
     )

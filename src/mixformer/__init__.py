@@ -20,6 +20,7 @@ if "torch" not in sys.modules:
     # OMP_WAIT_POLICY already set wins, and it must be set before torch loads OpenMP.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from mixformer._version import __version__  # noqa: E402
 from mixformer.models import CheckpointError, ModelConfig, build_model, list_models  # noqa: E402
 from mixformer.tracking import (  # noqa: E402
     Engine,
@@ -31,8 +32,6 @@ from mixformer.tracking import (  # noqa: E402
     engine,
     track_video,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",

@@ -371,7 +371,7 @@ def export_cache_dir() -> Path | None:
 def model_digest(model: MixFormer, opset: int = DEFAULT_OPSET) -> str:
     """SHA-256 (hex, 24 characters) of everything an export depends on: the model's name,
     config and every tensor of its state dict, the opset, and the torch and mixformer versions."""
-    from mixformer import __version__
+    from mixformer._version import __version__
 
     h = hashlib.sha256()
     meta = [model.name, model.config.to_dict(), opset, torch.__version__, __version__]

@@ -167,3 +167,59 @@ def test_ctrl_c_keeps_the_boxes_and_marks_the_video_partial(tmp_path):
     cap.release()
     assert n in (len(lines), len(lines) + 1)  # the frame being drawn may be in the video
     assert str(partial) in err
+
+
+def test_auto_backend_rule(monkeypatch):
+    """``--backend auto`` picks OpenVINO only where it gives the torch fast path's boxes:
+    fp32 on the CPU, one target, no attention, not the plain path, its packages installed."""
+    import importlib.util
+
+    from mixformer.tracking import backends
+
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    have = {"openvino", "onnx"}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (
+            (object() if name in have else None) if name in ("openvino", "onnx") else real(name, *a)
+        ),
+    )
+    rule = backends.resolve_backend_setting
+    assert rule("auto") == "openvino" and rule("auto", dtype="fp32") == "openvino"
+    assert rule("auto", dtype="bf16") == "torch"
+    assert rule("auto", targets=2) == "torch"
+    assert rule("auto", attention=True) == "torch"
+    assert rule("auto", fast=False) == "torch"
+    assert rule("auto", device="cuda") == "torch"
+    assert rule("torch") == "torch" and rule("onnxruntime", targets=3) == "onnxruntime"
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: True)  # auto is bf16 there
+    assert rule("auto") == "torch" and rule("auto", dtype="fp32") == "openvino"
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    have.discard("openvino")
+    assert rule("auto") == "torch"
+    with pytest.raises(ValueError, match="unknown backend"):
+        rule("tensorrt")
+
+
+def test_track_backend_errors_are_one_line(video):
+    r = _mixformer("track", str(video), "--box", "20,30,30,30", "--backend", "openvino", "--plain")
+    assert r.returncode == 2 and "--plain needs --backend torch" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_track_auto_backend_gives_the_torch_boxes(video, tmp_path):
+    """Where ``auto`` picks OpenVINO (the openvino extra installed, no AMX), the boxes are
+    those of ``--backend torch`` within float rounding."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnx")
+    out = {}
+    for backend in ("auto", "torch"):
+        boxes = tmp_path / f"{backend}.txt"
+        args = ["--box", "20,30,30,30", "--backend", backend, "--boxes", str(boxes)]
+        r = _mixformer("track", str(video), *args, "--dtype", "fp32")
+        assert r.returncode == 0, r.stderr
+        assert "TracerWarning" not in r.stderr and "Constant folding" not in r.stderr
+        out[backend] = np.loadtxt(boxes, delimiter=",")
+    np.testing.assert_allclose(out["auto"], out["torch"], atol=0.05)

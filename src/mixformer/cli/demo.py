@@ -7,7 +7,12 @@ import logging
 import time
 from pathlib import Path
 
-from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
+from mixformer.cli.dtype import (
+    add_backend_arg,
+    add_dtype_arg,
+    resolve_backend_arg,
+    resolve_dtype_arg,
+)
 from mixformer.cli.track import (
     add_attention_args,
     add_model_args,
@@ -48,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_threads_arg(p)
     add_plain_arg(p)
     add_dtype_arg(p)
+    add_backend_arg(p)
     add_attention_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
@@ -71,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     check_attention_every(args)
     check_model_name(args.model)
     check_device(args.device)
-    dtype = resolve_dtype_arg(args)
+    backend = resolve_backend_arg(args)
+    dtype = resolve_dtype_arg(args, backend)
     if args.scene == "synthetic":
         seq = generate_sequence(args.seed, num_frames=args.frames, name=f"demo-{args.seed}")
     else:
@@ -96,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         fast=not args.plain,
         keep_attention=bool(args.attention),
         dtype=dtype,
+        backend=backend,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     writer = VideoWriter(args.out / "demo.mp4", fps=15)
@@ -132,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"AUC {name:28s} {value:5.1f}")
     print(
         f"{len(boxes)} frames at {fps:.1f} FPS ({threads} thread{'s' if threads > 1 else ''}, "
-        f"{dtype}); "
+        f"{'' if backend == 'torch' else backend + ' '}{dtype}); "
         f"wrote {args.out}/demo.mp4, success.png, boxes.txt"
         + (f"; attention pictures in {args.attention}" if args.attention else "")
     )

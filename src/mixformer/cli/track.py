@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mixformer.cli import CLIError
-from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
+from mixformer.cli.dtype import (
+    add_backend_arg,
+    add_dtype_arg,
+    resolve_backend_arg,
+    resolve_dtype_arg,
+)
 from mixformer.models.config import DEFAULT_MODEL
 from mixformer.tracking.threads import auto_threads, set_process_threads
 
@@ -276,6 +281,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_threads_arg(p)
     add_plain_arg(p)
     add_dtype_arg(p)
+    add_backend_arg(p)
     add_attention_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
@@ -286,6 +292,7 @@ def _video(args: argparse.Namespace, model, frames):  # noqa: ANN001, ANN202 - l
     from mixformer.tracking import TrackerConfig, track_video
 
     config = TrackerConfig.for_model(model, args.preset, got10k_trained(args))
+    backend = args.backend  # resolved by _validate
     return track_video(
         frames,
         args.box,
@@ -294,7 +301,8 @@ def _video(args: argparse.Namespace, model, frames):  # noqa: ANN001, ANN202 - l
         device=args.device,
         fast=not args.plain,
         keep_attention=args.attention is not None,
-        dtype=resolve_dtype_arg(args),
+        dtype=resolve_dtype_arg(args, backend),
+        backend=backend,
     )
 
 
@@ -339,6 +347,7 @@ def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames 
     check_model_name(args.model)
     check_device(args.device)
     check_attention_every(args)
+    args.backend = resolve_backend_arg(args, targets=len(args.box))
     preset = TrackerConfig.preset(args.preset, args.model, got10k_trained=got10k_trained(args))
     _check_output_paths(args)
     source = FrameSource(args.source)

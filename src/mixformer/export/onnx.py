@@ -153,6 +153,11 @@ def export_onnx(
         # The TorchScript exporter (dynamo=False) is deprecated, but the torch.export-based one
         # needs onnxscript, which the ``export`` extra does not install; the graphs are checked.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # Tracing notes (shapes read as Python values, Slice steps not constant-folded) are
+        # expected for these fixed-size graphs, and the graphs are checked: not the user's
+        # concern when a tracker exports on its first use.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Constant folding")
         torch.onnx.export(
             _TemplateEncoder(fast),
             (template, online),

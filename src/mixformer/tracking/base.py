@@ -59,7 +59,7 @@ class TrackerBase:
         device: str | torch.device | None = None,
         color: Literal["rgb", "bgr"] = "rgb",
         dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
-        backend: Literal["torch", "onnxruntime"] = "torch",
+        backend: Literal["torch", "onnxruntime", "openvino"] = "torch",
         fast: bool = True,
         keep_attention: bool = False,
         threads: int | None = None,

@@ -223,3 +223,28 @@ def test_track_auto_backend_gives_the_torch_boxes(video, tmp_path):
         assert "TracerWarning" not in r.stderr and "Constant folding" not in r.stderr
         out[backend] = np.loadtxt(boxes, delimiter=",")
     np.testing.assert_allclose(out["auto"], out["torch"], atol=0.05)
+
+
+def test_auto_backend_falls_back_to_torch_when_openvino_is_broken(monkeypatch, caplog):
+    """An installed but unusable openvino (its import fails) is not the user's request: ``auto``
+    warns and runs torch; ``--backend openvino`` is an error."""
+    import argparse
+    import logging
+
+    from mixformer.cli import CLIError
+    from mixformer.cli.dtype import resolve_backend_arg
+    from mixformer.export import openvino as ov_mod
+    from mixformer.tracking import backends
+
+    monkeypatch.setattr(backends, "resolve_backend_setting", lambda *a, **k: "openvino")
+
+    def broken(int8: bool = False) -> None:
+        raise ImportError("openvino is not installed; the openvino backend needs ...")
+
+    monkeypatch.setattr(ov_mod, "require_openvino", broken)
+    args = argparse.Namespace(backend="auto", dtype="auto", device="cpu", plain=False)
+    with caplog.at_level(logging.WARNING):
+        assert resolve_backend_arg(args) == "torch"
+    assert "running on torch" in caplog.text
+    with pytest.raises(CLIError, match="openvino"):
+        resolve_backend_arg(argparse.Namespace(**{**vars(args), "backend": "openvino"}))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from mixformer.cli import CLIError
 
@@ -89,5 +90,8 @@ def resolve_backend_arg(args: argparse.Namespace, targets: int = 1) -> str:
 
             require_onnx()
     except ImportError as exc:
+        if args.backend == "auto":  # installed but broken: the user did not ask for it
+            logging.getLogger(__name__).warning("%s; running on torch", exc)
+            return "torch"
         raise CLIError(str(exc)) from None
     return backend

@@ -13,13 +13,20 @@ DTYPE_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 def add_dtype_arg(p: argparse.ArgumentParser) -> None:
     """``--dtype {auto,fp32,bf16,fp16}`` (default ``auto``)."""
-    p.add_argument(
+    _add_auto_choice(
+        p,
         "--dtype",
-        choices=DTYPE_CHOICES,
-        default="auto",
-        help="network precision; auto (default): bf16 on CPUs with AMX (about 2x faster there, "
+        DTYPE_CHOICES,
+        "network precision; auto (default): bf16 on CPUs with AMX (about 2x faster there, "
         "same tracking), else fp32; fp32: the exact path (the reference tracker's boxes)",
     )
+
+
+def _add_auto_choice(
+    p: argparse.ArgumentParser, flag: str, choices: tuple[str, ...], help: str
+) -> None:
+    """An option among ``choices`` whose default is ``"auto"``."""
+    p.add_argument(flag, choices=choices, default="auto", help=help)
 
 
 def resolve_dtype_arg(args: argparse.Namespace, backend: str = "torch") -> str:
@@ -47,11 +54,11 @@ def add_backend_arg(p: argparse.ArgumentParser) -> None:
     """``--backend {auto,torch,onnxruntime,openvino}`` (default ``auto``; ``track``, ``demo``)."""
     from mixformer.tracking.backends import BACKEND_SETTINGS
 
-    p.add_argument(
+    _add_auto_choice(
+        p,
         "--backend",
-        choices=BACKEND_SETTINGS,
-        default="auto",
-        help="what runs the network; auto (default): openvino where the openvino extra is "
+        BACKEND_SETTINGS,
+        "what runs the network; auto (default): openvino where the openvino extra is "
         "installed and it gives the same boxes faster (the CPU in fp32, one target, no "
         "--attention, not --plain), else torch; onnxruntime needs the export extra",
     )

@@ -71,6 +71,12 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def _check_setting(what: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming ``value`` and the ``choices`` when it is not one of them."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; use one of {', '.join(choices)}")
+
+
 def resolve_dtype_setting(
     dtype: str = "auto",
     device: str | torch.device = "cpu",
@@ -90,8 +96,7 @@ def resolve_dtype_setting(
     Raises:
         ValueError: an unknown setting.
     """
-    if dtype not in DTYPE_SETTINGS:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPE_SETTINGS)}")
+    _check_setting("dtype", dtype, DTYPE_SETTINGS)
     if dtype != "auto":
         return dtype
     if backend == "openvino":  # OpenVINO's own default on CPUs with bf16 matrix units
@@ -128,8 +133,7 @@ def resolve_backend_setting(
     Raises:
         ValueError: an unknown setting.
     """
-    if backend not in BACKEND_SETTINGS:
-        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKEND_SETTINGS)}")
+    _check_setting("backend", backend, BACKEND_SETTINGS)
     if backend != "auto":
         return backend
     fp32 = dtype == "fp32" or (dtype == "auto" and not cpu_has_native_bf16())

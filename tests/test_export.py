@@ -134,12 +134,12 @@ def test_onnxruntime_tracker_runs_the_shipped_settings():
 
 
 def test_export_cache_reuses_graphs_of_the_same_weights(tmp_path, monkeypatch):
-    from mixformer.export import onnx as onnx_mod
+    from mixformer.export import cache as cache_mod
 
     monkeypatch.setenv("MIXFORMER_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)
     model = build_model("mixformer-tiny").eval()
-    first = onnx_mod.cached_export(model)
+    first = cache_mod.cached_export(model)
     assert first is not None and (first / META_FILE).is_file()
     assert first.parent == tmp_path / "cache" / "onnx"
     assert not [p for p in first.parent.iterdir() if p.name.startswith(".export-")]
@@ -147,37 +147,37 @@ def test_export_cache_reuses_graphs_of_the_same_weights(tmp_path, monkeypatch):
     def no_export(*a, **k):
         raise AssertionError("the cached graphs must be reused")
 
-    monkeypatch.setattr(onnx_mod, "export_onnx", no_export)
-    assert onnx_mod.cached_export(model) == first
+    monkeypatch.setattr(cache_mod, "export_onnx", no_export)
+    assert cache_mod.cached_export(model) == first
     runtime = OnnxRuntimeModel.from_model(model)  # the backends' path reads the cache too
     assert runtime.onnx_dir == first
     other = build_model("mixformer-tiny").eval()  # other random weights: another digest
-    assert onnx_mod.model_digest(other) != onnx_mod.model_digest(model)
+    assert cache_mod.model_digest(other) != cache_mod.model_digest(model)
     with pytest.raises(AssertionError, match="reused"):
-        onnx_mod.cached_export(other)
+        cache_mod.cached_export(other)
 
 
 def test_export_cache_off_or_unwritable_falls_back(tmp_path, monkeypatch):
-    from mixformer.export import onnx as onnx_mod
+    from mixformer.export import cache as cache_mod
 
     model = build_model("mixformer-tiny").eval()
     monkeypatch.setenv("MIXFORMER_CACHE_DIR", "")
-    assert onnx_mod.export_cache_dir() is None and onnx_mod.cached_export(model) is None
+    assert cache_mod.export_cache_dir() is None and cache_mod.cached_export(model) is None
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("MIXFORMER_CACHE_DIR", str(blocker))
-    assert onnx_mod.cached_export(model) is None  # cannot create a folder under a file
+    assert cache_mod.cached_export(model) is None  # cannot create a folder under a file
     runtime = OnnxRuntimeModel.from_model(model)  # a temporary folder instead
     assert runtime.onnx_dir.is_dir() and blocker.is_file()
 
 
 def test_export_cache_keeps_the_most_recent(tmp_path):
-    from mixformer.export import onnx as onnx_mod
+    from mixformer.export import cache as cache_mod
 
     for i in range(5):
         d = tmp_path / f"e{i}"
         d.mkdir()
         (d / META_FILE).write_text("{}")
         os.utime(d, (1000 + i, 1000 + i))
-    onnx_mod._prune(tmp_path, keep=2)
+    cache_mod._prune(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e3", "e4"]

@@ -13,12 +13,8 @@
   logits;
 * ``mixformer_onnx.json``: the model name and config, the number of blocks and the I/O names.
 
-The ONNX Runtime and OpenVINO backends export through :func:`cached_export`: graphs of the same
-weights, config, opset, torch and mixformer versions are reused from
-``$MIXFORMER_CACHE_DIR`` (default ``$XDG_CACHE_HOME/mixformer`` or ``~/.cache/mixformer``)
-``/onnx/<digest>``, so only the first process pays the export (1.7 s for the default model).
-An empty ``MIXFORMER_CACHE_DIR`` turns the cache off; an unwritable one falls back to a
-temporary folder.
+The ONNX Runtime and OpenVINO backends export through the on-disk cache of
+:mod:`mixformer.export.cache` (:meth:`ExportedGraphs.from_model`).
 
 (CvT: 128/320 crops, 8x8 / 20x20 maps, ``F = 20``; MixViT-B: 128/288, 8x8 / 18x18, ``F = 72``.)
 Inputs are ImageNet-normalised float32 RGB crops. The graphs are traced from the fused
@@ -28,11 +24,8 @@ imported only here (``pip install mixformer[export]``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -54,8 +47,6 @@ SEARCH_GRAPH = "search_step.onnx"
 META_FILE = "mixformer_onnx.json"
 PRIOR_INPUT = "corner_prior"
 DEFAULT_OPSET = 17
-#: Exports kept in the cache (the least recently used beyond this are removed).
-CACHE_KEEP = 8
 
 
 def require_onnx() -> None:
@@ -235,9 +226,11 @@ class ExportedGraphs:
 
     @classmethod
     def from_model(cls, model: MixFormer, **kwargs: Any) -> Any:
-        """Load ``model``'s graphs from the export cache (:func:`cached_export`), exporting them
-        first if needed; without a usable cache, into a temporary folder kept for the object's
-        lifetime."""
+        """Load ``model``'s graphs from the export cache
+        (:func:`mixformer.export.cache.cached_export`), exporting them first if needed; without
+        a usable cache, into a temporary folder kept for the object's lifetime."""
+        from mixformer.export.cache import cached_export
+
         cached = cached_export(model)
         if cached is not None:
             return cls(cached, **kwargs)
@@ -361,71 +354,3 @@ class OnnxRuntimeModel(ExportedGraphs):
     def _run_search(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = self._search.run(["pred_boxes", "pred_scores"], feeds)
         return boxes, scores
-
-
-def export_cache_dir() -> Path | None:
-    """``$MIXFORMER_CACHE_DIR/onnx`` (default ``$XDG_CACHE_HOME/mixformer/onnx`` or
-    ``~/.cache/mixformer/onnx``); None when ``MIXFORMER_CACHE_DIR`` is set but empty."""
-    root = os.environ.get("MIXFORMER_CACHE_DIR")
-    if root is None:
-        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        root = str(Path(xdg) / "mixformer")
-    return Path(root) / "onnx" if root else None
-
-
-def model_digest(model: MixFormer, opset: int = DEFAULT_OPSET) -> str:
-    """SHA-256 (hex, 24 characters) of everything an export depends on: the model's name,
-    config and every tensor of its state dict, the opset, and the torch and mixformer versions."""
-    from mixformer._version import __version__
-
-    h = hashlib.sha256()
-    meta = [model.name, model.config.to_dict(), opset, torch.__version__, __version__]
-    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    for key, t in model.state_dict().items():
-        h.update(key.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:24]
-
-
-def cached_export(model: MixFormer, opset: int = DEFAULT_OPSET) -> Path | None:
-    """The folder of ``model``'s exported graphs in the export cache, written on first use
-    (atomically: exported next to it, then renamed), or None when the cache is off or cannot be
-    written (a read-only or full disk): the caller then exports to a temporary folder."""
-    root = export_cache_dir()
-    if root is None:
-        return None
-    folder = root / model_digest(model, opset)
-    if (folder / META_FILE).is_file():
-        os.utime(folder)  # most recently used
-        return folder
-    tmp = None
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
-        export_onnx(model, tmp, opset=opset, check=False)
-        for f in tmp.iterdir():
-            f.chmod(0o644)
-        tmp.chmod(0o755)
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process wrote it first
-            if not (folder / META_FILE).is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except OSError as exc:
-        log.info("ONNX export cache %s not usable (%s); exporting to a temporary folder", root, exc)
-        return None
-    finally:
-        if tmp is not None and tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    _prune(root, keep=CACHE_KEEP)
-    return folder
-
-
-def _prune(root: Path, keep: int) -> None:
-    """Remove all but the ``keep`` most recently used exports under ``root``."""
-    done = [d for d in root.iterdir() if d.is_dir() and (d / META_FILE).is_file()]
-    done.sort(key=lambda d: d.stat().st_mtime, reverse=True)
-    for d in done[keep:]:
-        shutil.rmtree(d, ignore_errors=True)

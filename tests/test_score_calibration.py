@@ -8,7 +8,7 @@ import torch
 
 from mixformer.cli import main
 from mixformer.models import build_model
-from mixformer.train.heldout import calibrate_score, fit_score_calibration
+from mixformer.train.heldout import calibrate_score, calibrated_scores, fit_score_calibration
 
 
 def test_fit_recovers_a_known_calibration():
@@ -57,6 +57,12 @@ def test_calibration_folds_into_the_score_logit(name):
     calibrate_score(model, 2.5, -0.7)
     after, boxes_after = run()
     torch.testing.assert_close(after, 2.5 * before - 0.7, rtol=1e-5, atol=1e-5)
+    # calibrated_scores maps the old scores to what the folded module now gives
+    np.testing.assert_allclose(
+        calibrated_scores(torch.sigmoid(before).numpy(), 2.5, -0.7),
+        torch.sigmoid(after).numpy(),
+        rtol=1e-4,
+    )
     torch.testing.assert_close(boxes_after, boxes)  # the boxes do not change
 
 

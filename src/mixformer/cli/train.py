@@ -93,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     q.add_argument(
         "--calibration-prior",
-        choices=("balanced", "observed"),
+        choices=("balanced", "observed"),  # heldout.CALIBRATION_PRIORS, not imported at start-up
         default="balanced",
         help="with --calibrate-score: balanced weighs frames on and off the target as equal "
         "halves, so a score below 0.5 means 'more likely lost than not' whatever the "
@@ -224,7 +224,11 @@ def _calibrate(model: object, reports: list, out: Path, prior: str) -> None:
     import numpy as np
 
     from mixformer.models import save_weights
-    from mixformer.train.heldout import calibrate_score, fit_score_calibration
+    from mixformer.train.heldout import (
+        calibrate_score,
+        calibrated_scores,
+        fit_score_calibration,
+    )
 
     scores = np.concatenate([r.scores for r in reports])
     hits = np.concatenate([r.hits for r in reports])
@@ -233,8 +237,7 @@ def _calibrate(model: object, reports: list, out: Path, prior: str) -> None:
         calibrate_score(model, a, b)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    s = np.clip(scores, 1e-6, 1 - 1e-6)
-    c = 1 / (1 + np.exp(-(a * np.log(s / (1 - s)) + b)))
+    s, c = scores, calibrated_scores(scores, a, b)
     try:
         save_weights(model, out)
     except OSError as exc:

@@ -136,10 +136,9 @@ def resolve_backend_setting(
     _check_setting("backend", backend, BACKEND_SETTINGS)
     if backend != "auto":
         return backend
-    fp32 = dtype == "fp32" or (dtype == "auto" and not cpu_has_native_bf16())
-    if not (fast and fp32 and targets == 1 and not attention):
+    if not fast or targets != 1 or attention or torch.device(device).type != "cpu":
         return "torch"
-    if torch.device(device).type != "cpu":
+    if resolve_dtype_setting(dtype, device, "torch", fast) != "fp32":  # bf16 on AMX: torch
         return "torch"
     if any(importlib.util.find_spec(name) is None for name in ("openvino", "onnx")):
         return "torch"

@@ -42,7 +42,9 @@ __all__ = [
     "BenchmarkReport",
     "HeldoutReport",
     "benchmark_report",
+    "CALIBRATION_PRIORS",
     "calibrate_score",
+    "calibrated_scores",
     "fit_score_calibration",
     "heldout_report",
 ]
@@ -253,6 +255,22 @@ def benchmark_report(
     )
 
 
+#: ``prior`` of :func:`fit_score_calibration` (and ``train-eval --calibration-prior``).
+CALIBRATION_PRIORS: tuple[str, ...] = ("balanced", "observed")
+
+
+def _logit(scores: np.ndarray) -> np.ndarray:
+    """``log(s / (1 - s))`` of ``scores`` clipped to ``[1e-6, 1 - 1e-6]`` (float64)."""
+    s = np.clip(np.asarray(scores, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(s / (1 - s))
+
+
+def calibrated_scores(scores: np.ndarray, a: float, b: float) -> np.ndarray:
+    """``sigmoid(a * logit(scores) + b)``: what the score module gives once
+    :func:`calibrate_score` folded ``(a, b)`` in (float64, same shape as ``scores``)."""
+    return 1 / (1 + np.exp(-(a * _logit(scores) + b)))
+
+
 def fit_score_calibration(
     scores: np.ndarray, hits: np.ndarray, prior: str = "balanced"
 ) -> tuple[float, float]:
@@ -273,13 +291,12 @@ def fit_score_calibration(
     Raises:
         ValueError: fewer than 2 frames, only hits or only misses, or an unknown prior.
     """
-    if prior not in ("balanced", "observed"):
-        raise ValueError(f"unknown prior {prior!r} (balanced or observed)")
+    if prior not in CALIBRATION_PRIORS:
+        raise ValueError(f"unknown prior {prior!r} ({' or '.join(CALIBRATION_PRIORS)})")
     hits = np.asarray(hits, bool)
     if len(hits) < 2 or hits.all() or not hits.any():
         raise ValueError("score calibration needs frames both on and off the target")
-    s = np.clip(np.asarray(scores, np.float64), 1e-6, 1 - 1e-6)
-    x = torch.from_numpy(np.log(s / (1 - s)))
+    x = torch.from_numpy(_logit(scores))
     y = torch.from_numpy(hits.astype(np.float64))
     w = torch.ones_like(y)
     if prior == "balanced":

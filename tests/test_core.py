@@ -32,6 +32,11 @@ BACKENDS = {
     "fast": dict(),
     "onnxruntime": dict(backend="onnxruntime"),
 }
+# ONNX Runtime kernels run in a child process (see tests/conftest.py)
+BACKEND_PARAMS = [
+    pytest.param(name, marks=[pytest.mark.isolated] if name == "onnxruntime" else [])
+    for name in BACKENDS
+]
 
 
 def _needs(backend: str) -> None:
@@ -77,7 +82,7 @@ def test_changed_weights_get_a_new_engine():
         np.testing.assert_allclose(fast.update(f).box, plain.update(f).box, atol=1e-3)
 
 
-@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_multi_tracker_matches_single_trackers_on_every_backend(model, frames, backend):
     """One frame loop for both: per-target boxes, scores and template growth agree."""
     _needs(backend)
@@ -134,6 +139,7 @@ def test_observation_describes_the_step(model, frames, backend):
     assert tracker.update(frames[-1]).observation is None  # only when asked
 
 
+@pytest.mark.isolated  # ONNX Runtime kernels (see tests/conftest.py)
 def test_observation_on_onnxruntime_has_no_heat_maps(model, frames):
     _needs("onnxruntime")
     tracker = Tracker(model, config(), backend="onnxruntime")

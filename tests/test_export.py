@@ -46,6 +46,7 @@ def test_export_writes_graphs_and_metadata(exported):
     )
 
 
+@pytest.mark.isolated  # ONNX Runtime kernels (see tests/conftest.py)
 @pytest.mark.parametrize("n_online", [1, 3])
 def test_onnxruntime_matches_torch(exported, n_online):
     """Any number of online templates: the graphs were traced with 2."""
@@ -63,6 +64,7 @@ def test_onnxruntime_matches_torch(exported, n_online):
     torch.testing.assert_close(got["pred_scores"], ref["pred_scores"], atol=1e-4, rtol=0)
 
 
+@pytest.mark.isolated  # ONNX Runtime kernels (see tests/conftest.py)
 def test_onnxruntime_tracker_matches_torch_tracker(tracker_vectors):
     weights, runs, frames = tracker_vectors
     model = build_model(vector_config(weights["config"]))
@@ -99,6 +101,7 @@ def test_cli_export_onnx(tmp_path, capsys):
     assert (tmp_path / "out" / SEARCH_GRAPH).is_file()
 
 
+@pytest.mark.isolated  # ONNX Runtime kernels (see tests/conftest.py)
 def test_onnxruntime_applies_a_corner_prior(exported):
     """The search graph's corner_prior input: a sharp prior pins the box as in torch."""
     model, out = exported
@@ -119,6 +122,7 @@ def test_onnxruntime_applies_a_corner_prior(exported):
     torch.testing.assert_close(no_prior["pred_boxes"], free["pred_boxes"], atol=1e-4, rtol=0)
 
 
+@pytest.mark.isolated  # ONNX Runtime kernels (see tests/conftest.py)
 def test_onnxruntime_tracker_runs_the_shipped_settings():
     """The shipped model's preset (motion prior, velocity, size update): same boxes as torch."""
     model = build_model("mixformer-tiny", weights="default")

@@ -299,6 +299,7 @@ def test_fused_matches_plain_low_precisionclose(small, vectors):
     close(got["pred_boxes"], ref["pred_boxes"], 0.03)
 
 
+@pytest.mark.isolated  # ONNX Runtime kernels (see tests/conftest.py)
 def test_onnx_export_and_runtime_match_torch(vectors, small, tmp_path):
     pytest.importorskip("onnxruntime")
     from mixformer.export.onnx import OnnxRuntimeModel, export_onnx

@@ -332,6 +332,7 @@ def test_stage1_resume_and_stage2_train_through_the_trainer(fam, tmp_path):
     assert net.config.family == fam and net.score_branch is not None
 
 
+@pytest.mark.isolated  # ONNX Runtime kernels (see tests/conftest.py)
 def test_onnx_export_and_runtime_match_torch(family, tmp_path):
     pytest.importorskip("onnxruntime")
     from mixformer.export.onnx import OnnxRuntimeModel, export_onnx

@@ -12,6 +12,8 @@ from mixformer import Tracker, TrackerConfig, build_model
 from mixformer.tracking import engine
 
 pytest.importorskip("openvino")
+# OpenVINO and NNCF kernels run in a child process per test (see tests/conftest.py)
+pytestmark = pytest.mark.isolated
 
 from mixformer.export.openvino import OpenVinoModel  # noqa: E402
 

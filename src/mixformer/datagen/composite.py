@@ -32,6 +32,16 @@ from tqdm import tqdm
 
 from mixformer.data.io import format_boxes
 from mixformer.datagen.corpus import load_manifest
+from mixformer.datagen.layers import (
+    Layer,
+    apply_homography,
+    cutout_layer,
+    masked_layer,
+    patch_homographies,
+    random_path,
+    smooth_curve,
+    textured_cut,
+)
 from mixformer.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -203,186 +213,12 @@ class Corpus:
         return self._read_uncached(f"{self.videos[v][0]}/{i + 1:05d}.jpg")
 
 
-# --------------------------------------------------------------------------- drawing helpers
-
-
-def _smooth(rng: np.random.Generator, T: int, amp: float, cycles: float = 1.0) -> np.ndarray:
-    """``(T,)`` smooth random curve in about ``[-amp, amp]`` starting at 0."""
-    t = np.linspace(0, 1, T)
-    f1, f2 = rng.uniform(0.3, 1.0) * cycles, rng.uniform(1.0, 2.5) * cycles
-    p1, p2 = rng.uniform(0, 2 * np.pi, 2)
-    c = 0.7 * np.sin(2 * np.pi * f1 * t + p1) + 0.3 * np.sin(2 * np.pi * f2 * t + p2)
-    return amp * (c - c[0])
-
-
-def _mask(rng: np.random.Generator, h: int, w: int, rect_prob: float) -> np.ndarray:
-    """``(h, w)`` uint8 mask (0/255) touching all four borders of the patch."""
-    kind = "rect" if rng.random() < rect_prob else rng.choice(["ellipse", "polygon", "blob"])
-    m = np.zeros((h, w), np.uint8)
-    if kind == "rect":
-        m[:] = 255
-    elif kind == "ellipse":
-        cv2.ellipse(
-            m, (w // 2, h // 2), (max(w // 2 - 1, 1), max(h // 2 - 1, 1)), 0, 0, 360, 255, -1
-        )
-    elif kind == "polygon":
-        n = int(rng.integers(5, 11))
-        ang = np.sort(rng.uniform(0, 2 * np.pi, n))
-        rad = rng.uniform(0.55, 1.0, n)
-        pts = np.stack([np.cos(ang) * rad, np.sin(ang) * rad], 1)
-        pts = (pts - pts.min(0)) / np.maximum(pts.max(0) - pts.min(0), 1e-6)
-        pts = np.round(pts * [w - 1, h - 1]).astype(np.int32)
-        cv2.fillPoly(m, [pts], 255)
-    else:
-        g = rng.random((5, 5)).astype(np.float32)
-        g = cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC)
-        yy, xx = np.mgrid[0:h, 0:w]
-        r = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2
-        m[(1.0 - r + 0.5 * (g - 0.5)) > 0.25] = 255
-    ys, xs = np.nonzero(m)
-    if len(xs) < 16:
-        m[:] = 255
-        return m
-    crop = m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    return cv2.resize(crop, (w, h), interpolation=cv2.INTER_NEAREST)
-
-
-def _contour(mask: np.ndarray) -> np.ndarray:
-    """``(N, 2)`` float64 outline of the mask's largest region (OpenCV coordinates: pixel
-    centres at integers), moved half a pixel outwards to the border pixels' outer edges."""
-    cs, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    c = max(cs, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
-    return c + 0.5 * np.sign(c - c.mean(0))
-
-
-def _cut(rng: np.random.Generator, img: np.ndarray, side: int, aspect: float):
-    """A ``(h, w, 3)`` patch of ``img`` with about ``side`` px and aspect ``w/h``."""
-    H, W = img.shape[:2]
-    w = int(np.clip(side * np.sqrt(aspect), 12, W - 2))
-    h = int(np.clip(side / np.sqrt(aspect), 12, H - 2))
-    best, best_energy = None, -1.0
-    for _ in range(3):  # prefer textured cuts: flat sky or wall makes a featureless object
-        x = int(rng.integers(0, W - w + 1))
-        y = int(rng.integers(0, H - h + 1))
-        cut = img[y : y + h, x : x + w]
-        energy = float(cut[::2, ::2].std())
-        if energy > best_energy:
-            best, best_energy = cut, energy
-    return best.copy()
-
-
-def _homography(cx, cy, sx, sy, rot_deg, persp: np.ndarray, w: int, h: int) -> np.ndarray:
-    """3x3 map from patch pixels to frame pixels: perspective, scale, rotation, translation."""
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    dst = src + persp.reshape(4, 2).astype(np.float32) * np.float32([w, h])
-    P = cv2.getPerspectiveTransform(src, dst).astype(np.float64)
-    C = np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1.0]])
-    S = np.diag([sx, sy, 1.0])
-    a = np.deg2rad(rot_deg)
-    R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
-    T = np.array([[1, 0, cx], [0, 1, cy], [0, 0, 1.0]])
-    return T @ R @ S @ C @ P
-
-
-def _apply(Hm: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    q = np.c_[pts, np.ones(len(pts))] @ Hm.T
-    return q[:, :2] / q[:, 2:3]
-
-
-@dataclass
-class _Layer:
-    """A masked patch with one homography per frame (object, distractor or occluder)."""
-
-    patch: np.ndarray  # (h, w, 3) uint8
-    alpha: np.ndarray  # (h, w) float32 in [0, 1], slightly feathered
-    contour: np.ndarray  # (N, 2) patch coordinates
-    H: np.ndarray  # (T, 3, 3)
-    gain: np.ndarray  # (T,) brightness factor of this layer
-    active: np.ndarray  # (T,) bool: drawn in that frame
-
-    def draw(self, frame: np.ndarray, i: int, cover: np.ndarray | None = None) -> None:
-        """Blend the layer into ``frame`` (float32, in place); add its alpha to ``cover``."""
-        if not self.active[i]:
-            return
-        Hf, Wf = frame.shape[:2]
-        pts = _apply(self.H[i], self.contour)
-        x1, y1 = np.floor(pts.min(0)).astype(int) - 2
-        x2, y2 = np.ceil(pts.max(0)).astype(int) + 2
-        x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, Wf), min(y2, Hf)
-        if x2 <= x1 or y2 <= y1:
-            return
-        M = np.array([[1, 0, -x1], [0, 1, -y1], [0, 0, 1.0]]) @ self.H[i]
-        size = (x2 - x1, y2 - y1)
-        p = cv2.warpPerspective(
-            self.patch, M, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        a = cv2.warpPerspective(self.alpha, M, size, flags=cv2.INTER_LINEAR)[..., None]
-        roi = frame[y1:y2, x1:x2]
-        roi *= 1 - a
-        roi += a * (p.astype(np.float32) * self.gain[i])
-        if cover is not None:
-            c = cover[y1:y2, x1:x2]
-            np.maximum(c, a[..., 0], out=c)
-
-
-def _layer(rng, patch, rect_prob, H, gain, active) -> _Layer:
-    h, w = patch.shape[:2]
-    m = _mask(rng, h, w, rect_prob)
-    alpha = (
-        cv2.GaussianBlur(m.astype(np.float32) / 255, (3, 3), 0.6)
-        if min(h, w) > 8
-        else (m.astype(np.float32) / 255)
-    )
-    alpha = np.where(m > 0, np.maximum(alpha, 0.5), np.minimum(alpha, 0.49)).astype(np.float32)
-    return _Layer(patch, alpha, _contour(m), H, gain, active)
-
-
-def _cutout_layer(rgba: np.ndarray, H, gain, active) -> _Layer:
-    """A layer from a cut-out's real alpha; its outline is the convex hull of all its opaque
-    parts (an object in several pieces, like a pair of cherries, gets one box)."""
-    alpha = rgba[:, :, 3].astype(np.float32) / 255
-    pts = cv2.findNonZero((alpha > 0.5).astype(np.uint8))
-    hull = cv2.convexHull(pts).reshape(-1, 2).astype(np.float64)
-    hull = hull + 0.5 * np.sign(hull - hull.mean(0))
-    return _Layer(np.ascontiguousarray(rgba[:, :, :3]), alpha, hull, H, gain, active)
-
-
 def _draw_cutout(rng, corpus: Corpus, cfg: CompositeConfig) -> np.ndarray | None:
     """A random cut-out (RGBA) with probability ``cfg.cutout_prob``, else None. Draws nothing
     from ``rng`` when the config or the corpus has no cut-outs (old scenes stay the same)."""
     if cfg.cutout_prob <= 0 or not corpus.cutouts or rng.random() >= cfg.cutout_prob:
         return None
     return corpus.cutout(int(rng.integers(len(corpus.cutouts))))
-
-
-def _path(rng, T, W, H, speed_px, abrupt: int) -> np.ndarray:
-    """``(T, 2)`` object centre: a smoothed random walk with momentum, bounced off the borders,
-    plus ``abrupt`` sudden jumps."""
-    pos = np.zeros((T, 2))
-    pos[0] = [rng.uniform(0.3, 0.7) * W, rng.uniform(0.3, 0.7) * H]
-    v = rng.normal(0, 1, 2)
-    v = v / (np.linalg.norm(v) + 1e-9) * speed_px * rng.uniform(0.3, 1.2)
-    jumps = (
-        set(rng.choice(np.arange(3, T), size=min(abrupt, max(T - 3, 0)), replace=False).tolist())
-        if T > 4
-        else set()
-    )
-    lo, hi = np.array([0.08 * W, 0.08 * H]), np.array([0.92 * W, 0.92 * H])
-    for i in range(1, T):
-        v = 0.9 * v + rng.normal(0, 0.35 * speed_px, 2)
-        n = np.linalg.norm(v)
-        if n > 2.5 * speed_px:
-            v *= 2.5 * speed_px / n
-        p = pos[i - 1] + v
-        if i in jumps:
-            p = p + rng.choice([-1, 1], 2) * rng.uniform(6, 12, 2) * speed_px
-        for d in range(2):
-            if p[d] < lo[d]:
-                p[d], v[d] = 2 * lo[d] - p[d], abs(v[d])
-            elif p[d] > hi[d]:
-                p[d], v[d] = 2 * hi[d] - p[d], -abs(v[d])
-        pos[i] = np.clip(p, lo, hi)
-    return pos
 
 
 class CompositeScene:
@@ -411,7 +247,7 @@ class CompositeScene:
         for i in range(T):
             # The object's pixels as the warp draws them (alpha > 0.5), on a window around
             # its outline that may extend beyond the image: the box is their exact extent.
-            pts = _apply(target.H[i], target.contour)
+            pts = apply_homography(target.H[i], target.contour)
             x0, y0 = np.floor(pts.min(0)).astype(int) - 2
             x3, y3 = np.ceil(pts.max(0)).astype(int) + 3
             M = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1.0]]) @ target.H[i]
@@ -433,7 +269,7 @@ class CompositeScene:
             seen &= a
             for occ in above:
                 if occ.active[i]:
-                    q = _apply(occ.H[i], occ.contour) + 0.5 - [x0, y0]
+                    q = apply_homography(occ.H[i], occ.contour) + 0.5 - [x0, y0]
                     cv2.fillPoly(seen, [np.round(q).astype(np.int32)], 0)
             frac[i] = float(seen.sum()) / len(xs)
         self.boxes = boxes
@@ -449,7 +285,7 @@ class CompositeScene:
         out = []
         for layer in self._below:
             if layer.active[i]:
-                pts = _apply(layer.H[i], layer.contour) + 0.5
+                pts = apply_homography(layer.H[i], layer.contour) + 0.5
                 (x1, y1), (x2, y2) = pts.min(0), pts.max(0)
                 out.append([x1, y1, x2 - x1, y2 - y1])
         return np.asarray(out, dtype=np.float64).reshape(-1, 4)
@@ -489,10 +325,10 @@ def _photo_background(rng, img: np.ndarray, T: int, H: int, W: int, camera: floa
     """Callable ``i -> frame``: a moving camera over a photo (pan, zoom, roll)."""
     ih, iw = img.shape[:2]
     zoom0 = max(H / ih, W / iw) * rng.uniform(1.05, 1.6)  # frame pixels per photo pixel
-    zoom = zoom0 * np.exp(_smooth(rng, T, 0.15 * camera))
-    roll = _smooth(rng, T, 4.0 * camera)
-    pan_x = _smooth(rng, T, 0.25 * camera, 0.7)
-    pan_y = _smooth(rng, T, 0.2 * camera, 0.7)
+    zoom = zoom0 * np.exp(smooth_curve(rng, T, 0.15 * camera))
+    roll = smooth_curve(rng, T, 4.0 * camera)
+    pan_x = smooth_curve(rng, T, 0.25 * camera, 0.7)
+    pan_y = smooth_curve(rng, T, 0.2 * camera, 0.7)
     cx0, cy0 = iw / 2 + rng.uniform(-0.1, 0.1) * iw, ih / 2 + rng.uniform(-0.1, 0.1) * ih
     mats = []
     for i in range(T):
@@ -534,25 +370,11 @@ def _video_background(rng, corpus: Corpus, T: int, H: int, W: int):
     return frame
 
 
-def _homographies(centre, sx, sy, rot, persp, w: int, h: int) -> np.ndarray:
-    """``(T, 3, 3)``: :func:`_homography` per frame; ``sx``/``sy``/``rot`` are per frame or
-    constant, ``persp`` is ``(T, 8)`` or ``(8,)``."""
-    T = len(centre)
-    sx, sy, rot = (np.broadcast_to(np.asarray(a, np.float64), (T,)) for a in (sx, sy, rot))
-    persp = np.broadcast_to(persp, (T, 8))
-    return np.stack(
-        [
-            _homography(centre[i, 0], centre[i, 1], sx[i], sy[i], rot[i], persp[i], w, h)
-            for i in range(T)
-        ]
-    )
-
-
 @dataclass
 class _Target:
     """The tracked object as drawn: its layer and the motion distractors and occluders follow."""
 
-    layer: _Layer
+    layer: Layer
     patch: np.ndarray  # (h, w, 3) uint8, the cut before masking
     cutout: bool  # a photographed object with its real outline
     base: float  # size in frame pixels
@@ -578,25 +400,27 @@ def _draw_target(rng, corpus: Corpus, cfg: CompositeConfig, T: int, H: int, W: i
     src = corpus.image(int(rng.integers(len(corpus.images))))
     base = rng.uniform(*cfg.size) * min(H, W)
     aspect0 = float(np.exp(rng.uniform(-0.7, 0.7)))
-    patch = _cut(rng, src, int(rng.uniform(0.6, 1.4) * max(base, 24)), aspect0)
+    patch = textured_cut(rng, src, int(rng.uniform(0.6, 1.4) * max(base, 24)), aspect0)
     rgba = _draw_cutout(rng, corpus, cfg)
     if rgba is not None:
         patch = np.ascontiguousarray(rgba[:, :, :3])
     ph, pw = patch.shape[:2]
-    scale = base / np.sqrt(ph * pw) * np.exp(_smooth(rng, T, cfg.scale_amp))
-    aspect = np.exp(_smooth(rng, T, cfg.aspect_amp))
-    rot = _smooth(rng, T, cfg.rotation) + (rng.uniform(-1, 1) * cfg.rotation * 0.3)
-    persp = np.stack([_smooth(rng, T, cfg.perspective) for _ in range(8)], 1)
+    scale = base / np.sqrt(ph * pw) * np.exp(smooth_curve(rng, T, cfg.scale_amp))
+    aspect = np.exp(smooth_curve(rng, T, cfg.aspect_amp))
+    rot = smooth_curve(rng, T, cfg.rotation) + (rng.uniform(-1, 1) * cfg.rotation * 0.3)
+    persp = np.stack([smooth_curve(rng, T, cfg.perspective) for _ in range(8)], 1)
     abrupt = int(rng.integers(1, 4)) if rng.random() < cfg.abrupt_prob else 0
-    centre = _path(rng, T, W, H, cfg.speed * base, abrupt)
-    gain = 1.0 + _smooth(rng, T, cfg.illumination * 0.5)
-    Hs = _homographies(centre, scale * np.sqrt(aspect), scale / np.sqrt(aspect), rot, persp, pw, ph)
+    centre = random_path(rng, T, W, H, cfg.speed * base, abrupt)
+    gain = 1.0 + smooth_curve(rng, T, cfg.illumination * 0.5)
+    Hs = patch_homographies(
+        centre, scale * np.sqrt(aspect), scale / np.sqrt(aspect), rot, persp, pw, ph
+    )
     if rgba is None:
-        layer = _layer(rng, patch, cfg.rect_prob, Hs, gain, np.ones(T, bool))
+        layer = masked_layer(rng, patch, cfg.rect_prob, Hs, gain, np.ones(T, bool))
     else:
-        layer = _cutout_layer(rgba, Hs, gain, np.ones(T, bool))
+        layer = cutout_layer(rgba, Hs, gain, np.ones(T, bool))
     # Frame 0 must show the whole object: shift every frame so frame 0 is inside with a margin.
-    pts0 = _apply(Hs[0], layer.contour)
+    pts0 = apply_homography(Hs[0], layer.contour)
     (x1, y1), (x2, y2) = pts0.min(0), pts0.max(0)
     dx = max(2 - x1, 0) + min(W - 2 - x2, 0)
     dy = max(2 - y1, 0) + min(H - 2 - y2, 0)
@@ -605,7 +429,7 @@ def _draw_target(rng, corpus: Corpus, cfg: CompositeConfig, T: int, H: int, W: i
     return _Target(layer, patch, rgba is not None, base, scale, aspect, rot, persp, centre, gain)
 
 
-def _draw_distractor(rng, corpus: Corpus, target: _Target, T: int) -> _Layer:
+def _draw_distractor(rng, corpus: Corpus, target: _Target, T: int) -> Layer:
     """A tinted, rescaled copy of the object crossing its path (drawn behind it); for a cut-out
     object, half the time another cut-out of about the same size instead."""
     tint = np.clip(rng.uniform(0.75, 1.25, 3), 0, 2).astype(np.float32)
@@ -620,7 +444,7 @@ def _draw_distractor(rng, corpus: Corpus, target: _Target, T: int) -> _Layer:
     d_rot = target.rot + rng.uniform(-20, 20)
     ph, pw = target.patch.shape[:2]
     sq = np.sqrt(target.aspect)
-    Hd = _homographies(
+    Hd = patch_homographies(
         target.centre + rel,
         s * target.scale * sq,
         s * target.scale / sq,
@@ -635,22 +459,22 @@ def _draw_distractor(rng, corpus: Corpus, target: _Target, T: int) -> _Layer:
         other = corpus.cutout(int(rng.integers(len(corpus.cutouts))))
         oh, ow = other.shape[:2]
         k = np.sqrt(ph * pw / (oh * ow))  # the same size in the frame as the object
-        Hd = _homographies(
+        Hd = patch_homographies(
             target.centre + rel, s * k * target.scale, s * k * target.scale, d_rot, 0.0, ow, oh
         )
-        return _cutout_layer(other, Hd, dgain, np.ones(T, bool))
-    return _Layer(d_patch, layer.alpha, layer.contour, Hd, dgain, np.ones(T, bool))
+        return cutout_layer(other, Hd, dgain, np.ones(T, bool))
+    return Layer(d_patch, layer.alpha, layer.contour, Hd, dgain, np.ones(T, bool))
 
 
 def _draw_occluder(
     rng, corpus: Corpus, cfg: CompositeConfig, target: _Target, first: bool, T: int
-) -> _Layer:
+) -> Layer:
     """A patch of another photo sweeping over the object after frame 0; the ``first`` one may be
     a full occluder (solid, covering the whole object)."""
     base = target.base
     full = first and rng.random() < cfg.full_occlusion_prob
     side = base * (rng.uniform(1.7, 2.5) if full else rng.uniform(0.5, 1.1))
-    o_patch = _cut(
+    o_patch = textured_cut(
         rng,
         corpus.image(int(rng.integers(len(corpus.images)))),
         int(max(side, 16)),
@@ -671,10 +495,10 @@ def _draw_occluder(
     active[0] = False
     o_rot = rng.uniform(-30, 30)
     o_scale = side / np.sqrt(oh * ow)
-    Ho = _homographies(target.centre + rel, o_scale * 1.0, o_scale, o_rot, np.zeros(8), ow, oh)
+    Ho = patch_homographies(target.centre + rel, o_scale * 1.0, o_scale, o_rot, np.zeros(8), ow, oh)
     if rgba is not None:
-        return _cutout_layer(rgba, Ho, np.ones(T), active)
-    layer = _layer(rng, o_patch, 0.5 if full else 0.3, Ho, np.ones(T), active)
+        return cutout_layer(rgba, Ho, np.ones(T), active)
+    layer = masked_layer(rng, o_patch, 0.5 if full else 0.3, Ho, np.ones(T), active)
     if full:  # a full occluder is solid: an ellipse or rectangle covering the object
         layer.alpha = np.ones_like(layer.alpha)
         layer.contour = np.array([[0, 0], [ow, 0], [ow, oh], [0, oh]], np.float64)
@@ -684,7 +508,7 @@ def _draw_occluder(
 def _draw_camera_effects(rng, cfg: CompositeConfig, centre: np.ndarray, T: int):
     """Per-frame global gain (with an optional abrupt light change), motion blur ``(k, angle)``
     following the object, JPEG quality, and the sensor-noise level."""
-    gain = 1.0 + _smooth(rng, T, cfg.illumination)
+    gain = 1.0 + smooth_curve(rng, T, cfg.illumination)
     if cfg.illumination >= 0.25 and rng.random() < 0.5:  # an abrupt light change
         t = int(rng.integers(T // 3, T))
         gain[t:] *= rng.uniform(0.6, 1.4)

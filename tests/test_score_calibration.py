@@ -69,3 +69,14 @@ def test_calibration_folds_into_the_score_logit(name):
 def test_cli_calibrate_score_needs_a_benchmark(capsys):
     assert main(["train-eval", "default", "--calibrate-score", "out.pth"]) == 2
     assert "--bench" in capsys.readouterr().err
+
+
+def test_cli_calibration_priors_are_the_library_priors():
+    """``train-eval --calibration-prior`` spells its choices out (start-up does not import
+    heldout); they must stay those of fit_score_calibration."""
+    from conftest import cli_parser
+    from mixformer.train.heldout import CALIBRATION_PRIORS
+
+    action = next(a for a in cli_parser("train-eval")._actions if a.dest == "calibration_prior")
+    assert tuple(action.choices) == CALIBRATION_PRIORS
+    assert action.default == CALIBRATION_PRIORS[0]

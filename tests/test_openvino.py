@@ -144,3 +144,32 @@ def test_openvino_int8_keeps_embedding_and_heads_in_float(tiny, tmp_path):
     assert any(n.startswith(float_parts) for n in every)
     assert blocks and not any(n.startswith(float_parts) for n in blocks)
     assert any("proj_q" in n or "mlp" in n for n in blocks)
+
+
+def test_library_auto_backend_follows_the_cli_rule(tiny, monkeypatch, caplog):
+    """``Tracker(model, backend="auto")`` runs what ``mixformer track`` runs by default."""
+    import logging
+
+    from mixformer import MultiTracker
+    from mixformer.export import openvino as ov_mod
+    from mixformer.tracking import backends
+
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    assert Tracker(tiny, backend="auto").engine.backend == "openvino"
+    assert engine(tiny, backend="auto").backend == "openvino"
+    assert Tracker(tiny, backend="auto", keep_attention=True).engine.backend == "torch"
+    assert Tracker(tiny, backend="auto", fast=False).engine.backend == "torch"
+    assert MultiTracker(tiny, backend="auto").engine.backend == "torch"  # batched in torch
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: True)  # AMX: torch bf16
+    assert Tracker(tiny, backend="auto").engine.backend == "torch"
+    assert Tracker(tiny, backend="auto", dtype="fp32").engine.backend == "openvino"
+
+    def broken(int8: bool = False) -> None:
+        raise ImportError("openvino is not installed; ...")
+
+    monkeypatch.setattr(ov_mod, "require_openvino", broken)
+    with caplog.at_level(logging.WARNING):
+        assert Tracker(tiny, backend="auto", dtype="fp32").engine.backend == "torch"
+    assert "running on torch" in caplog.text
+    with pytest.raises(ImportError, match="openvino"):  # (bf16: no engine of it is cached)
+        Tracker(tiny, backend="openvino", dtype="bf16")

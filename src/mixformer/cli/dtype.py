@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from mixformer.cli import CLIError
 
@@ -65,40 +64,28 @@ def add_backend_arg(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_backend_arg(args: argparse.Namespace, targets: int = 1) -> str:
-    """``args.backend`` resolved (:func:`mixformer.tracking.backends.resolve_backend_setting`).
+    """``args.backend`` resolved (:func:`mixformer.tracking.backends.usable_backend`: ``auto``
+    falls back to torch with a warning where openvino is installed but broken).
 
     Raises:
         CLIError: a named backend whose packages are missing, or one that cannot run
             ``--plain`` or ``--attention`` (torch only).
     """
-    from mixformer.tracking.backends import resolve_backend_setting
+    from mixformer.tracking.backends import usable_backend
 
     plain = bool(getattr(args, "plain", False))
     attention = getattr(args, "attention", None) is not None
-    backend = resolve_backend_setting(
-        args.backend,
-        device=getattr(args, "device", "cpu"),
-        fast=not plain,
-        dtype=getattr(args, "dtype", "auto"),
-        attention=attention,
-        targets=targets,
-    )
-    if backend == "torch":
-        return backend
-    if plain or attention:
-        raise CLIError(f"--{'plain' if plain else 'attention'} needs --backend torch")
     try:
-        if backend == "openvino":
-            from mixformer.export.openvino import require_openvino
-
-            require_openvino()
-        else:
-            from mixformer.export.onnx import require_onnx
-
-            require_onnx()
+        backend = usable_backend(
+            args.backend,
+            device=getattr(args, "device", "cpu"),
+            fast=not plain,
+            dtype=getattr(args, "dtype", "auto"),
+            attention=attention,
+            targets=targets,
+        )
     except ImportError as exc:
-        if args.backend == "auto":  # installed but broken: the user did not ask for it
-            logging.getLogger(__name__).warning("%s; running on torch", exc)
-            return "torch"
         raise CLIError(str(exc)) from None
+    if backend != "torch" and (plain or attention):
+        raise CLIError(f"--{'plain' if plain else 'attention'} needs --backend torch")
     return backend

@@ -9,7 +9,8 @@ The ONNX Runtime network takes ``B == 1`` only (``max_batch = 1``).
 :func:`build_network` constructs one; :func:`resolve_dtype_setting` is the one place where a
 ``dtype`` setting (``"auto"`` by default) becomes a precision: bf16 on CPUs with native bf16
 matrix units (Intel AMX-BF16), fp32 elsewhere; :func:`resolve_backend_setting` is the one place
-where the commands' ``--backend auto`` becomes a backend.
+where ``backend="auto"`` (the commands' default ``--backend auto``) becomes a backend, and
+:func:`usable_backend` checks that choice against what imports.
 :class:`~mixformer.tracking.engines.Engine` wraps a network for the trackers.
 """
 
@@ -106,8 +107,8 @@ def resolve_dtype_setting(
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
-#: ``--backend`` of ``track`` and ``demo``: a backend or ``"auto"``
-#: (:func:`resolve_backend_setting`).
+#: ``--backend`` of ``track`` and ``demo``, ``backend=`` of the trackers and
+#: :func:`mixformer.engine`: a backend or ``"auto"`` (:func:`resolve_backend_setting`).
 BACKEND_SETTINGS: tuple[str, ...] = ("auto", *BACKENDS)
 
 
@@ -120,7 +121,7 @@ def resolve_backend_setting(
     attention: bool = False,
     targets: int = 1,
 ) -> str:
-    """The backend a command runs for its ``--backend`` setting (``track``, ``demo``).
+    """The backend that runs for a ``backend`` setting (``track``, ``demo``, the trackers).
 
     ``"auto"`` is ``"openvino"`` where that backend runs the same boxes faster: the
     ``openvino`` extra installed (``openvino`` and ``onnx`` importable), the fast path on the
@@ -143,6 +144,47 @@ def resolve_backend_setting(
     if any(importlib.util.find_spec(name) is None for name in ("openvino", "onnx")):
         return "torch"
     return "openvino"
+
+
+def usable_backend(
+    backend: str = "auto",
+    *,
+    device: str | torch.device = "cpu",
+    fast: bool = True,
+    dtype: str = "auto",
+    attention: bool = False,
+    targets: int = 1,
+) -> str:
+    """:func:`resolve_backend_setting`, checked against what imports: the backend that runs.
+
+    ``backend="auto"`` (``Tracker(model, backend="auto")``, the CLI's ``--backend auto``) whose
+    choice cannot be imported although installed (a broken ``openvino``: the user did not ask
+    for it) logs a warning and runs torch; a named backend whose packages are missing raises.
+
+    Raises:
+        ValueError: an unknown setting.
+        ImportError: a named ``"onnxruntime"`` / ``"openvino"`` without its packages.
+    """
+    chosen = resolve_backend_setting(
+        backend, device=device, fast=fast, dtype=dtype, attention=attention, targets=targets
+    )
+    if chosen == "torch":
+        return chosen
+    try:
+        if chosen == "openvino":
+            from mixformer.export.openvino import require_openvino
+
+            require_openvino()
+        else:
+            from mixformer.export.onnx import require_onnx
+
+            require_onnx()
+    except ImportError as exc:
+        if backend != "auto":
+            raise
+        log.warning("%s; running on torch", exc)
+        return "torch"
+    return chosen
 
 
 class Network(Protocol):

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 
 from mixformer.models.mixformer import MixFormer
+from mixformer.tracking.backends import usable_backend
 from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.core import TrackingCore
 from mixformer.tracking.engines import Engine, engine
@@ -30,7 +31,10 @@ class TrackerBase:
         dtype, backend, fast: the engine's settings, passed to :func:`mixformer.engine`
             (defaults: ``"auto"``, ``"torch"``, True: the fast torch path, bf16 on CPUs with
             AMX and fp32 elsewhere; ``dtype="fp32"`` is the exact path, ``fast=False`` the
-            plain reference arithmetic). Not used with an engine.
+            plain reference arithmetic). ``backend="auto"`` runs what ``mixformer track`` runs
+            by default: OpenVINO where it gives the same boxes faster (the ``openvino`` extra,
+            a CPU without AMX, one target, no ``keep_attention``), torch elsewhere
+            (:func:`~mixformer.tracking.backends.usable_backend`). Not used with an engine.
         keep_attention: every result carries the mixed-attention probabilities of every block
             (:attr:`TrackResult.attention`, a :class:`~mixformer.tracking.results.TrackAttention`;
             torch backend only). The calls of this tracker then run the explicit softmax (about
@@ -50,6 +54,7 @@ class TrackerBase:
 
     _core: TrackingCore
     _core_class: type[TrackingCore] = TrackingCore
+    _auto_targets: int = 1  # targets per call, for backend="auto" (MultiTracker: several)
 
     def __init__(
         self,
@@ -59,7 +64,7 @@ class TrackerBase:
         device: str | torch.device | None = None,
         color: Literal["rgb", "bgr"] = "rgb",
         dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
-        backend: Literal["torch", "onnxruntime", "openvino"] = "torch",
+        backend: Literal["torch", "onnxruntime", "openvino", "auto"] = "torch",
         fast: bool = True,
         keep_attention: bool = False,
         threads: int | None = None,
@@ -69,6 +74,15 @@ class TrackerBase:
         """Intra-op threads of this tracker's calls (0: torch's setting)."""
         if device is None and not isinstance(model_or_engine, Engine):
             device = "cpu"
+        if backend == "auto" and not isinstance(model_or_engine, Engine):
+            backend = usable_backend(  # with what only the tracker knows
+                "auto",
+                device=device,
+                fast=fast,
+                dtype=dtype,
+                attention=keep_attention,
+                targets=self._auto_targets,
+            )
         with intra_op_threads(self.threads):
             runner = engine(model_or_engine, dtype=dtype, backend=backend, fast=fast, device=device)
             self._core = self._core_class(

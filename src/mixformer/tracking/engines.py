@@ -43,6 +43,7 @@ from mixformer.tracking.backends import (
     build_network,
     cpu_has_native_bf16,
     resolve_dtype_setting,
+    usable_backend,
 )
 
 log = logging.getLogger(__name__)
@@ -326,7 +327,7 @@ def engine(
     model: Any,
     *,
     dtype: DTypeSetting = "auto",
-    backend: Backend = "torch",
+    backend: Backend | Literal["auto"] = "torch",
     fast: bool = True,
     device: str | torch.device | None = None,
 ) -> Engine:
@@ -337,9 +338,12 @@ def engine(
         dtype: ``"auto"`` (default: bf16 on the fast CPU path with native bf16 matrix units,
             Intel AMX; fp32 elsewhere: :func:`resolve_dtype_setting`), ``"fp32"`` (the exact
             path), ``"bf16"`` or ``"fp16"`` (the fast path in that precision).
-        backend: ``"torch"``, ``"onnxruntime"`` (exported once per model; needs
-            ``pip install onnx onnxruntime``) or ``"openvino"`` (the same graphs compiled by
-            OpenVINO for the CPU, fp32 or bf16; ``pip install 'mixformer[openvino]'``).
+        backend: ``"torch"`` (default), ``"onnxruntime"`` (exported once per model; needs
+            ``pip install onnx onnxruntime``), ``"openvino"`` (the same graphs compiled by
+            OpenVINO for the CPU, fp32 or bf16; ``pip install 'mixformer[openvino]'``) or
+            ``"auto"``: what ``mixformer track`` runs by default, OpenVINO where it gives the
+            torch fast path's boxes faster (installed, the CPU in fp32), torch elsewhere
+            (:func:`usable_backend`).
         fast: the fast torch path (folded BatchNorm, fused attention; boxes within ~1e-4 px of
             the plain path); False: the plain reference arithmetic (fp32 only).
         device: move the model there first (default: where it is).
@@ -349,6 +353,7 @@ def engine(
         ImportError: the onnxruntime or openvino backend without its packages.
     """
     if isinstance(model, Engine):
+        backend = "torch" if backend == "auto" else backend  # an engine's backend is its own
         if (dtype, backend, fast) != ("auto", "torch", True) and (
             resolve_dtype_setting(dtype, model.device, backend, fast),
             backend,
@@ -361,11 +366,13 @@ def engine(
         if device is not None and torch.device(device) != model.device:
             raise ValueError(f"{model!r} runs on {model.device}, not {device}")
         return model
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend not in BACKENDS and backend != "auto":
+        raise ValueError(f"unknown backend {backend!r}; use one of auto, {', '.join(BACKENDS)}")
     if device is not None:
         model = model.to(torch.device(device))
     if isinstance(model, nn.Module):
         model.eval()
+    if backend == "auto":
+        backend = usable_backend("auto", device=_device_of(model), fast=fast, dtype=dtype)
     precision = resolve_dtype_setting(dtype, _device_of(model), backend, fast)
     return shared_engine(model, precision, backend, fast)

@@ -57,6 +57,7 @@ class MultiTracker(TrackerBase):
 
     _core: BatchedCore
     _core_class = BatchedCore
+    _auto_targets = 2  # backend="auto": torch, which batches the targets in one call
 
     def __init__(
         self,

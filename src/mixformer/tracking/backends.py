@@ -146,16 +146,10 @@ def resolve_backend_setting(
     return "openvino"
 
 
-def usable_backend(
-    backend: str = "auto",
-    *,
-    device: str | torch.device = "cpu",
-    fast: bool = True,
-    dtype: str = "auto",
-    attention: bool = False,
-    targets: int = 1,
-) -> str:
-    """:func:`resolve_backend_setting`, checked against what imports: the backend that runs.
+def usable_backend(backend: str = "auto", **context: Any) -> str:
+    """:func:`resolve_backend_setting` (``context``: its keyword arguments ``device``,
+    ``fast``, ``dtype``, ``attention``, ``targets``), checked against what imports: the backend
+    that runs.
 
     ``backend="auto"`` (``Tracker(model, backend="auto")``, the CLI's ``--backend auto``) whose
     choice cannot be imported although installed (a broken ``openvino``: the user did not ask
@@ -165,9 +159,7 @@ def usable_backend(
         ValueError: an unknown setting.
         ImportError: a named ``"onnxruntime"`` / ``"openvino"`` without its packages.
     """
-    chosen = resolve_backend_setting(
-        backend, device=device, fast=fast, dtype=dtype, attention=attention, targets=targets
-    )
+    chosen = resolve_backend_setting(backend, **context)
     if chosen == "torch":
         return chosen
     try:

@@ -13,9 +13,10 @@ from importlib import resources
 import cv2
 import numpy as np
 import pytest
+import torch
 
-from mixformer import Tracker, build_model
-from mixformer.models.config import DEFAULT_MODEL
+from mixformer import Tracker, TrackerConfig, build_model
+from mixformer.models.config import DEFAULT_MODEL, get_config
 from mixformer.models.factory import default_weights_path
 
 # (x, y, w, h) in fruits.jpg (512x480), read off the photo: the lime, the lemon half, the kiwi
@@ -62,3 +63,13 @@ def test_same_frame_same_box(model, box: tuple[int, int, int, int], scale: float
         abs(ph - h) / h,
     )
     assert max(dev) <= 0.05 + 1e-9, dev  # max_scale_change 1.05 allows exactly 5 %
+
+
+def test_shipped_weights_carry_the_presets_tracker_settings(model) -> None:
+    """The weights file stores its model config, tracker settings included, and a checkpoint's
+    settings win over the preset's: the shipped file must hold the preset's current ones."""
+    stored = torch.load(default_weights_path(DEFAULT_MODEL), weights_only=True)["model_config"]
+    assert stored["tracking"] == get_config(DEFAULT_MODEL).to_dict()["tracking"]
+    preset = TrackerConfig.preset("default", model=DEFAULT_MODEL)
+    assert Tracker(model).config == preset
+    assert type(Tracker(model).config.update_interval) is int

@@ -111,5 +111,8 @@ class TrackingDefaults:
             fallback=tuple(int(v) for v in d.get("fallback", (200, 3))),  # type: ignore[arg-type]
             got_schedules=pairs(d.get("got_schedules"), int),
             got_commands=pairs(d.get("got_commands"), float),
-            ours={k: float(v) for k, v in (d.get("ours") or {}).items()},
+            # counts (update_interval) stay ints, the other settings are floats
+            ours={
+                k: v if isinstance(v, int) else float(v) for k, v in (d.get("ours") or {}).items()
+            },
         )

@@ -372,7 +372,8 @@ def engine(
         model = model.to(torch.device(device))
     if isinstance(model, nn.Module):
         model.eval()
+    device = _device_of(model)
     if backend == "auto":
-        backend = usable_backend("auto", device=_device_of(model), fast=fast, dtype=dtype)
-    precision = resolve_dtype_setting(dtype, _device_of(model), backend, fast)
+        backend = usable_backend("auto", device=device, fast=fast, dtype=dtype)
+    precision = resolve_dtype_setting(dtype, device, backend, fast)
     return shared_engine(model, precision, backend, fast)

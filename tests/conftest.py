@@ -97,6 +97,22 @@ def _export_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _torch_in_the_main_process():
+    """The library's default ``backend="auto"`` picks OpenVINO where it is installed (a CPU
+    without AMX). OpenVINO must only run in the children of ``@pytest.mark.isolated`` tests, so
+    in the main process ``auto`` finds the openvino extra missing and runs torch; an isolated
+    test's child sees the real installation (the tests of the ``auto`` rule run there)."""
+    if os.environ.get(_CHILD_ENV):
+        yield
+        return
+    from mixformer.tracking import backends
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(backends, "openvino_installed", lambda: False)
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """One intra-op thread for the whole suite: the small test networks run many tiny ops, which
     are faster without OpenMP barriers, especially on a shared machine. Results do not depend

@@ -117,6 +117,23 @@ def test_inference_path_is_recorded_and_not_mixed(
     assert run_benchmark(seqs, BENCH, res, plain, progress=False).skipped
 
 
+def test_backend_is_recorded_and_not_mixed(full_run: Path, data: Path, tmp_path: Path) -> None:
+    """settings.json records the backend that ran; a record from before the field means torch."""
+    import json
+
+    res = tmp_path / "res"
+    shutil.copytree(full_run, res)
+    record = json.loads((res / "settings.json").read_text())
+    assert record["backend"] == "torch"  # resolved, never "auto"
+    seqs = load_benchmark("generic", data)
+    openvino = dataclasses.replace(_settings(), backend="openvino")
+    with pytest.raises(ValueError, match=r"backend: torch \(recorded\) vs openvino \(now\)"):
+        run_benchmark(seqs, BENCH, res, openvino, progress=False)
+    del record["backend"]
+    (res / "settings.json").write_text(json.dumps(record))
+    assert run_benchmark(seqs, BENCH, res, _settings(), progress=False).skipped
+
+
 def test_shards_are_disjoint_and_report_merges(full_run: Path, data: Path, tmp_path: Path) -> None:
     seqs = load_benchmark("generic", data)
     parts = [shard_sequences(seqs, i, 2) for i in range(2)]
@@ -403,8 +420,9 @@ def test_cli_evaluate_plain(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     old = torch.get_num_threads()
     try:
         assert main([*args, "--threads", "1", "--no-progress", "--plain"]) == 0
-        assert json.loads((res / "settings.json").read_text())["fast"] is False
-        assert "plain path" in capsys.readouterr().out
+        record = json.loads((res / "settings.json").read_text())
+        assert record["fast"] is False and record["backend"] == "torch"
+        assert "plain path in fp32 on torch" in capsys.readouterr().out
         assert main([*args, "--threads", "1", "--no-progress"]) == 2  # the default is fast
     finally:
         torch.set_num_threads(old)

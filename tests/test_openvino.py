@@ -147,16 +147,25 @@ def test_openvino_int8_keeps_embedding_and_heads_in_float(tiny, tmp_path):
 
 
 def test_library_auto_backend_follows_the_cli_rule(tiny, monkeypatch, caplog):
-    """``Tracker(model, backend="auto")`` runs what ``mixformer track`` runs by default."""
+    """``Tracker(model)`` (``backend="auto"``, the default) runs what ``mixformer track`` runs
+    by default."""
+    import importlib.util
     import logging
 
     from mixformer import MultiTracker
     from mixformer.export import openvino as ov_mod
     from mixformer.tracking import backends
 
+    assert backends.openvino_installed()  # the real check (this child is not patched)
+    real = importlib.util.find_spec
+    with monkeypatch.context() as m:
+        m.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real(n, *a))
+        assert not backends.openvino_installed()
     monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
-    assert Tracker(tiny, backend="auto").engine.backend == "openvino"
-    assert engine(tiny, backend="auto").backend == "openvino"
+    assert Tracker(tiny).engine.backend == "openvino"
+    assert engine(tiny).backend == "openvino"
+    assert Tracker(engine(tiny)).engine.backend == "openvino"  # an engine keeps its backend
+    assert Tracker(tiny, backend="torch").engine.backend == "torch"
     assert Tracker(tiny, backend="auto", keep_attention=True).engine.backend == "torch"
     assert Tracker(tiny, backend="auto", fast=False).engine.backend == "torch"
     assert MultiTracker(tiny, backend="auto").engine.backend == "torch"  # batched in torch
@@ -173,3 +182,27 @@ def test_library_auto_backend_follows_the_cli_rule(tiny, monkeypatch, caplog):
     assert "running on torch" in caplog.text
     with pytest.raises(ImportError, match="openvino"):  # (bf16: no engine of it is cached)
         Tracker(tiny, backend="openvino", dtype="bf16")
+
+
+def test_evaluate_auto_backend_runs_openvino_and_records_it(tmp_path, monkeypatch):
+    """``mixformer evaluate`` (``--backend auto``) runs OpenVINO where ``track`` would, records
+    it in settings.json, and writes the boxes of ``--backend torch`` within a pixel."""
+    import json
+
+    from mixformer.cli import main
+    from mixformer.tracking import backends
+
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    data = tmp_path / "data"
+    assert main(["synth", str(data), "--sequences", "1", "--frames", "12", "--height", "64"]) == 0
+    boxes = {}
+    for backend in ("auto", "torch"):
+        res = tmp_path / backend
+        args = ["evaluate", "--dataset", "generic", "--root", str(data), "--results", str(res)]
+        assert main([*args, "--backend", backend, "--threads", "1", "--no-progress"]) == 0
+        record = json.loads((res / "settings.json").read_text())
+        assert record["backend"] == ("openvino" if backend == "auto" else "torch")
+        (result,) = [p for p in res.glob("*.txt") if not p.name.endswith("_time.txt")]
+        boxes[backend] = np.loadtxt(result, delimiter="\t")
+    assert boxes["auto"].shape == (12, 4)
+    np.testing.assert_allclose(boxes["auto"], boxes["torch"], atol=1)

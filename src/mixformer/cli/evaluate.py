@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mixformer.cli import CLIError, Terminated
-from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
+from mixformer.cli.dtype import (
+    add_backend_arg,
+    add_dtype_arg,
+    resolve_backend_arg,
+    resolve_dtype_arg,
+)
 from mixformer.cli.track import (
     AUTO_THREADS_HELP,
     add_got10k_arg,
@@ -136,6 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_tracker_set_arg(p)
     add_plain_arg(p)
     add_dtype_arg(p)
+    add_backend_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_evaluate)
 
@@ -233,7 +239,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"--threads must be >= 1, got {args.threads}")
     threads = args.threads or (1 if args.workers > 1 else auto_threads())
     check_device(args.device)
-    dtype = resolve_dtype_arg(args)
+    backend = resolve_backend_arg(args)
+    dtype = resolve_dtype_arg(args, backend)
     bench = get_benchmark(args.dataset)
     shard = parse_shard(args.shard) if args.shard else (shard_from_env() or (0, 1))
     device = args.device
@@ -255,12 +262,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         threads=threads,
         fast=not args.plain,
         dtype=dtype,
+        backend=backend,
     )
     results = args.results or Path("results") / bench.name / args.model
     print(
         f"evaluate {bench.name}: {len(sequences)} sequences, shard {shard[0]}/{shard[1]}, "
         f"{args.workers} worker(s) x {threads} thread(s), "
-        f"{'plain' if args.plain else 'fast'} path in {dtype}, results in {results}"
+        f"{'plain' if args.plain else 'fast'} path in {dtype} on {backend}, results in {results}"
     )
     print("tracker settings: " + ", ".join(f"{k}={v}" for k, v in settings.tracker.items()))
     try:

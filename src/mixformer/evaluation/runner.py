@@ -85,6 +85,11 @@ class RunSettings:
             ``"bf16"`` or ``"fp16"``; ``--dtype auto`` is recorded as what it resolved to).
             Compared, like ``fast``. Records written before this field existed read as
             ``"fp32"`` (the only precision of the CLI then).
+        backend: what ran the network, resolved (``"torch"``, ``"onnxruntime"`` or
+            ``"openvino"``; ``--backend auto`` is recorded as what it resolved to). Compared:
+            OpenVINO's fp32 boxes equal torch's within float rounding, which can move a written
+            integer box by a pixel. Records written before this field existed read as
+            ``"torch"``.
     """
 
     dataset: str
@@ -95,6 +100,7 @@ class RunSettings:
     threads: int | None = None
     fast: bool = True
     dtype: str = "fp32"
+    backend: str = "torch"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (with a format version)."""
@@ -110,8 +116,9 @@ class RunSettings:
         if a["fast"] != b["fast"]:
             path = {True: "fast", False: "plain (--plain)"}
             out.append(f"inference path: {path[a['fast']]} (recorded) vs {path[b['fast']]} (now)")
-        if a["dtype"] != b["dtype"]:
-            out.append(f"dtype: {a['dtype']} (recorded) vs {b['dtype']} (now)")
+        for key in ("dtype", "backend"):
+            if a[key] != b[key]:
+                out.append(f"{key}: {a[key]} (recorded) vs {b[key]} (now)")
         for key in sorted(set(a["tracker"]) | set(b["tracker"])):
             va, vb = a["tracker"].get(key), b["tracker"].get(key)
             if va != vb:
@@ -134,6 +141,7 @@ def check_settings(results_dir: str | Path, settings: RunSettings) -> None:
             data.pop("version", None)
             data.setdefault("fast", False)  # older records: the plain path was the only one
             data.setdefault("dtype", "fp32")  # older records: fp32 was the only precision
+            data.setdefault("backend", "torch")  # older records: torch was the only backend
             old = RunSettings(**data)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{path}: unreadable settings record ({exc})") from exc
@@ -392,6 +400,7 @@ class _Job:
     parent_pid: int = 0
     fast: bool = True
     dtype: str = "fp32"
+    backend: str = "torch"
 
 
 _WORKER: dict[str, Any] = {}
@@ -461,6 +470,7 @@ def _run_one(seq: Sequence, box_path: Path, time_path: Path, err_path: Path) -> 
             device=_WORKER["device"],
             fast=job.fast,
             dtype=job.dtype,
+            backend=job.backend,
             threads=0,
         )
         boxes, times, _ = track_sequence(tracker, seq)
@@ -650,6 +660,7 @@ def _run_locked(
         parent_pid=os.getpid(),
         fast=settings.fast,
         dtype=settings.dtype,
+        backend=settings.backend,
     )
     t_start = time.perf_counter()
     lengths = {seq.name: len(seq) for seq, *_ in todo}

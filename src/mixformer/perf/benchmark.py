@@ -346,9 +346,16 @@ def run_benchmark(
     # threads=0: the trackers run with the count set here (or torch's), not their own default
     if compare and compare_dtype:
         other = resolve_dtype_setting(compare_dtype, "cpu", "torch", True)
-        probes.append(_Probe(Tracker(model, cfg, dtype=other, threads=0), path_label(False, other)))
+        probes.append(
+            _Probe(
+                Tracker(model, cfg, dtype=other, backend="torch", threads=0),
+                path_label(False, other),
+            )
+        )
     elif compare:
-        probes.append(_Probe(Tracker(model, cfg, fast=False, threads=0), path_label(True)))
+        probes.append(
+            _Probe(Tracker(model, cfg, fast=False, backend="torch", threads=0), path_label(True))
+        )
     tracker = Tracker(model, cfg, dtype=dtype, backend=backend, fast=not plain, threads=0)
     probes.append(_Probe(tracker, path_label(plain, dtype, backend)))
     # fp32 probe at 1024 (~25 ms at 80 GFLOP/s); low-precision probes smaller, since CPUs

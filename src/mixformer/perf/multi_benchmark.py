@@ -98,8 +98,8 @@ def benchmark_multi(
         if k < 1:
             raise ValueError(f"numbers of targets must be >= 1, got {k}")
         frames, boxes = _scene(seed, warmup + num_frames + 1, height, width, k)
-        singles = [Tracker(model, config, fast=fast) for _ in range(k)]
-        multi = MultiTracker(model, config, fast=fast, max_batch=max_batch)
+        singles = [Tracker(model, config, fast=fast, backend="torch") for _ in range(k)]
+        multi = MultiTracker(model, config, fast=fast, backend="torch", max_batch=max_batch)
         for tracker, box in zip(singles, boxes):
             tracker.init(frames[0], box)
             multi.add(frames[0], box)

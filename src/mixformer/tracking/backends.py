@@ -9,7 +9,7 @@ The ONNX Runtime network takes ``B == 1`` only (``max_batch = 1``).
 :func:`build_network` constructs one; :func:`resolve_dtype_setting` is the one place where a
 ``dtype`` setting (``"auto"`` by default) becomes a precision: bf16 on CPUs with native bf16
 matrix units (Intel AMX-BF16), fp32 elsewhere; :func:`resolve_backend_setting` is the one place
-where ``backend="auto"`` (the commands' default ``--backend auto``) becomes a backend, and
+where ``backend="auto"`` (the default of the commands and of the trackers) becomes a backend, and
 :func:`usable_backend` checks that choice against what imports.
 :class:`~mixformer.tracking.engines.Engine` wraps a network for the trackers.
 """
@@ -107,7 +107,7 @@ def resolve_dtype_setting(
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
-#: ``--backend`` of ``track`` and ``demo``, ``backend=`` of the trackers and
+#: ``--backend`` of ``track``, ``demo`` and ``evaluate``, ``backend=`` of the trackers and
 #: :func:`mixformer.engine`: a backend or ``"auto"`` (:func:`resolve_backend_setting`).
 BACKEND_SETTINGS: tuple[str, ...] = ("auto", *BACKENDS)
 
@@ -121,7 +121,8 @@ def resolve_backend_setting(
     attention: bool = False,
     targets: int = 1,
 ) -> str:
-    """The backend that runs for a ``backend`` setting (``track``, ``demo``, the trackers).
+    """The backend that runs for a ``backend`` setting (``track``, ``demo``, ``evaluate``, the
+    trackers).
 
     ``"auto"`` is ``"openvino"`` where that backend runs the same boxes faster: the
     ``openvino`` extra installed (``openvino`` and ``onnx`` importable), the fast path on the
@@ -141,9 +142,13 @@ def resolve_backend_setting(
         return "torch"
     if resolve_dtype_setting(dtype, device, "torch", fast) != "fp32":  # bf16 on AMX: torch
         return "torch"
-    if any(importlib.util.find_spec(name) is None for name in ("openvino", "onnx")):
-        return "torch"
-    return "openvino"
+    return "openvino" if openvino_installed() else "torch"
+
+
+def openvino_installed() -> bool:
+    """Whether the ``openvino`` extra is installed (``openvino`` and ``onnx`` can be found;
+    not imported): the last condition of ``backend="auto"``'s rule."""
+    return all(importlib.util.find_spec(name) is not None for name in ("openvino", "onnx"))
 
 
 def usable_backend(backend: str = "auto", **context: Any) -> str:

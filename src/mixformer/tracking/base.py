@@ -29,12 +29,15 @@ class TrackerBase:
         device: torch device for the network (default: ``"cpu"``, or the engine's device).
         color: channel order of the frames passed in (``"rgb"`` or ``"bgr"`` for OpenCV frames).
         dtype, backend, fast: the engine's settings, passed to :func:`mixformer.engine`
-            (defaults: ``"auto"``, ``"torch"``, True: the fast torch path, bf16 on CPUs with
-            AMX and fp32 elsewhere; ``dtype="fp32"`` is the exact path, ``fast=False`` the
-            plain reference arithmetic). ``backend="auto"`` runs what ``mixformer track`` runs
-            by default: OpenVINO where it gives the same boxes faster (the ``openvino`` extra,
-            a CPU without AMX, one target, no ``keep_attention``), torch elsewhere
-            (:func:`~mixformer.tracking.backends.usable_backend`). Not used with an engine.
+            (defaults: ``"auto"``, ``"auto"``, True: the fast path, bf16 on CPUs with AMX and
+            fp32 elsewhere; ``dtype="fp32"`` is the exact path, ``fast=False`` the plain
+            reference arithmetic). ``backend="auto"`` (default) runs what ``mixformer track``
+            runs: OpenVINO where it gives the torch fast path's boxes faster (the ``openvino``
+            extra installed, a CPU without AMX, one target, no ``keep_attention``, not
+            ``fast=False``), torch elsewhere
+            (:func:`~mixformer.tracking.backends.usable_backend`); ``backend="torch"`` always
+            runs torch (corner heat maps in ``observe=True`` observations, which OpenVINO does
+            not return). Not used with an engine.
         keep_attention: every result carries the mixed-attention probabilities of every block
             (:attr:`TrackResult.attention`, a :class:`~mixformer.tracking.results.TrackAttention`;
             torch backend only). The calls of this tracker then run the explicit softmax (about
@@ -64,7 +67,7 @@ class TrackerBase:
         device: str | torch.device | None = None,
         color: Literal["rgb", "bgr"] = "rgb",
         dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
-        backend: Literal["torch", "onnxruntime", "openvino", "auto"] = "torch",
+        backend: Literal["torch", "onnxruntime", "openvino", "auto"] = "auto",
         fast: bool = True,
         keep_attention: bool = False,
         threads: int | None = None,

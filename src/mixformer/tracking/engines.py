@@ -327,7 +327,7 @@ def engine(
     model: Any,
     *,
     dtype: DTypeSetting = "auto",
-    backend: Backend | Literal["auto"] = "torch",
+    backend: Backend | Literal["auto"] = "auto",
     fast: bool = True,
     device: str | torch.device | None = None,
 ) -> Engine:
@@ -338,12 +338,14 @@ def engine(
         dtype: ``"auto"`` (default: bf16 on the fast CPU path with native bf16 matrix units,
             Intel AMX; fp32 elsewhere: :func:`resolve_dtype_setting`), ``"fp32"`` (the exact
             path), ``"bf16"`` or ``"fp16"`` (the fast path in that precision).
-        backend: ``"torch"`` (default), ``"onnxruntime"`` (exported once per model; needs
-            ``pip install onnx onnxruntime``), ``"openvino"`` (the same graphs compiled by
-            OpenVINO for the CPU, fp32 or bf16; ``pip install 'mixformer[openvino]'``) or
-            ``"auto"``: what ``mixformer track`` runs by default, OpenVINO where it gives the
-            torch fast path's boxes faster (installed, the CPU in fp32), torch elsewhere
-            (:func:`usable_backend`).
+        backend: ``"auto"`` (default): what ``mixformer track`` runs for one target,
+            OpenVINO where it gives the torch fast path's boxes faster (installed, the CPU in
+            fp32, ``fast``), torch elsewhere (:func:`usable_backend`); ``"torch"``;
+            ``"onnxruntime"`` (exported once per model; needs ``pip install onnx
+            onnxruntime``); ``"openvino"`` (the same graphs compiled by OpenVINO for the CPU,
+            fp32 or bf16; ``pip install 'mixformer[openvino]'``). OpenVINO and ONNX Runtime run
+            one target per call: for a :class:`~mixformer.MultiTracker` that batches its
+            targets, pass ``backend="torch"``.
         fast: the fast torch path (folded BatchNorm, fused attention; boxes within ~1e-4 px of
             the plain path); False: the plain reference arithmetic (fp32 only).
         device: move the model there first (default: where it is).
@@ -353,8 +355,8 @@ def engine(
         ImportError: the onnxruntime or openvino backend without its packages.
     """
     if isinstance(model, Engine):
-        backend = "torch" if backend == "auto" else backend  # an engine's backend is its own
-        if (dtype, backend, fast) != ("auto", "torch", True) and (
+        backend = model.backend if backend == "auto" else backend  # an engine's is its own
+        if (dtype, backend, fast) != ("auto", model.backend, True) and (
             resolve_dtype_setting(dtype, model.device, backend, fast),
             backend,
             fast,

@@ -75,7 +75,7 @@ def _track_auc(
     tracked, static = [], []
     for k in tqdm(range(num_sequences), desc="tracking", unit="seq", disable=not progress):
         seq = generate_sequence(np.random.default_rng([seed, k]), num_frames, name=f"synth-{k:04d}")
-        tracker = Tracker(model, settings)
+        tracker = Tracker(model, settings, backend="torch")
         boxes = []
         for i, frame in enumerate(seq.frames):
             res = tracker.init(frame, seq.boxes[0]) if i == 0 else tracker.update(frame)
@@ -222,7 +222,7 @@ def benchmark_report(
     tracked, static, all_scores, all_hits = [], [], [], []
     frames, seconds = 0, 0.0
     for seq in tqdm(seqs, desc="tracking", unit="seq", disable=not progress):
-        pred, times, scores = track_sequence(Tracker(model, tracker), seq)
+        pred, times, scores = track_sequence(Tracker(model, tracker, backend="torch"), seq)
         frames += len(seq.frames)
         seconds += float(times.sum())
         gt = seq.ground_truth

@@ -206,3 +206,16 @@ def test_evaluate_auto_backend_runs_openvino_and_records_it(tmp_path, monkeypatc
         boxes[backend] = np.loadtxt(result, delimiter="\t")
     assert boxes["auto"].shape == (12, 4)
     np.testing.assert_allclose(boxes["auto"], boxes["torch"], atol=1)
+
+
+def test_benchmark_measures_the_default_backend(monkeypatch, capsys):
+    """``mixformer benchmark`` without ``--backend`` measures what ``track`` runs."""
+    from mixformer.cli import main
+    from mixformer.tracking import backends
+
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    argv = ["benchmark", "--model", "mixformer-tiny", "--frames", "1", "--warmup", "0"]
+    assert main(argv) == 0
+    assert "backend openvino" in capsys.readouterr().out
+    assert main([*argv, "--backend", "torch"]) == 0
+    assert "fast torch fp32" in capsys.readouterr().out

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 
 from mixformer.cli import CLIError
-from mixformer.cli.dtype import add_dtype_arg, resolve_dtype_arg
+from mixformer.cli.dtype import (
+    add_backend_arg,
+    add_dtype_arg,
+    resolve_backend_arg,
+    resolve_dtype_arg,
+)
 from mixformer.cli.track import (
     add_model_args,
     add_plain_arg,
@@ -29,13 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     add_dtype_arg(p)
-    p.add_argument(
-        "--backend",
-        choices=["torch", "onnxruntime", "openvino"],
-        default="torch",
-        help="onnxruntime: pip install 'mixformer[export]'; openvino: "
-        "pip install 'mixformer[openvino]' (fp32 or bf16)",
-    )
+    add_backend_arg(p)
     add_threads_arg(p)
     p.add_argument("--frames", type=int, default=20, help="timed frames")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames first")
@@ -107,27 +106,14 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--frames must be >= 1 and --warmup >= 0")
     if args.device != "cpu":
         raise CLIError("the benchmark runs on the CPU only for now (--device cpu)")
-    if args.plain and (args.compare or args.backend != "torch"):
+    if args.plain and args.compare:
         raise CLIError("--plain measures the plain torch fp32 path alone (not with --compare)")
     if args.compare_dtype and not args.compare:
         raise CLIError("--compare-dtype goes with --compare")
     if args.precision < 0 or (args.precision and args.precision_frames < 2):
         raise CLIError("--precision must be >= 0 and --precision-frames >= 2")
+    args.backend = resolve_backend_arg(args)  # auto: what `track` runs
     dtype = resolve_dtype_arg(args, args.backend)
-    if args.backend == "onnxruntime":
-        from mixformer.export.onnx import require_onnx
-
-        try:
-            require_onnx()
-        except ImportError as exc:
-            raise CLIError(str(exc)) from exc
-    if args.backend == "openvino":
-        from mixformer.export.openvino import require_openvino
-
-        try:
-            require_openvino()
-        except ImportError as exc:
-            raise CLIError(str(exc)) from exc
 
     model = load_model_from_args(args)
     threads = set_threads(args.threads, model)  # default: auto_threads (small networks: 1)

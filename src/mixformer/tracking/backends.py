@@ -107,8 +107,8 @@ def resolve_dtype_setting(
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
-#: ``--backend`` of ``track``, ``demo`` and ``evaluate``, ``backend=`` of the trackers and
-#: :func:`mixformer.engine`: a backend or ``"auto"`` (:func:`resolve_backend_setting`).
+#: ``--backend`` of ``track``, ``demo``, ``evaluate`` and ``benchmark``, ``backend=`` of the
+#: trackers and :func:`mixformer.engine`: a backend or ``"auto"`` (:func:`resolve_backend_setting`).
 BACKEND_SETTINGS: tuple[str, ...] = ("auto", *BACKENDS)
 
 

@@ -121,8 +121,7 @@ def resolve_backend_setting(
     attention: bool = False,
     targets: int = 1,
 ) -> str:
-    """The backend that runs for a ``backend`` setting (``track``, ``demo``, ``evaluate``, the
-    trackers).
+    """The backend that runs for a ``backend`` setting (the commands that track, the trackers).
 
     ``"auto"`` is ``"openvino"`` where that backend runs the same boxes faster: the
     ``openvino`` extra installed (``openvino`` and ``onnx`` importable), the fast path on the

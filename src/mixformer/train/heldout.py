@@ -75,7 +75,7 @@ def _track_auc(
     tracked, static = [], []
     for k in tqdm(range(num_sequences), desc="tracking", unit="seq", disable=not progress):
         seq = generate_sequence(np.random.default_rng([seed, k]), num_frames, name=f"synth-{k:04d}")
-        tracker = Tracker(model, settings, backend="torch")
+        tracker = Tracker(model, settings, backend="torch")  # a model in training: no export
         boxes = []
         for i, frame in enumerate(seq.frames):
             res = tracker.init(frame, seq.boxes[0]) if i == 0 else tracker.update(frame)
@@ -222,6 +222,7 @@ def benchmark_report(
     tracked, static, all_scores, all_hits = [], [], [], []
     frames, seconds = 0, 0.0
     for seq in tqdm(seqs, desc="tracking", unit="seq", disable=not progress):
+        # torch: checkpoints are compared and calibrated on the path their scores came from
         pred, times, scores = track_sequence(Tracker(model, tracker, backend="torch"), seq)
         frames += len(seq.frames)
         seconds += float(times.sum())

@@ -144,7 +144,8 @@ def test_evaluate_records_the_resolved_dtype(tmp_path: Path) -> None:
     base = RunSettings("generic", "mixformer-tiny", "random", {"search_size": 320}, dtype="bf16")
     check_settings(tmp_path, base)
     assert json.loads((tmp_path / "settings.json").read_text())["dtype"] == "bf16"
-    with pytest.raises(ValueError, match=r"dtype: bf16 \(recorded\) vs fp32 \(now\)"):
+    mixed = r"dtype: bf16 \(recorded; --dtype bf16 continues it\) vs fp32 \(now\)"
+    with pytest.raises(ValueError, match=mixed):
         check_settings(tmp_path, dataclasses.replace(base, dtype="fp32"))
     record = json.loads((tmp_path / "settings.json").read_text())
     del record["dtype"]  # a record from before the field: fp32, the only precision then

@@ -116,9 +116,11 @@ class RunSettings:
         if a["fast"] != b["fast"]:
             path = {True: "fast", False: "plain (--plain)"}
             out.append(f"inference path: {path[a['fast']]} (recorded) vs {path[b['fast']]} (now)")
-        for key in ("dtype", "backend"):
+        for key in ("dtype", "backend"):  # `evaluate --dtype/--backend X` continues such a run
             if a[key] != b[key]:
-                out.append(f"{key}: {a[key]} (recorded) vs {b[key]} (now)")
+                out.append(
+                    f"{key}: {a[key]} (recorded; --{key} {a[key]} continues it) vs {b[key]} (now)"
+                )
         for key in sorted(set(a["tracker"]) | set(b["tracker"])):
             va, vb = a["tracker"].get(key), b["tracker"].get(key)
             if va != vb:

@@ -219,3 +219,32 @@ def test_benchmark_measures_the_default_backend(monkeypatch, capsys):
     assert "backend openvino" in capsys.readouterr().out
     assert main([*argv, "--backend", "torch"]) == 0
     assert "fast torch fp32" in capsys.readouterr().out
+
+
+def test_trackers_in_several_threads_may_share_an_openvino_engine():
+    """Trackers over one model share its engine; OpenVINO's infer requests are not
+    thread-safe, so concurrent trackers must still each get the boxes of a lone run."""
+    import threading
+
+    from mixformer.perf.benchmark import benchmark_frames
+
+    model = build_model("mixformer-mbv3", weights="default")
+    frames, gt = benchmark_frames(31, 3, "synthetic")
+
+    def run(out: dict, key: int) -> None:
+        tracker = Tracker(model, backend="openvino", dtype="fp32", threads=1)
+        boxes = [tracker.init(frames[0], gt[0]).box]
+        boxes += [tracker.update(f).box for f in frames[1:]]
+        out[key] = np.array(boxes), tracker.engine
+
+    alone: dict = {}
+    run(alone, 0)
+    together: dict = {}
+    threads = [threading.Thread(target=run, args=(together, k)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(together[k][1] is alone[0][1] for k in range(3))  # one shared engine
+    for k in range(3):
+        np.testing.assert_allclose(together[k][0], alone[0][0], atol=1e-4)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,9 @@ def _cpu_has_bf16(core: Any) -> bool:
 class OpenVinoModel(ExportedGraphs):
     """The exported graphs compiled by OpenVINO for the CPU.
 
+    Thread-safe like the torch engines: trackers in several threads may share one (an OpenVINO
+    infer request is not, so each graph's calls are serialised by a lock).
+
     Args:
         onnx_dir: folder written by :func:`~mixformer.export.onnx.export_onnx`.
         precision: ``"fp32"``, ``"bf16"`` or ``"int8"`` (needs ``calibration``).
@@ -143,13 +147,16 @@ class OpenVinoModel(ExportedGraphs):
         # (get_any_name() may give an internal one such as "/Cast_1_output_0")
         self._search_inputs = {n for p in compiled.inputs for n in p.get_names()}
         self._search = compiled.create_infer_request()
+        self._template_lock, self._search_lock = threading.Lock(), threading.Lock()
 
     def _run_template(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        by_name = _by_name(self._template.infer(feeds))
+        with self._template_lock:  # one infer request: one call at a time, outputs copied
+            by_name = _by_name(self._template.infer(feeds))
         return [by_name[n] for n in self._cache_names]
 
     def _run_search(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        by_name = _by_name(self._search.infer(feeds))
+        with self._search_lock:
+            by_name = _by_name(self._search.infer(feeds))
         return by_name["pred_boxes"], by_name["pred_scores"]
 
 

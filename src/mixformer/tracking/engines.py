@@ -4,7 +4,9 @@
 backend and the fast flag; trackers over one model share it (the fast path copies the weights,
 so one copy per tracker would multiply the memory by the number of trackers). An engine holds no
 per-call state: everything a call produces (boxes, scores, attention maps, the head's input
-features) is in what it returns, so trackers in several threads may share one engine.
+features) is in what it returns, so trackers in several threads may share one engine (the
+OpenVINO network serialises its calls: its infer requests are not thread-safe;
+``tests/test_openvino.py``).
 
 Protocol (all calls run under ``torch.inference_mode()``):
 

@@ -66,7 +66,8 @@ class Tracker(TrackerBase):
         >>> tracker.init(frame0, (10, 20, 40, 30))
         >>> tracker.update(frame1).box
         >>> obs = tracker.update(frame2, observe=True).observation
-        >>> obs.crop_window, obs.heatmaps.shape   # (x, y, side, side), (2, 20, 20)
+        >>> obs.crop_window   # (x, y, side, side)
+        >>> obs.heatmaps      # (2, 20, 20) on torch; None on OpenVINO (backend="torch" for them)
     """
 
     # -- state -------------------------------------------------------------------------------

@@ -175,6 +175,7 @@ def test_auto_backend_rule(monkeypatch):
     from mixformer.tracking import backends
 
     monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(backends.platform, "machine", lambda: "x86_64")
     have = {"openvino", "onnx"}
     monkeypatch.setattr(backends, "openvino_installed", lambda: {"openvino", "onnx"} <= have)
     rule = backends.resolve_backend_setting
@@ -188,6 +189,10 @@ def test_auto_backend_rule(monkeypatch):
     monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: True)  # auto is bf16 there
     assert rule("auto") == "torch" and rule("auto", dtype="fp32") == "openvino"
     monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(backends.platform, "machine", lambda: "arm64")  # not measured there
+    assert rule("auto") == "torch"
+    monkeypatch.setattr(backends.platform, "machine", lambda: "x86_64")
+    assert rule("auto") == "openvino"
     have.discard("openvino")
     assert rule("auto") == "torch"
     with pytest.raises(ValueError, match="unknown backend"):

@@ -59,7 +59,7 @@ def add_backend_arg(p: argparse.ArgumentParser) -> None:
         "--backend",
         BACKEND_SETTINGS,
         "what runs the network; auto (default): openvino where the openvino extra is "
-        "installed and it gives the same boxes faster (the CPU in fp32, one target, no "
+        "installed and it gives the same boxes faster (an x86-64 CPU in fp32, one target, no "
         "--attention, not --plain), else torch; onnxruntime needs the export extra",
     )
 

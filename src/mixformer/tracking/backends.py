@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import platform
 from typing import Any, Literal, Protocol
 
 import torch
@@ -126,10 +127,11 @@ def resolve_backend_setting(
     ``"auto"`` is ``"openvino"`` where that backend runs the same boxes faster: the
     ``openvino`` extra installed (``openvino`` and ``onnx`` importable), the fast path on the
     CPU in fp32 (``dtype`` ``"fp32"``, or ``"auto"`` on a CPU without native bf16, where
-    ``"auto"`` is fp32 for torch too), one target (OpenVINO runs one per call) and no attention
-    maps (torch only). There OpenVINO fp32 gave the torch fast path's boxes (mean IoU 1.0000 on
-    every preset) 1.4-3.0x faster end to end on a 2-core AMD EPYC (``docs/speed.md``). Anything
-    else is ``"torch"``; a named backend is returned as given.
+    ``"auto"`` is fp32 for torch too), one target (OpenVINO runs one per call), no attention
+    maps (torch only) and an x86-64 CPU (the only kind measured). There OpenVINO fp32 gave the
+    torch fast path's boxes (mean IoU 1.0000 on every preset) 1.4-3.0x faster end to end on a
+    2-core AMD EPYC (``docs/speed.md``). Anything else is ``"torch"``; a named backend is
+    returned as given.
 
     Raises:
         ValueError: an unknown setting.
@@ -140,6 +142,8 @@ def resolve_backend_setting(
     if not fast or targets != 1 or attention or torch.device(device).type != "cpu":
         return "torch"
     if resolve_dtype_setting(dtype, device, "torch", fast) != "fp32":  # bf16 on AMX: torch
+        return "torch"
+    if platform.machine().lower() not in ("x86_64", "amd64"):  # e.g. arm64: not measured
         return "torch"
     return "openvino" if openvino_installed() else "torch"
 

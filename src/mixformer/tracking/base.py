@@ -33,7 +33,7 @@ class TrackerBase:
             fp32 elsewhere; ``dtype="fp32"`` is the exact path, ``fast=False`` the plain
             reference arithmetic). ``backend="auto"`` (default) runs what ``mixformer track``
             runs: OpenVINO where it gives the torch fast path's boxes faster (the ``openvino``
-            extra installed, a CPU without AMX, one target, no ``keep_attention``, not
+            extra installed, an x86-64 CPU without AMX, one target, no ``keep_attention``, not
             ``fast=False``), torch elsewhere
             (:func:`~mixformer.tracking.backends.usable_backend`); ``backend="torch"`` always
             runs torch (corner heat maps in ``observe=True`` observations, which OpenVINO does

@@ -181,11 +181,10 @@ def test_auto_backend_rule(monkeypatch):
     rule = backends.resolve_backend_setting
     assert rule("auto") == "openvino" and rule("auto", dtype="fp32") == "openvino"
     assert rule("auto", dtype="bf16") == "torch"
-    assert rule("auto", targets=2) == "torch"
     assert rule("auto", attention=True) == "torch"
     assert rule("auto", fast=False) == "torch"
     assert rule("auto", device="cuda") == "torch"
-    assert rule("torch") == "torch" and rule("onnxruntime", targets=3) == "onnxruntime"
+    assert rule("torch") == "torch" and rule("onnxruntime") == "onnxruntime"
     monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: True)  # auto is bf16 there
     assert rule("auto") == "torch" and rule("auto", dtype="fp32") == "openvino"
     monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)

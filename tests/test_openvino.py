@@ -168,7 +168,7 @@ def test_library_auto_backend_follows_the_cli_rule(tiny, monkeypatch, caplog):
     assert Tracker(tiny, backend="torch").engine.backend == "torch"
     assert Tracker(tiny, backend="auto", keep_attention=True).engine.backend == "torch"
     assert Tracker(tiny, backend="auto", fast=False).engine.backend == "torch"
-    assert MultiTracker(tiny, backend="auto").engine.backend == "torch"  # batched in torch
+    assert MultiTracker(tiny).engine.backend == "openvino"  # one call per target beats a batch
     monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: True)  # AMX: torch bf16
     assert Tracker(tiny, backend="auto").engine.backend == "torch"
     assert Tracker(tiny, backend="auto", dtype="fp32").engine.backend == "openvino"
@@ -248,3 +248,22 @@ def test_trackers_in_several_threads_may_share_an_openvino_engine():
     assert all(together[k][1] is alone[0][1] for k in range(3))  # one shared engine
     for k in range(3):
         np.testing.assert_allclose(together[k][0], alone[0][0], atol=1e-4)
+
+
+def test_multitracker_on_openvino_steps_each_target_as_a_lone_tracker():
+    """``MultiTracker(model)`` (``auto``: OpenVINO, one call per target) gives each target the
+    boxes of a lone OpenVINO ``Tracker`` (whose boxes are torch's, tested above)."""
+    from mixformer import MultiTracker
+    from mixformer.perf.benchmark import benchmark_frames
+
+    model = build_model("mixformer-mbv3", weights="default")
+    frames, gt = benchmark_frames(16, 3, "synthetic")
+    starts = [tuple(gt[0]), (40.0, 60.0, 50.0, 40.0), (300.0, 200.0, 60.0, 45.0)]
+    multi = MultiTracker(model, backend="openvino", dtype="fp32", threads=1)
+    ids = [multi.add(frames[0], b) for b in starts]
+    steps = [multi.update(f) for f in frames[1:]]  # one update per frame
+    for k, start in enumerate(starts):
+        alone = Tracker(model, backend="openvino", dtype="fp32", threads=1)
+        alone.init(frames[0], start)
+        boxes = [alone.update(f).box for f in frames[1:]]
+        np.testing.assert_allclose([s[ids[k]].box for s in steps], boxes, atol=1e-4)

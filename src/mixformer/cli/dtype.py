@@ -59,12 +59,12 @@ def add_backend_arg(p: argparse.ArgumentParser) -> None:
         "--backend",
         BACKEND_SETTINGS,
         "what runs the network; auto (default): openvino where the openvino extra is "
-        "installed and it gives the same boxes faster (an x86-64 CPU in fp32, one target, no "
+        "installed and it gives the same boxes faster (an x86-64 CPU in fp32, no "
         "--attention, not --plain), else torch; onnxruntime needs the export extra",
     )
 
 
-def resolve_backend_arg(args: argparse.Namespace, targets: int = 1) -> str:
+def resolve_backend_arg(args: argparse.Namespace) -> str:
     """``args.backend`` resolved (:func:`mixformer.tracking.backends.usable_backend`: ``auto``
     falls back to torch with a warning where openvino is installed but broken).
 
@@ -83,7 +83,6 @@ def resolve_backend_arg(args: argparse.Namespace, targets: int = 1) -> str:
             fast=not plain,
             dtype=getattr(args, "dtype", "auto"),
             attention=attention,
-            targets=targets,
         )
     except ImportError as exc:
         raise CLIError(str(exc)) from None

@@ -347,7 +347,7 @@ def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames 
     check_model_name(args.model)
     check_device(args.device)
     check_attention_every(args)
-    args.backend = resolve_backend_arg(args, targets=len(args.box))
+    args.backend = resolve_backend_arg(args)
     preset = TrackerConfig.preset(args.preset, args.model, got10k_trained=got10k_trained(args))
     _check_output_paths(args)
     source = FrameSource(args.source)

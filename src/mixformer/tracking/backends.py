@@ -120,18 +120,18 @@ def resolve_backend_setting(
     fast: bool = True,
     dtype: str = "auto",
     attention: bool = False,
-    targets: int = 1,
 ) -> str:
     """The backend that runs for a ``backend`` setting (the commands that track, the trackers).
 
     ``"auto"`` is ``"openvino"`` where that backend runs the same boxes faster: the
     ``openvino`` extra installed (``openvino`` and ``onnx`` importable), the fast path on the
     CPU in fp32 (``dtype`` ``"fp32"``, or ``"auto"`` on a CPU without native bf16, where
-    ``"auto"`` is fp32 for torch too), one target (OpenVINO runs one per call), no attention
-    maps (torch only) and an x86-64 CPU (the only kind measured). There OpenVINO fp32 gave the
-    torch fast path's boxes (mean IoU 1.0000 on every preset) 1.4-3.0x faster end to end on a
-    2-core AMD EPYC (``docs/speed.md``). Anything else is ``"torch"``; a named backend is
-    returned as given.
+    ``"auto"`` is fp32 for torch too), no attention maps (torch only) and an x86-64 CPU (the
+    only kind measured). There OpenVINO fp32 gave the torch fast path's boxes (mean IoU 1.0000
+    on every preset) 1.4-3.0x faster end to end on a 2-core AMD EPYC (``docs/speed.md``), and
+    several targets one call each beat torch's batch of them (a ``MultiTracker``: the default
+    model about 2x faster with 2-16 targets, ``mixformer-22k`` 1.25x with 4). Anything else is
+    ``"torch"``; a named backend is returned as given.
 
     Raises:
         ValueError: an unknown setting.
@@ -139,7 +139,7 @@ def resolve_backend_setting(
     _check_setting("backend", backend, BACKEND_SETTINGS)
     if backend != "auto":
         return backend
-    if not fast or targets != 1 or attention or torch.device(device).type != "cpu":
+    if not fast or attention or torch.device(device).type != "cpu":
         return "torch"
     if resolve_dtype_setting(dtype, device, "torch", fast) != "fp32":  # bf16 on AMX: torch
         return "torch"
@@ -156,7 +156,7 @@ def openvino_installed() -> bool:
 
 def usable_backend(backend: str = "auto", **context: Any) -> str:
     """:func:`resolve_backend_setting` (``context``: its keyword arguments ``device``,
-    ``fast``, ``dtype``, ``attention``, ``targets``), checked against what imports: the backend
+    ``fast``, ``dtype``, ``attention``), checked against what imports: the backend
     that runs.
 
     ``backend="auto"`` (``Tracker(model, backend="auto")``, the CLI's ``--backend auto``) whose

@@ -33,7 +33,7 @@ class TrackerBase:
             fp32 elsewhere; ``dtype="fp32"`` is the exact path, ``fast=False`` the plain
             reference arithmetic). ``backend="auto"`` (default) runs what ``mixformer track``
             runs: OpenVINO where it gives the torch fast path's boxes faster (the ``openvino``
-            extra installed, an x86-64 CPU without AMX, one target, no ``keep_attention``, not
+            extra installed, an x86-64 CPU without AMX, no ``keep_attention``, not
             ``fast=False``), torch elsewhere
             (:func:`~mixformer.tracking.backends.usable_backend`); ``backend="torch"`` always
             runs torch (corner heat maps in ``observe=True`` observations, which OpenVINO does
@@ -57,7 +57,6 @@ class TrackerBase:
 
     _core: TrackingCore
     _core_class: type[TrackingCore] = TrackingCore
-    _auto_targets: int = 1  # targets per call, for backend="auto" (MultiTracker: several)
 
     def __init__(
         self,
@@ -84,7 +83,6 @@ class TrackerBase:
                 fast=fast,
                 dtype=dtype,
                 attention=keep_attention,
-                targets=self._auto_targets,
             )
         with intra_op_threads(self.threads):
             runner = engine(model_or_engine, dtype=dtype, backend=backend, fast=fast, device=device)

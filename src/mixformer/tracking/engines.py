@@ -340,14 +340,14 @@ def engine(
         dtype: ``"auto"`` (default: bf16 on the fast CPU path with native bf16 matrix units,
             Intel AMX; fp32 elsewhere: :func:`resolve_dtype_setting`), ``"fp32"`` (the exact
             path), ``"bf16"`` or ``"fp16"`` (the fast path in that precision).
-        backend: ``"auto"`` (default): what ``mixformer track`` runs for one target,
-            OpenVINO where it gives the torch fast path's boxes faster (installed, the CPU in
-            fp32, ``fast``), torch elsewhere (:func:`usable_backend`); ``"torch"``;
+        backend: ``"auto"`` (default): what ``mixformer track`` runs, OpenVINO where it gives
+            the torch fast path's boxes faster (installed, an x86-64 CPU in fp32, ``fast``),
+            torch elsewhere (:func:`usable_backend`); ``"torch"``;
             ``"onnxruntime"`` (exported once per model; needs ``pip install onnx
             onnxruntime``); ``"openvino"`` (the same graphs compiled by OpenVINO for the CPU,
             fp32 or bf16; ``pip install 'mixformer[openvino]'``). OpenVINO and ONNX Runtime run
-            one target per call: for a :class:`~mixformer.MultiTracker` that batches its
-            targets, pass ``backend="torch"``.
+            one target per call (a :class:`~mixformer.MultiTracker` over them steps its targets
+            one after the other; torch batches them).
         fast: the fast torch path (folded BatchNorm, fused attention; boxes within ~1e-4 px of
             the plain path); False: the plain reference arithmetic (fp32 only).
         device: move the model there first (default: where it is).

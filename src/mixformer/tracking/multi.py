@@ -32,7 +32,9 @@ class MultiTracker(TrackerBase):
     online-template counts ``N``; targets are grouped by ``N`` and each group is one call. Targets
     added on the same frame share ``N`` forever, so the usual case is one call per frame; targets
     added later join the others' group once both reach ``online_size`` templates. The
-    onnxruntime backend's graphs take one target per call, so there every target is its own call.
+    onnxruntime and openvino backends' graphs take one target per call, so there every target
+    is its own call (with the default ``backend="auto"``, OpenVINO where it is installed on an
+    x86-64 CPU without AMX: one call per target was still faster than torch's batch there).
 
     Frame protocol: call :meth:`update` once per new frame, then :meth:`add` for objects that
     first appear in that same frame (or :meth:`add` alone on the very first frame). A target
@@ -57,7 +59,6 @@ class MultiTracker(TrackerBase):
 
     _core: BatchedCore
     _core_class = BatchedCore
-    _auto_targets = 2  # backend="auto": torch, which batches the targets in one call
 
     def __init__(
         self,

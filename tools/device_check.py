@@ -347,8 +347,9 @@ def multi_check(run: Run, preset: str, frames: list) -> dict[str, Any]:
     k = args.targets
     h, w = frames[0].shape[:2]
     boxes = spread_boxes(args.seed, k, h, w)
-    multi = MultiTracker(model, cfg, device=dev, threads=0)
-    singles = [Tracker(model, cfg, device=dev, threads=0) for _ in range(k)]
+    # torch: the batched call is what is measured (auto would pick OpenVINO on a CPU)
+    multi = MultiTracker(model, cfg, device=dev, threads=0, backend="torch")
+    singles = [Tracker(model, cfg, device=dev, threads=0, backend="torch") for _ in range(k)]
     for box, tr in zip(boxes, singles):
         multi.add(frames[0], box)
         tr.init(frames[0], box)
@@ -455,7 +456,7 @@ def compile_check(run: Run, preset: str, frames: list, gt: np.ndarray) -> dict[s
         return {"compile_fps": SKIPPED, "compile_speedup": SKIPPED}
     model = make_model(run, preset)
     cfg = tracker_config(model)
-    default = Tracker(model, cfg, device=dev, dtype="fp32", threads=0)
+    default = Tracker(model, cfg, device=dev, dtype="fp32", threads=0, backend="torch")
     base, _, base_wall = time_tracker(default, frames, gt, args.warmup, "default")
     engine = CompiledSearch(
         build_tracking_network(model.to(dev), "fp32", "torch", fast=True),

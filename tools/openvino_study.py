@@ -43,8 +43,8 @@ def main() -> None:
     model = build_model(args.model, weights="default").eval()
     cfg = TrackerConfig.for_model(model)
     trackers = {
-        "torch auto": Tracker(model, cfg, threads=args.threads),
-        "torch fp32": Tracker(model, cfg, dtype="fp32", threads=args.threads),
+        "torch auto": Tracker(model, cfg, backend="torch", threads=args.threads),
+        "torch fp32": Tracker(model, cfg, dtype="fp32", backend="torch", threads=args.threads),
         "openvino fp32": Tracker(model, cfg, backend="openvino", dtype="fp32"),
         "openvino bf16": Tracker(model, cfg, backend="openvino", dtype="bf16"),
     }

@@ -38,7 +38,9 @@ def memory(args: argparse.Namespace) -> None:
     trackers = []
     for _ in range(args.trackers):
         own = None if args.mode == "shared" else build_network(model, "fp32", "torch", True)
-        trackers.append(Tracker(model if own is None else Engine(own, model)))
+        trackers.append(
+            Tracker(model, backend="torch") if own is None else Tracker(Engine(own, model))
+        )
     print(
         f"{args.model}: {args.trackers} trackers, {args.mode} engine(s): peak RSS "
         f"{_rss_mib():.0f} MiB (model alone {before:.0f} MiB)"
@@ -66,7 +68,7 @@ def compile_check(args: argparse.Namespace) -> None:
     cfg = TrackerConfig.for_model(model, "lasot")
     frames, gt = benchmark_frames(args.frames + 1, 0, "photos")
     makers = {
-        "fast (default)": lambda: Tracker(model, cfg),
+        "fast (default)": lambda: Tracker(model, cfg, backend="torch"),
         "fast + torch.compile": lambda: Tracker(
             Engine(CompiledEngine(build_network(model, "fp32", "torch", True)), model), cfg
         ),

@@ -185,3 +185,50 @@ def test_export_cache_keeps_the_most_recent(tmp_path):
         os.utime(d, (1000 + i, 1000 + i))
     cache_mod._prune(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e3", "e4"]
+
+
+@pytest.mark.isolated  # ONNX Runtime kernels (see tests/conftest.py)
+def test_onnxruntime_int8_quantises_the_blocks_only_and_stays_close(tmp_path):
+    """ONNX Runtime int8 (static QDQ on calibration steps): the mixed-attention blocks' matrix
+    products in int8, the embedding and the heads in float (the INT8_FLOAT_SCOPES shared with
+    OpenVINO); boxes close to fp32 on the shipped weights."""
+    import onnx
+
+    from mixformer.export.int8 import INT8_FLOAT_SCOPES, quantize_onnx_search_graph
+    from mixformer.perf.calibration import calibration_feeds
+
+    model = build_model("mixformer-tiny", weights="default").eval()
+    export_onnx(model, tmp_path, check=False)
+    fp32 = OnnxRuntimeModel(tmp_path, threads=1)
+    feeds = calibration_feeds(fp32, steps=8, sequences=2, height=240, width=320)
+    with pytest.raises(ValueError, match="calibration"):
+        OnnxRuntimeModel(tmp_path, threads=1, precision="int8")
+    with pytest.raises(ValueError, match="precision"):
+        OnnxRuntimeModel(tmp_path, threads=1, precision="bf16")
+
+    def quantised(path) -> set[str]:
+        """Nodes fed by a DequantizeLinear of an activation (the int8 operators)."""
+        graph = onnx.load(str(path)).graph
+        deq = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+        return {n.name for n in graph.node if n.op_type != "QuantizeLinear" and deq & set(n.input)}
+
+    every = quantised(
+        quantize_onnx_search_graph(tmp_path / SEARCH_GRAPH, tmp_path / "all.onnx", feeds, ())
+    )
+    blocks = quantised(
+        quantize_onnx_search_graph(
+            tmp_path / SEARCH_GRAPH, tmp_path / "blocks.onnx", feeds, INT8_FLOAT_SCOPES
+        )
+    )
+    float_parts = ("/box_head/", "/score_branch/", "/patch_embed")
+    assert any(n.startswith(float_parts) for n in every)
+    assert blocks and not any(n.startswith(float_parts) for n in blocks)
+    assert any("mlp" in n for n in blocks)
+
+    int8 = OnnxRuntimeModel(tmp_path, threads=1, precision="int8", calibration=feeds)
+    test = calibration_feeds(fp32, steps=6, sequences=2, seed=77, height=240, width=320)
+    for f in test:
+        ref, got = fp32._run_search(f), int8._run_search(f)
+        assert np.isfinite(got[0]).all()
+        assert np.abs(got[0] - ref[0]).max() < 0.05  # of the crop side
+        assert 0 < np.abs(got[0] - ref[0]).max()  # it is another computation

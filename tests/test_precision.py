@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import micro_config
-from mixformer import MultiTracker, Tracker
+from mixformer import MultiTracker, Tracker, TrackerConfig, build_model
 from mixformer.cli import main
 from mixformer.datagen.synthetic import generate_sequence
 from mixformer.evaluation.runner import RunSettings, check_settings
@@ -207,3 +207,24 @@ def test_cli_precision_and_dtype_compare(capsys: pytest.CaptureFixture) -> None:
         assert main([*base, "--plain", "--dtype", "bf16"]) == 2
     finally:
         torch.set_num_threads(old)
+
+
+@pytest.mark.isolated  # ONNX Runtime kernels (see tests/conftest.py)
+def test_precision_study_runs_exported_graph_variants() -> None:
+    """``onnxruntime-fp32`` on the same crops gives torch fp32's boxes; ``onnxruntime-int8``
+    moves them a little; an unknown runtime is refused."""
+    pytest.importorskip("onnxruntime")
+    from mixformer.perf.precision import build_variant, precision_study
+
+    model = build_model("mixformer-tiny", weights="default").eval()
+    cfg = TrackerConfig.for_model(model)
+    with pytest.raises(ValueError, match="unknown variant"):
+        build_variant(model, "tensorrt-fp16")
+    fp32 = precision_study(
+        model, "onnxruntime-fp32", 1, 4, tracker_config=cfg, size=(240, 320), scene="photos"
+    )
+    assert fp32.same_px_max < 0.05 and fp32.flips == 0
+    int8 = precision_study(
+        model, "onnxruntime-int8", 1, 4, tracker_config=cfg, size=(240, 320), scene="photos"
+    )
+    assert 0 < int8.same_px_max < 10 and int8.dtype == "onnxruntime-int8"

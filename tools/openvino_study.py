@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from mixformer import Tracker, TrackerConfig, build_model
-from mixformer.export.openvino import INT8_FLOAT_SCOPES, OpenVinoModel
+from mixformer.export.int8 import INT8_FLOAT_SCOPES
+from mixformer.export.openvino import OpenVinoModel
 from mixformer.geometry import iou
 from mixformer.perf.calibration import calibration_feeds
 from mixformer.perf.precision import study_sequences

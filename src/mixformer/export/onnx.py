@@ -28,6 +28,7 @@ import json
 import logging
 import tempfile
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -327,6 +328,15 @@ class OnnxRuntimeModel(ExportedGraphs):
         onnx_dir: folder written by :func:`export_onnx`.
         threads: intra-op threads (default: ``torch.get_num_threads()``).
         providers: ONNX Runtime execution providers (default: CPU).
+        precision: ``"fp32"``, or ``"int8"``: the search graph's mixed-attention blocks quantised
+            by :func:`mixformer.export.int8.quantize_onnx_search_graph` (on ``calibration``) into
+            a temporary file kept for the object's lifetime; the template encoder stays fp32.
+        calibration: for ``"int8"``: search-step feeds (:meth:`ExportedGraphs.search_feeds`),
+            e.g. :func:`mixformer.perf.calibration.calibration_feeds`.
+        keep_float: for ``"int8"``: node-name patterns left in float (default
+            :data:`mixformer.export.int8.INT8_FLOAT_SCOPES`).
+    Raises:
+        ValueError: an unknown precision, or int8 without calibration data.
     """
 
     def __init__(
@@ -334,10 +344,16 @@ class OnnxRuntimeModel(ExportedGraphs):
         onnx_dir: str | Path,
         threads: int | None = None,
         providers: list[str] | None = None,
+        precision: str = "fp32",
+        calibration: Iterable[dict[str, np.ndarray]] | None = None,
+        keep_float: Sequence[str] | None = None,
     ) -> None:
         import onnxruntime as ort
 
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"unknown ONNX Runtime precision {precision!r}; use fp32 or int8")
         super().__init__(onnx_dir)
+        self.precision = precision
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -345,7 +361,20 @@ class OnnxRuntimeModel(ExportedGraphs):
         self._template = ort.InferenceSession(
             str(self.onnx_dir / TEMPLATE_GRAPH), opts, providers=prov
         )
-        self._search = ort.InferenceSession(str(self.onnx_dir / SEARCH_GRAPH), opts, providers=prov)
+        search_path = self.onnx_dir / SEARCH_GRAPH
+        if precision == "int8":
+            from mixformer.export.int8 import INT8_FLOAT_SCOPES, quantize_onnx_search_graph
+
+            if calibration is None:
+                raise ValueError("ONNX Runtime int8 needs calibration search steps (calibration=)")
+            self._int8_dir = tempfile.TemporaryDirectory(prefix="mixformer-int8-")
+            search_path = quantize_onnx_search_graph(
+                search_path,
+                Path(self._int8_dir.name) / SEARCH_GRAPH,
+                calibration,
+                INT8_FLOAT_SCOPES if keep_float is None else keep_float,
+            )
+        self._search = ort.InferenceSession(str(search_path), opts, providers=prov)
         self._search_inputs = {i.name for i in self._search.get_inputs()}
 
     def _run_template(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -12,7 +12,8 @@ the ONNX Runtime engine). Precisions:
 * ``"int8"``: the search graph's mixed-attention blocks quantised after training with NNCF
   (:func:`quantize_search_graph`, on a calibration set of real search steps); the embedding
   (MobileNetV3 stages, patch embeddings), the box head and the score module stay in float
-  (:data:`INT8_FLOAT_SCOPES`): quantising them too halved the default model's AUC. The
+  (:data:`mixformer.export.int8.INT8_FLOAT_SCOPES`, shared with ONNX Runtime's int8):
+  quantising them too halved the default model's AUC. The
   template encoder, run once per template update, stays in bf16/fp32.
 
 ``openvino`` (and ``nncf`` for int8, ``onnx`` for the export) are imported only here:
@@ -31,12 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from mixformer.export.int8 import INT8_FLOAT_SCOPES
 from mixformer.export.onnx import SEARCH_GRAPH, TEMPLATE_GRAPH, ExportedGraphs
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "INT8_FLOAT_SCOPES",
     "OPENVINO_PRECISIONS",
     "OpenVinoModel",
     "quantize_search_graph",
@@ -44,20 +45,6 @@ __all__ = [
 ]
 
 OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
-
-#: Node-name patterns (regular expressions over the exported graph's node names) that int8
-#: leaves in float: embeddings, box heads, score modules. On ``mixformer-mbv3`` (8 composited
-#: sequences, ``docs/speed.md``) quantising the whole search graph gave AUC 38.5 against 70.1
-#: in fp32; the blocks alone in int8, 69.7.
-INT8_FLOAT_SCOPES: tuple[str, ...] = (
-    "/features/.*",
-    "/patch_embed.*",
-    "/embed_proj.*",
-    "/box_head/.*",
-    "/score_branch/.*",
-    "/score_head/.*",
-    "/layers\\..*",
-)
 
 
 def require_openvino(int8: bool = False) -> None:
@@ -102,7 +89,7 @@ class OpenVinoModel(ExportedGraphs):
             array, as :meth:`~mixformer.export.onnx.ExportedGraphs.search_feeds` builds them)
             from real tracking, e.g. :func:`mixformer.perf.calibration_feeds`.
         keep_float: for ``"int8"``: node-name patterns left in float (default
-            :data:`INT8_FLOAT_SCOPES`; ``()``: the whole graph in int8).
+            :data:`~mixformer.export.int8.INT8_FLOAT_SCOPES`; ``()``: the whole graph in int8).
     Raises:
         ValueError: an unknown precision, or int8 without calibration data.
         ImportError: the ``openvino`` extra is missing.
@@ -177,8 +164,9 @@ def quantize_search_graph(
     Args:
         model: the search graph.
         calibration: search-step feeds.
-        keep_float: node-name patterns left in float (default :data:`INT8_FLOAT_SCOPES`; ``()``
-            quantises every layer NNCF can).
+        keep_float: node-name patterns left in float (default
+            :data:`~mixformer.export.int8.INT8_FLOAT_SCOPES`; ``()`` quantises every layer NNCF
+            can).
 
     Raises:
         ValueError: an empty calibration set.

@@ -13,12 +13,14 @@ by frame, and measures:
   (pixels, IoU), template updates made, success AUC against the ground truth, and the median
   time per frame of each (same process, alternating order).
 
-The studied precision is ``"bf16"`` or ``"fp16"`` (the fast torch path in that dtype) or
+The studied precision is ``"bf16"`` or ``"fp16"`` (the fast torch path in that dtype),
 ``"int8"`` (dynamic int8 quantisation of the fast path's Linear layers, :func:`quantize_int8`:
-studied, not offered on the Tracker). ``mixformer benchmark --model M --precision N
-[--precision-frames F] [--preset P] [--scene S] [--dtype bf16]`` prints one report
-(:meth:`PrecisionReport.format`); ``--accuracy N`` runs the study for bf16 and int8 on small
-240x320 sequences and prints one table.
+studied, not offered on the Tracker), or the exported graphs on OpenVINO (``"openvino-fp32"``,
+``"-bf16"``, ``"-int8"``) or ONNX Runtime (``"onnxruntime-fp32"``, ``"-int8"``), see
+:func:`build_variant`; ``tools/backend_study.py`` runs them all over the presets.
+``mixformer benchmark --model M --precision N [--precision-frames F] [--preset P] [--scene S]
+[--dtype bf16]`` prints one report (:meth:`PrecisionReport.format`); ``--accuracy N`` runs the
+study for bf16 and int8 on small 240x320 sequences and prints one table.
 """
 
 from __future__ import annotations
@@ -43,8 +45,22 @@ from mixformer.tracking.engines import Engine, Network, build_network
 
 log = logging.getLogger(__name__)
 
-VARIANTS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
-"""The precisions :func:`precision_study` compares."""
+VARIANTS: tuple[str, ...] = (
+    "fp32",
+    "bf16",
+    "fp16",
+    "int8",
+    "openvino-fp32",
+    "openvino-bf16",
+    "openvino-int8",
+    "onnxruntime-fp32",
+    "onnxruntime-int8",
+)
+"""The variants :func:`precision_study` compares: the torch fast path in a dtype (``"int8"``:
+:func:`quantize_int8`), and the exported graphs on another runtime (``"RUNTIME-PRECISION"``)."""
+
+CALIBRATION_STEPS = 64
+"""Search steps of int8 calibration for the exported-graph variants."""
 
 
 def quantize_int8(fast: nn.Module) -> nn.Module:
@@ -70,12 +86,35 @@ def quantize_int8(fast: nn.Module) -> nn.Module:
 
 
 def build_variant(model: MixFormer, variant: str) -> Network:
-    """The fast network of ``model`` in ``variant`` (one of :data:`VARIANTS`; its own copy)."""
+    """The network of ``model`` in ``variant`` (one of :data:`VARIANTS`; its own copy).
+
+    ``"openvino-*"`` / ``"onnxruntime-*"``: the exported graphs (from the export cache) on that
+    runtime, with the tracker's default thread count; their int8 quantises the mixed-attention
+    blocks on :data:`CALIBRATION_STEPS` search steps of composited sequences
+    (:func:`mixformer.perf.calibration.calibration_feeds`, cropped with the model's tracker
+    settings). They need the ``openvino`` / ``export`` extras.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
     if variant == "int8":
         return quantize_int8(build_network(model, "fp32", "torch", True))
-    return build_network(model, variant, "torch", True)
+    if "-" not in variant:
+        return build_network(model, variant, "torch", True)
+    runtime, precision = variant.split("-")
+    if runtime == "openvino":
+        from mixformer.export.openvino import OpenVinoModel as graphs_class
+    else:
+        from mixformer.export.onnx import OnnxRuntimeModel as graphs_class
+    fp32 = graphs_class.from_model(model)
+    if precision == "fp32":
+        return fp32
+    if precision == "bf16":
+        return graphs_class(fp32.onnx_dir, precision="bf16")
+    from mixformer.perf.calibration import calibration_feeds
+
+    factor = TrackerConfig.for_model(model).search_factor
+    feeds = calibration_feeds(fp32, steps=CALIBRATION_STEPS, search_factor=factor)
+    return graphs_class(fp32.onnx_dir, precision="int8", calibration=feeds)
 
 
 def edge_deviation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -212,8 +251,8 @@ def precision_study(
     Args:
         model: plain network (CPU, eval). Random weights still show the numerical agreement;
             the AUC and the score decisions mean something only with trained weights.
-        dtype: the studied precision, one of :data:`VARIANTS` (the fast path in that dtype;
-            ``"int8"``: :func:`quantize_int8`).
+        dtype: the studied variant, one of :data:`VARIANTS` (the fast path in that dtype;
+            ``"int8"``: :func:`quantize_int8`; ``"openvino-int8"`` etc.: :func:`build_variant`).
         num_sequences, num_frames: generated sequences and frames per sequence (>= 2).
         seed: first sequence seed.
         tracker_config: tracker settings (default: ``TrackerConfig.for_model(model)``).
@@ -241,8 +280,12 @@ def precision_study(
     updates = dict.fromkeys(roles, 0)
     times: dict[str, list[float]] = {v: [] for v in roles}
     bar = tqdm(seqs, desc="precision", unit="seq", disable=not progress)
-    engines = {"ref": Engine(build_variant(model, reference), model)}
-    engines["test"] = Engine(build_variant(model, dtype), model)
+    engines = {
+        role: Engine(
+            build_variant(model, v), model, backend=v.split("-")[0] if "-" in v else "torch"
+        )
+        for role, v in zip(roles, (reference, dtype))
+    }
     engine = engines["test"]
     for k, (frames, gt, vis) in enumerate(bar):
         trackers = {v: Tracker(engines[v], cfg, threads=0) for v in roles}

@@ -482,6 +482,8 @@ def test_missing_app_extra_is_one_line(monkeypatch, capsys):
         (["--max-upload-mb", "0"], "--max-upload-mb must be positive"),
         (["--port", "70000"], "--port must be between 0 and 65535"),
         (["--model", "nope"], "unknown model 'nope'"),
+        (["--backend", "onnxruntime", "--plain"], "--plain needs --backend torch"),
+        (["--backend", "onnxruntime", "--dtype", "bf16"], "--backend onnxruntime runs fp32"),
     ],
 )
 def test_bad_options_are_one_line(argv, message, monkeypatch, capsys):
@@ -686,3 +688,35 @@ def test_the_command_tells_the_page_its_weights(monkeypatch):
     assert _weights_of(ns("mixformer-tiny")) == "default"
     assert _weights_of(ns("mixformer-22k")) is None
     assert _weights_of(ns("mixformer-22k", "x.pth.tar")) == "x.pth.tar"
+
+
+def test_runs_use_the_sessions_backend_and_dtype_and_torch_for_attention(
+    model, video, tmp_path, monkeypatch
+):
+    """``mixformer app --backend B --dtype D`` reaches every run's trackers; a run with the
+    attention overlay uses torch (the only backend that records attention)."""
+    import mixformer.app.runs as runs_mod
+
+    seen = []
+    original = runs_mod.track_video
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["backend"], kwargs["dtype"], kwargs.get("keep_attention", False)))
+        return original(*args, **{**kwargs, "backend": "torch"})  # no ONNX Runtime in-process
+
+    monkeypatch.setattr(runs_mod, "track_video", spy)
+    work = tmp_path / "work"
+    work.mkdir()
+    session = Session(model, work, backend="onnxruntime", dtype="fp32")
+    monkeypatch.setattr(session, "_render_attention", lambda attention, frame: frame)
+    try:
+        with TestClient(create_app(session), headers=HEADERS) as client:
+            _upload(client, video)
+            client.post("/api/track", json={"boxes": [[20, 30, 24, 24]]})
+            assert _finish(client, session)["status"] == "done"
+            client.post("/api/options", json={"attention": True})
+            client.post("/api/track", json={"boxes": [[20, 30, 24, 24]]})
+            assert _finish(client, session)["status"] == "done"
+    finally:
+        session.shutdown()
+    assert seen == [("onnxruntime", "fp32", False), ("torch", "fp32", True)]

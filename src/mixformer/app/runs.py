@@ -194,6 +194,8 @@ class RunController:
         device / fast: as for :class:`~mixformer.Tracker`.
         box_factor: see :func:`check_boxes`.
         frames: ``frames(video) -> iterator of RGB frames`` (called in the run's thread).
+        backend / dtype: as for :class:`~mixformer.Tracker`; a run with the attention overlay
+            uses torch (the only backend that records attention).
     """
 
     def __init__(
@@ -205,8 +207,12 @@ class RunController:
         fast: bool,
         box_factor: float,
         frames: Callable[[Video], Iterator[np.ndarray]],
+        backend: str = "auto",
+        dtype: str = "auto",
     ) -> None:
         self._state = state
+        self.backend = backend
+        self.dtype = dtype
         self.model = model
         self.workdir = workdir
         self.device = device
@@ -404,6 +410,7 @@ class RunController:
         writer = VideoWriter(run.folder / "tracked.mp4", fps=video.fps)
         done = 0
         status, message = "done", ""
+        backend = "torch" if run.keep_attention else self.backend
         options = {"keep_attention": True} if run.keep_attention else {}
         try:
             draw_attention = run.keep_attention
@@ -413,6 +420,8 @@ class RunController:
                 self.model,
                 device=self.device,
                 fast=self.fast,
+                backend=backend,
+                dtype=self.dtype,
                 **options,
             )
             halted = self._halted()

@@ -127,6 +127,8 @@ class Session:
         workdir: an existing folder for uploads and results (the caller removes it).
         device: torch device for the trackers.
         fast: the fast inference path (as ``mixformer track``; False: plain reference network).
+        backend, dtype: as for :class:`~mixformer.Tracker` (default ``"auto"``: what
+            ``mixformer track`` runs); runs with the attention overlay use torch.
         max_upload_bytes: largest upload accepted.
         weights: the weights ``model`` was built with, as :func:`~mixformer.build_model` took
             them (None: random; ``"default"``: the shipped ones; or the file), shown in the page.
@@ -140,6 +142,8 @@ class Session:
         fast: bool = True,
         max_upload_bytes: int = 500 * 2**20,
         weights: str | Path | None = "default",
+        backend: str = "auto",
+        dtype: str = "auto",
     ) -> None:
         self.model = model
         self.workdir = Path(workdir)
@@ -157,6 +161,8 @@ class Session:
             fast,
             max(config.search_factor, config.template_factor),
             lambda video: self._frames(video),
+            backend=backend,
+            dtype=dtype,
         )
 
     # -- state -----------------------------------------------------------------------------

@@ -11,6 +11,12 @@ import tempfile
 from pathlib import Path
 
 from mixformer.cli import CLIError
+from mixformer.cli.dtype import (
+    add_backend_arg,
+    add_dtype_arg,
+    resolve_backend_arg,
+    resolve_dtype_arg,
+)
 from mixformer.cli.track import (
     add_model_args,
     add_plain_arg,
@@ -46,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_threads_arg(p)
     add_plain_arg(p)
+    add_dtype_arg(p)
+    add_backend_arg(p)
     p.set_defaults(func=run)
 
 
@@ -114,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--max-upload-mb must be positive, got {args.max_upload_mb:g}")
     check_model_name(args.model)
     check_device(args.device)
+    # checked here (a named backend's packages, the precisions it runs); the runs pass the
+    # settings as given, so that `auto` still picks torch for the attention overlay
+    resolve_dtype_arg(args, resolve_backend_arg(args))
     sock = bind(args.host, args.port)
     try:
         model = load_model_from_args(args)
@@ -151,6 +162,8 @@ def _serve(  # noqa: ANN001 - model: MixFormer, lazy import
         fast=not args.plain,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         weights=weights,
+        backend=args.backend,
+        dtype=args.dtype,
     )
     app = create_app(session, allowed_hosts=allowed_hosts(args.host))
     config = uvicorn.Config(

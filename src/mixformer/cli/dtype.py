@@ -1,5 +1,6 @@
 """``--dtype``: the network precision of every command that tracks (one option, one default);
-``--backend``: what runs the network in ``track``, ``demo``, ``evaluate`` and ``benchmark``."""
+``--backend``: what runs the network in ``track``, ``demo``, ``evaluate``, ``benchmark`` and
+``app``."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def resolve_dtype_arg(args: argparse.Namespace, backend: str = "torch") -> str:
 
 def add_backend_arg(p: argparse.ArgumentParser) -> None:
     """``--backend {auto,torch,onnxruntime,openvino}`` (default ``auto``; ``track``, ``demo``,
-    ``evaluate``, ``benchmark``)."""
+    ``evaluate``, ``benchmark``, ``app``)."""
     from mixformer.tracking.backends import BACKEND_SETTINGS
 
     _add_auto_choice(

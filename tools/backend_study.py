@@ -15,6 +15,14 @@ mean something::
 Results go to ``--out`` (JSON, rewritten atomically after every study; a rerun skips the
 studies already there, so a killed run resumes) and a markdown table is printed at the end.
 Needs the ``openvino`` and ``export`` extras for their variants.
+
+``--realvideo ROOT`` instead tracks the hand-labelled real-video benchmark (``mixformer data
+realvideo ROOT``) with the first preset (its shipped weights and the benchmark's tracker settings,
+as ``mixformer evaluate --dataset realvideo`` does) in torch fp32 and in every variant, and
+prints AUC / OP50 / OP75 over the labelled frames (integer boxes, as the result files) and the
+median time per frame::
+
+    python tools/backend_study.py --realvideo realvideo --presets mixformer-mbv3 --out rv.json
 """
 
 from __future__ import annotations
@@ -85,6 +93,56 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join([head, *(_row(r) for r in results.values())])
 
 
+def real_video(preset: str, variants: list[str], root: Path, out: Path) -> str:
+    """The ``--realvideo`` table (see the module docstring); results resumable in ``out``."""
+    import numpy as np
+
+    from mixformer import Tracker
+    from mixformer.data.benchmarks import get_benchmark, load_benchmark
+    from mixformer.evaluation.metrics import evaluate_sequence, summarize
+    from mixformer.evaluation.runner import track_sequence
+    from mixformer.perf.precision import build_variant
+    from mixformer.tracking.engines import Engine
+
+    bench = get_benchmark("realvideo")
+    sequences = load_benchmark(bench.name, root)
+    model = build_model(preset, weights="default").eval()
+    cfg = TrackerConfig.preset(bench.tracker_preset, preset, model.config)
+    results: dict[str, dict] = json.loads(out.read_text()) if out.exists() else {}
+    for variant in ["fp32", *variants]:
+        key = f"{preset}/realvideo/{variant}"
+        if key in results:
+            continue
+        backend = variant.split("-")[0] if "-" in variant else "torch"
+        engine = Engine(build_variant(model, variant), model, backend=backend)
+        scores, times = [], []
+        for seq in sequences:
+            boxes, secs, _ = track_sequence(Tracker(engine, cfg), seq)
+            boxes = boxes.astype(np.int64).astype(np.float64)  # as the result files
+            scores.append(
+                evaluate_sequence(
+                    boxes, seq.ground_truth, seq.visible, seq.name, exclude_invalid=True
+                )
+            )
+            times.extend(secs[1:].tolist())
+        summary = summarize(scores)
+        results[key] = {
+            "variant": variant,
+            **{k: summary[k] for k in ("AUC", "OP50", "OP75")},
+            "ms": 1e3 * float(np.median(times)),
+            "per_sequence_auc": {sc.name: 100 * float(np.mean(sc.success)) for sc in scores},
+        }
+        atomic_write_text(out, json.dumps(results, indent=1))
+        log.info("%s: %s", key, results[key])
+    rows = [
+        f"| {r['variant']} | {r['AUC']:.2f} | {r['OP50']:.2f} | {r['OP75']:.2f} | {r['ms']:.1f} |"
+        for k, r in results.items()
+        if k.startswith(f"{preset}/realvideo/")
+    ]
+    head = "| variant | AUC | OP50 | OP75 | ms per frame |\n|---|---|---|---|---|"
+    return "\n".join([head, *rows])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default=",".join(PRESETS), help="comma-separated model names")
@@ -95,6 +153,7 @@ def main() -> None:
     ap.add_argument("--large-frames", type=int, default=12, help="frames, presets >= 5 GMACs")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("backend_study.json"))
+    ap.add_argument("--realvideo", type=Path, help="real-video benchmark folder (see above)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:  # NNCF sets its logger to INFO when imported: import it first, then quieten it
@@ -109,6 +168,9 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; use {', '.join(VARIANTS)}")
+    if args.realvideo is not None:
+        print(real_video(args.presets.split(",")[0], variants, args.realvideo, args.out))
+        return
     results: dict[str, dict] = json.loads(args.out.read_text()) if args.out.exists() else {}
     jobs = [(p, v) for p in args.presets.split(",") if p for v in variants]
     todo = [(p, v) for p, v in jobs if f"{p}/{v}" not in results]

@@ -17,7 +17,8 @@ def add_dtype_arg(p: argparse.ArgumentParser) -> None:
         p,
         "--dtype",
         DTYPE_CHOICES,
-        "network precision; auto (default): bf16 on CPUs with AMX (about 2x faster there, "
+        "network precision; auto (default): bf16 on CPUs with AMX for models that track as "
+        "well in it (not the default model: fp32 everywhere; others about 2x faster there, "
         "same tracking), else fp32; fp32: the exact path (the reference tracker's boxes)",
     )
 
@@ -29,9 +30,20 @@ def _add_auto_choice(
     p.add_argument(flag, choices=choices, default="auto", help=help)
 
 
+def auto_bf16_arg(args: argparse.Namespace) -> bool:
+    """Whether ``auto`` may run ``args.model``'s weights in bf16 (its preset's
+    :attr:`~mixformer.models.TrackingDefaults.auto_bf16`; True without a known preset)."""
+    from mixformer.models import get_config
+
+    try:
+        return get_config(args.model).tracking.auto_bf16
+    except (AttributeError, KeyError, TypeError):
+        return True
+
+
 def resolve_dtype_arg(args: argparse.Namespace, backend: str = "torch") -> str:
-    """``args.dtype`` resolved for ``args.device`` and ``args.plain`` (``"fp32" | "bf16" |
-    "fp16"``), by :func:`mixformer.tracking.backends.resolve_dtype_setting`.
+    """``args.dtype`` resolved for ``args.device``, ``args.plain`` and ``args.model``'s weights
+    (``"fp32" | "bf16" | "fp16"``), by :func:`mixformer.tracking.backends.resolve_dtype_setting`.
 
     Raises:
         CLIError: a precision that ``--plain`` (fp32) or the backend does not run
@@ -47,7 +59,8 @@ def resolve_dtype_arg(args: argparse.Namespace, backend: str = "torch") -> str:
         raise CLIError(
             f"{what} runs {' or '.join(runs)} only (use --dtype {' or '.join(runs)} or auto)"
         )
-    return resolve_dtype_setting(dtype, getattr(args, "device", "cpu"), backend, not plain)
+    device = getattr(args, "device", "cpu")
+    return resolve_dtype_setting(dtype, device, backend, not plain, auto_bf16_arg(args))
 
 
 def add_backend_arg(p: argparse.ArgumentParser) -> None:
@@ -84,6 +97,7 @@ def resolve_backend_arg(args: argparse.Namespace) -> str:
             fast=not plain,
             dtype=getattr(args, "dtype", "auto"),
             attention=attention,
+            auto_bf16=auto_bf16_arg(args),
         )
     except ImportError as exc:
         raise CLIError(str(exc)) from None

@@ -55,6 +55,10 @@ class TrackingDefaults:
             (``got10k_trained=True``); None: as ``schedules`` / ``commands``.
         ours: settings of this project applied on top (e.g. ``motion_prior``), for models
             tuned here; empty for every released model (the reference tracker).
+        auto_bf16: whether ``dtype="auto"`` may run these weights in bf16 (on CPUs with AMX,
+            :func:`mixformer.tracking.backends.resolve_dtype_setting`). False where the
+            precision study measured worse tracking in bf16: the default model (real-video AUC
+            65.8 in bf16 against 68.7 in fp32), whose ``auto`` is then fp32 everywhere.
     """
 
     schedules: Schedule = field(default_factory=dict, hash=False)
@@ -64,6 +68,7 @@ class TrackingDefaults:
     got_schedules: Schedule | None = field(default=None, hash=False)
     got_commands: Commands | None = field(default=None, hash=False)
     ours: Mapping[str, float] = field(default_factory=dict, hash=False)
+    auto_bf16: bool = True
 
     def settings(self, benchmark: str, got10k_trained: bool = False) -> dict[str, Any]:
         """``TrackerConfig`` fields for ``benchmark`` (lower case)."""
@@ -95,6 +100,8 @@ class TrackingDefaults:
             "got_schedules": pairs(self.got_schedules),
             "got_commands": pairs(self.got_commands),
             "ours": dict(self.ours),
+            # only where it differs from the default: older configs stay byte-identical
+            **({} if self.auto_bf16 else {"auto_bf16": False}),
         }
 
     @classmethod
@@ -115,4 +122,5 @@ class TrackingDefaults:
             ours={
                 k: v if isinstance(v, int) else float(v) for k, v in (d.get("ours") or {}).items()
             },
+            auto_bf16=bool(d.get("auto_bf16", True)),
         )

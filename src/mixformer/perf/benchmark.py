@@ -329,14 +329,15 @@ def run_benchmark(
         ValueError: ``plain`` with another dtype or backend, or with ``compare``.
     """
     from mixformer.tracking import Tracker
+    from mixformer.tracking.backends import auto_bf16_of, resolve_dtype_setting
     from mixformer.tracking.core import reference_config
-    from mixformer.tracking.engines import resolve_dtype_setting
 
     if plain and (dtype not in ("auto", "fp32") or backend != "torch"):
         raise ValueError("the plain path runs torch fp32 only")
     if plain and compare:
         raise ValueError("compare runs the plain path next to the default one; drop plain")
-    dtype = resolve_dtype_setting(dtype, "cpu", backend, not plain)
+    bf16_ok = auto_bf16_of(model)
+    dtype = resolve_dtype_setting(dtype, "cpu", backend, not plain, bf16_ok)
     if threads:
         torch.set_num_threads(threads)
     n_threads = torch.get_num_threads()
@@ -345,7 +346,7 @@ def run_benchmark(
     probes: list[_Probe] = []
     # threads=0: the trackers run with the count set here (or torch's), not their own default
     if compare and compare_dtype:
-        other = resolve_dtype_setting(compare_dtype, "cpu", "torch", True)
+        other = resolve_dtype_setting(compare_dtype, "cpu", "torch", True, bf16_ok)
         probes.append(
             _Probe(
                 Tracker(model, cfg, dtype=other, backend="torch", threads=0),

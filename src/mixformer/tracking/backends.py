@@ -8,7 +8,8 @@ The ONNX Runtime network takes ``B == 1`` only (``max_batch = 1``).
 
 :func:`build_network` constructs one; :func:`resolve_dtype_setting` is the one place where a
 ``dtype`` setting (``"auto"`` by default) becomes a precision: bf16 on CPUs with native bf16
-matrix units (Intel AMX-BF16), fp32 elsewhere; :func:`resolve_backend_setting` is the one place
+matrix units (Intel AMX-BF16) for weights that track as well in bf16 (not the default model's:
+:func:`auto_bf16_of`), fp32 elsewhere; :func:`resolve_backend_setting` is the one place
 where ``backend="auto"`` (the default of the commands and of the trackers) becomes a backend, and
 :func:`usable_backend` checks that choice against what imports.
 :class:`~mixformer.tracking.engines.Engine` wraps a network for the trackers.
@@ -79,11 +80,21 @@ def _check_setting(what: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {what} {value!r}; use one of {', '.join(choices)}")
 
 
+def auto_bf16_of(model: Any) -> bool:
+    """Whether ``dtype="auto"`` may run ``model``'s weights in bf16: its config's
+    :attr:`~mixformer.models.TrackingDefaults.auto_bf16` (an :class:`Engine`: its plain
+    network's; True for anything without one)."""
+    model = getattr(model, "model", model)  # an Engine's plain network
+    tracking = getattr(getattr(model, "config", None), "tracking", None)
+    return bool(getattr(tracking, "auto_bf16", True))
+
+
 def resolve_dtype_setting(
     dtype: str = "auto",
     device: str | torch.device = "cpu",
     backend: str = "torch",
     fast: bool | None = True,
+    auto_bf16: bool = True,
 ) -> str:
     """The precision a tracker runs for its ``dtype`` setting: ``"fp32" | "bf16" | "fp16"``.
 
@@ -92,8 +103,9 @@ def resolve_dtype_setting(
     (:func:`cpu_has_native_bf16`: Intel AMX), where it runs up to ~2x faster and tracks like
     fp32 (``mixformer benchmark --precision``), and on the OpenVINO backend on such CPUs;
     ``"fp32"`` everywhere else (other CPUs, CUDA and other devices, the plain path, ONNX
-    Runtime). Other values are returned as given (validated),
-    so ``"fp32"`` always means the exact path.
+    Runtime), and for weights whose tracking suffers in bf16 (``auto_bf16=False``: the model's
+    :attr:`~mixformer.models.TrackingDefaults.auto_bf16`, False for the default model). Other
+    values are returned as given (validated), so ``"fp32"`` always means the exact path.
 
     Raises:
         ValueError: an unknown setting.
@@ -101,6 +113,8 @@ def resolve_dtype_setting(
     _check_setting("dtype", dtype, DTYPE_SETTINGS)
     if dtype != "auto":
         return dtype
+    if not auto_bf16:
+        return "fp32"
     if backend == "openvino":  # OpenVINO's own default on CPUs with bf16 matrix units
         return "bf16" if cpu_has_native_bf16() else "fp32"
     if backend != "torch" or fast is False or torch.device(device).type != "cpu":
@@ -120,13 +134,15 @@ def resolve_backend_setting(
     fast: bool = True,
     dtype: str = "auto",
     attention: bool = False,
+    auto_bf16: bool = True,
 ) -> str:
     """The backend that runs for a ``backend`` setting (the commands that track, the trackers).
 
     ``"auto"`` is ``"openvino"`` where that backend runs the same boxes faster: the
     ``openvino`` extra installed (``openvino`` and ``onnx`` importable), the fast path on the
-    CPU in fp32 (``dtype`` ``"fp32"``, or ``"auto"`` on a CPU without native bf16, where
-    ``"auto"`` is fp32 for torch too), no attention maps (torch only) and an x86-64 CPU (the
+    CPU in fp32 (``dtype`` ``"fp32"``, or ``"auto"`` where it is fp32 for torch too: a CPU
+    without native bf16, or weights with ``auto_bf16=False`` such as the default model's), no
+    attention maps (torch only) and an x86-64 CPU (the
     only kind measured). There OpenVINO fp32 gave the torch fast path's boxes (mean IoU 1.0000
     on every preset) 1.4-3.0x faster end to end on a 2-core AMD EPYC (``docs/speed.md``), and
     several targets one call each beat torch's batch of them (a ``MultiTracker``: the default
@@ -141,7 +157,7 @@ def resolve_backend_setting(
         return backend
     if not fast or attention or torch.device(device).type != "cpu":
         return "torch"
-    if resolve_dtype_setting(dtype, device, "torch", fast) != "fp32":  # bf16 on AMX: torch
+    if resolve_dtype_setting(dtype, device, "torch", fast, auto_bf16) != "fp32":  # bf16 on AMX
         return "torch"
     if platform.machine().lower() not in ("x86_64", "amd64"):  # e.g. arm64: not measured
         return "torch"
@@ -156,7 +172,7 @@ def openvino_installed() -> bool:
 
 def usable_backend(backend: str = "auto", **context: Any) -> str:
     """:func:`resolve_backend_setting` (``context``: its keyword arguments ``device``,
-    ``fast``, ``dtype``, ``attention``), checked against what imports: the backend
+    ``fast``, ``dtype``, ``attention``, ``auto_bf16``), checked against what imports: the backend
     that runs.
 
     ``backend="auto"`` (``Tracker(model, backend="auto")``, the CLI's ``--backend auto``) whose

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 
 from mixformer.models.mixformer import MixFormer
-from mixformer.tracking.backends import usable_backend
+from mixformer.tracking.backends import auto_bf16_of, usable_backend
 from mixformer.tracking.config import TrackerConfig
 from mixformer.tracking.core import TrackingCore
 from mixformer.tracking.engines import Engine, engine
@@ -30,10 +30,11 @@ class TrackerBase:
         color: channel order of the frames passed in (``"rgb"`` or ``"bgr"`` for OpenCV frames).
         dtype, backend, fast: the engine's settings, passed to :func:`mixformer.engine`
             (defaults: ``"auto"``, ``"auto"``, True: the fast path, bf16 on CPUs with AMX and
-            fp32 elsewhere; ``dtype="fp32"`` is the exact path, ``fast=False`` the plain
-            reference arithmetic). ``backend="auto"`` (default) runs what ``mixformer track``
-            runs: OpenVINO where it gives the torch fast path's boxes faster (the ``openvino``
-            extra installed, an x86-64 CPU without AMX, no ``keep_attention``, not
+            fp32 elsewhere and for the default model's weights; ``dtype="fp32"`` is the exact
+            path, ``fast=False`` the plain reference arithmetic). ``backend="auto"`` (default)
+            runs what ``mixformer track`` runs: OpenVINO where it gives the torch fast path's
+            boxes faster (the ``openvino`` extra installed, an x86-64 CPU, fp32: the default
+            model everywhere, other models without AMX; no ``keep_attention``, not
             ``fast=False``), torch elsewhere
             (:func:`~mixformer.tracking.backends.usable_backend`); ``backend="torch"`` always
             runs torch (corner heat maps in ``observe=True`` observations, which OpenVINO does
@@ -83,6 +84,7 @@ class TrackerBase:
                 fast=fast,
                 dtype=dtype,
                 attention=keep_attention,
+                auto_bf16=auto_bf16_of(model_or_engine),
             )
         with intra_op_threads(self.threads):
             runner = engine(model_or_engine, dtype=dtype, backend=backend, fast=fast, device=device)

@@ -42,6 +42,7 @@ from mixformer.tracking.backends import (
     Backend,
     DTypeSetting,
     Network,
+    auto_bf16_of,
     build_network,
     cpu_has_native_bf16,
     resolve_dtype_setting,
@@ -338,7 +339,8 @@ def engine(
     Args:
         model: the plain network (put in eval mode), or an :class:`Engine` (returned as is).
         dtype: ``"auto"`` (default: bf16 on the fast CPU path with native bf16 matrix units,
-            Intel AMX; fp32 elsewhere: :func:`resolve_dtype_setting`), ``"fp32"`` (the exact
+            Intel AMX, unless the weights say otherwise as the default model's do; fp32
+            elsewhere: :func:`resolve_dtype_setting`), ``"fp32"`` (the exact
             path), ``"bf16"`` or ``"fp16"`` (the fast path in that precision).
         backend: ``"auto"`` (default): what ``mixformer track`` runs, OpenVINO where it gives
             the torch fast path's boxes faster (installed, an x86-64 CPU in fp32, ``fast``),
@@ -359,7 +361,7 @@ def engine(
     if isinstance(model, Engine):
         backend = model.backend if backend == "auto" else backend  # an engine's is its own
         if (dtype, backend, fast) != ("auto", model.backend, True) and (
-            resolve_dtype_setting(dtype, model.device, backend, fast),
+            resolve_dtype_setting(dtype, model.device, backend, fast, auto_bf16_of(model)),
             backend,
             fast,
         ) != (model.precision, model.backend, model.fast):
@@ -377,7 +379,8 @@ def engine(
     if isinstance(model, nn.Module):
         model.eval()
     device = _device_of(model)
+    bf16_ok = auto_bf16_of(model)
     if backend == "auto":
-        backend = usable_backend("auto", device=device, fast=fast, dtype=dtype)
-    precision = resolve_dtype_setting(dtype, device, backend, fast)
+        backend = usable_backend("auto", device=device, fast=fast, dtype=dtype, auto_bf16=bf16_ok)
+    precision = resolve_dtype_setting(dtype, device, backend, fast, bf16_ok)
     return shared_engine(model, precision, backend, fast)

@@ -34,7 +34,7 @@ class MultiTracker(TrackerBase):
     added later join the others' group once both reach ``online_size`` templates. The
     onnxruntime and openvino backends' graphs take one target per call, so there every target
     is its own call (with the default ``backend="auto"``, OpenVINO where it is installed on an
-    x86-64 CPU without AMX: one call per target was still faster than torch's batch there).
+    x86-64 CPU in fp32: one call per target was still faster than torch's batch there).
 
     Frame protocol: call :meth:`update` once per new frame, then :meth:`add` for objects that
     first appear in that same frame (or :meth:`add` alone on the very first frame). A target

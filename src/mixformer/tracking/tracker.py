@@ -56,7 +56,8 @@ class Tracker(TrackerBase):
             default preset with its crop sizes, as the CLI uses).
         device, color, dtype, backend, fast, keep_attention, threads: keyword-only, see
             :class:`~mixformer.tracking.base.TrackerBase`. ``dtype="auto"`` (default) is bf16
-            on CPUs with native bf16 matrix units (Intel AMX) and fp32 elsewhere;
+            on CPUs with native bf16 matrix units (Intel AMX) and fp32 elsewhere and for the
+            default model (its weights track worse in bf16);
             ``dtype="fp32"`` the exact path; ``fast=False`` the plain reference arithmetic;
             ``backend="onnxruntime"`` runs the exported graphs. The resolved precision is
             :attr:`dtype`.

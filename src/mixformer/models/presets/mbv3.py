@@ -4,6 +4,8 @@ schedules), and mixformerv2-mbv3, the MixFormerV2 student distilled from it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from mixformer.models.backbones.mbv3 import MBV3Config, V2MBV3Config
 from mixformer.models.config import ModelConfig, register_preset
 from mixformer.models.heads.corner import CornerConfig
@@ -28,7 +30,13 @@ MBV3_TRACKING = {
 }
 
 
-@register_preset("mixformer-mbv3", tracking=cvt_tracking("baseline", ours=MBV3_TRACKING))
+# dtype="auto" keeps fp32 for these weights on AMX CPUs too: on the real-video benchmark bf16
+# tracked worse (torch bf16 AUC 65.8, OpenVINO bf16 68.1, against 68.7 in fp32;
+# `python tools/backend_study.py --realvideo ROOT`, docs/speed.md), beyond the 0.3-point rule.
+MBV3_DEFAULTS = dataclasses.replace(cvt_tracking("baseline", ours=MBV3_TRACKING), auto_bf16=False)
+
+
+@register_preset("mixformer-mbv3", tracking=MBV3_DEFAULTS)
 def mixformer_mbv3() -> ModelConfig:
     """The default model: COCO-pretrained MobileNetV3 stages (stride 16, kept frozen in training),
     4 mixed-attention blocks at width 128, corner head and score module; 128/256 crops."""
@@ -45,7 +53,10 @@ def mixformer_mbv3() -> ModelConfig:
 V2MBV3_TRACKING = {k: v for k, v in MBV3_TRACKING.items() if k != "motion_prior"}
 
 
-@register_preset("mixformerv2-mbv3", tracking=cvt_tracking("baseline", ours=V2MBV3_TRACKING))
+@register_preset(
+    "mixformerv2-mbv3",
+    tracking=dataclasses.replace(cvt_tracking("baseline", ours=V2MBV3_TRACKING), auto_bf16=False),
+)
 def mixformerv2_mbv3() -> ModelConfig:
     """MixFormerV2 on the default model's MobileNetV3 stem: 2 mixed-attention blocks at width
     128 with four prediction tokens, MLP bin head (16 bins, the default model's corner-map

@@ -105,6 +105,39 @@ def test_builder_writes_otb_layout(tmp_path, monkeypatch):
     assert len(seq) == 12 and seq.init_box == (4.0, 5.0, 6.0, 7.0)
 
 
+@pytest.mark.parametrize("start", [0, 1])
+def test_builder_reads_numbered_grey_images(tmp_path, monkeypatch, start):
+    """A clip given as a printf pattern (``image%04d.pgm``, numbered from 0 or 1, grey): its
+    images are the frames, in order, as colour JPEGs; too few of them is a one-line error."""
+
+    def unpack(deb: Path, dest: Path) -> None:
+        folder = dest / "usr/share/fake/seq"
+        folder.mkdir(parents=True)
+        for i in range(16):
+            cv2.imwrite(
+                str(folder / f"image{i + start:04d}.pgm"), np.full((60, 80), 16 * i, np.uint8)
+            )
+        (dest / "usr/share/doc/fake-clips").mkdir(parents=True)
+        (dest / "usr/share/doc/fake-clips/copyright").write_text("Fake licence\n")
+
+    monkeypatch.setattr(realvideo, "_unpack", unpack)
+    labels = _labels(tmp_path)
+    data = json.loads(labels.read_text())
+    data["sequences"][0]["clip"] = "usr/share/fake/seq/image%04d.pgm"
+    labels.write_text(json.dumps(data))
+    out, debs = tmp_path / "bench", _fake_deb_dir(tmp_path)
+    realvideo.build_realvideo(out, deb_dir=debs, labels=labels)
+    frames = sorted((out / "dot/img").iterdir())
+    assert len(frames) == 12
+    first, last = cv2.imread(str(frames[0])), cv2.imread(str(frames[-1]))
+    assert first.shape == (30, 40, 3)
+    assert abs(int(first.mean()) - 32) <= 3 and abs(int(last.mean()) - 16 * 13) <= 3
+    data["sequences"][0]["last_frame"] = 20
+    labels.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="has only 16 decodable frames"):
+        realvideo.build_realvideo(tmp_path / "b2", deb_dir=debs, labels=labels)
+
+
 def test_builder_errors_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(realvideo, "_unpack", lambda deb, dest: None)
     with pytest.raises(ValueError, match="clip usr/share/fake/clip.avi not in the package"):

@@ -20,7 +20,8 @@ where the target is absent or fully occluded, are NaN. Score it with ``--dataset
 ``--dataset generic`` reads the same folder but counts every NaN row as a miss.
 
 Labels file: ``{"sequences": [...]}``, one entry per target with ``name``, ``package``,
-``version`` (the one labelled), ``clip`` (path inside the package), ``copyright`` (path of the
+``version`` (the one labelled), ``clip`` (path inside the package: a video file, or a printf
+pattern of numbered images such as ``.../image%04d.pgm``), ``copyright`` (path of the
 package's copyright file), ``first_frame`` / ``last_frame`` (0-based decoded frame indices,
 inclusive), ``frame_step`` (every how many decoded frames one is kept), ``width`` / ``height``
 (the stored frame size; frames are resized to it), ``source_size`` ``[w, h]``, ``scale``
@@ -33,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -129,30 +131,55 @@ def _format_gt(gt: np.ndarray) -> str:
     return "".join(r + "\n" for r in rows)
 
 
-def _decode(path: Path, seq: dict, out_dir: Path) -> None:
-    """Write the sequence's frames of ``path`` as ``out_dir/0001.jpg ...``."""
+def _pattern_start(pattern: Path) -> int | None:
+    """The first index of a printf pattern of numbered images (``image%04d.pgm``): 0 or 1, or
+    None where neither file exists."""
+    return next((k for k in (0, 1) if Path(str(pattern) % k).is_file()), None)
+
+
+def _clip_exists(clip: Path) -> bool:
+    return _pattern_start(clip) is not None if "%" in clip.name else clip.is_file()
+
+
+def _read_frames(path: Path, seq: dict) -> Iterator[np.ndarray]:
+    """The clip's decoded BGR frames in order: a video file (OpenCV), or the numbered images of
+    a printf pattern (``clip`` ending e.g. in ``image%04d.pgm``; grey images become BGR)."""
+    if "%" in path.name:
+        k = _pattern_start(path) or 0
+        while (image := cv2.imread(str(path) % k, cv2.IMREAD_COLOR)) is not None:
+            yield image
+            k += 1
+        return
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ValueError(f"{seq['package']}: cannot open {seq['clip']} with OpenCV")
-    keep = range(seq["first_frame"], seq["last_frame"] + 1, seq["frame_step"])
-    size = (int(seq["width"]), int(seq["height"]))
-    n, i = 0, 0
     try:
-        while i <= seq["last_frame"]:
+        while True:
             ok, frame = cap.read()
             if not ok or frame is None:
-                break
-            if i in keep:
-                if (frame.shape[1], frame.shape[0]) != size:
-                    frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-                n += 1
-                _atomic_imwrite(out_dir / f"{n:04d}.jpg", frame, 92)
-            i += 1
+                return
+            yield frame
     finally:
         cap.release()
+
+
+def _decode(path: Path, seq: dict, out_dir: Path) -> None:
+    """Write the sequence's frames of ``path`` as ``out_dir/0001.jpg ...``."""
+    keep = range(seq["first_frame"], seq["last_frame"] + 1, seq["frame_step"])
+    size = (int(seq["width"]), int(seq["height"]))
+    n = decoded = 0
+    for i, frame in enumerate(_read_frames(path, seq)):
+        if i > seq["last_frame"]:
+            break
+        decoded = i + 1
+        if i in keep:
+            if (frame.shape[1], frame.shape[0]) != size:
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            n += 1
+            _atomic_imwrite(out_dir / f"{n:04d}.jpg", frame, 92)
     if n != len(keep):
         raise ValueError(
-            f"{seq['package']}: {seq['clip']} has only {i} decodable frames, "
+            f"{seq['package']}: {seq['clip']} has only {decoded} decodable frames, "
             f"sequence {seq['name']} needs frames {seq['first_frame']}..{seq['last_frame']}"
         )
 
@@ -209,7 +236,7 @@ def build_realvideo(
             atomic_write_text(out / "copyright" / package, text)
             for s in items:
                 clip = root / s["clip"]
-                if not clip.is_file():
+                if not _clip_exists(clip):
                     raise ValueError(f"{package} {version}: clip {s['clip']} not in the package")
                 folder = out / s["name"]
                 _decode(clip, s, folder / "img")

@@ -101,8 +101,7 @@ def real_video(preset: str, variants: list[str], root: Path, out: Path) -> str:
     from mixformer.data.benchmarks import get_benchmark, load_benchmark
     from mixformer.evaluation.metrics import evaluate_sequence, summarize
     from mixformer.evaluation.runner import track_sequence
-    from mixformer.perf.precision import build_variant
-    from mixformer.tracking.engines import Engine
+    from mixformer.perf.precision import variant_engine
 
     bench = get_benchmark("realvideo")
     sequences = load_benchmark(bench.name, root)
@@ -113,8 +112,7 @@ def real_video(preset: str, variants: list[str], root: Path, out: Path) -> str:
         key = f"{preset}/realvideo/{variant}"
         if key in results:
             continue
-        backend = variant.split("-")[0] if "-" in variant else "torch"
-        engine = Engine(build_variant(model, variant), model, backend=backend)
+        engine = variant_engine(model, variant)
         scores, times = [], []
         for seq in sequences:
             boxes, secs, _ = track_sequence(Tracker(engine, cfg), seq)
@@ -149,8 +147,12 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(STUDIED), help="comma-separated variants")
     ap.add_argument("--sequences", type=int, default=4, help="composited sequences per study")
     ap.add_argument("--frames", type=int, default=30, help="frames per sequence")
-    ap.add_argument("--large-sequences", type=int, default=2, help="sequences, presets >= 5 GMACs")
-    ap.add_argument("--large-frames", type=int, default=12, help="frames, presets >= 5 GMACs")
+    ap.add_argument(
+        "--large-sequences", type=int, default=2, help="sequences, random-weight presets but V2-S"
+    )
+    ap.add_argument(
+        "--large-frames", type=int, default=12, help="frames, random-weight presets but V2-S"
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("backend_study.json"))
     ap.add_argument("--realvideo", type=Path, help="real-video benchmark folder (see above)")

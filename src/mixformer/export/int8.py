@@ -62,9 +62,6 @@ class _Feeds:
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._it, None)
 
-    def __len__(self) -> int:  # read by some onnxruntime versions' progress logs
-        return 0
-
 
 def quantize_onnx_search_graph(
     src: str | Path,

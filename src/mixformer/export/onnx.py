@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mixformer.export.int8 import INT8_FLOAT_SCOPES, quantize_onnx_search_graph
 from mixformer.models.config import ModelConfig
 from mixformer.models.fuse import fuse_model
 from mixformer.models.mixformer import MixFormer, TemplateCache
@@ -334,7 +335,7 @@ class OnnxRuntimeModel(ExportedGraphs):
         calibration: for ``"int8"``: search-step feeds (:meth:`ExportedGraphs.search_feeds`),
             e.g. :func:`mixformer.perf.calibration.calibration_feeds`.
         keep_float: for ``"int8"``: node-name patterns left in float (default
-            :data:`mixformer.export.int8.INT8_FLOAT_SCOPES`).
+            :data:`mixformer.export.int8.INT8_FLOAT_SCOPES`, as OpenVINO's int8).
     Raises:
         ValueError: an unknown precision, or int8 without calibration data.
     """
@@ -346,7 +347,7 @@ class OnnxRuntimeModel(ExportedGraphs):
         providers: list[str] | None = None,
         precision: str = "fp32",
         calibration: Iterable[dict[str, np.ndarray]] | None = None,
-        keep_float: Sequence[str] | None = None,
+        keep_float: Sequence[str] = INT8_FLOAT_SCOPES,
     ) -> None:
         import onnxruntime as ort
 
@@ -363,8 +364,6 @@ class OnnxRuntimeModel(ExportedGraphs):
         )
         search_path = self.onnx_dir / SEARCH_GRAPH
         if precision == "int8":
-            from mixformer.export.int8 import INT8_FLOAT_SCOPES, quantize_onnx_search_graph
-
             if calibration is None:
                 raise ValueError("ONNX Runtime int8 needs calibration search steps (calibration=)")
             self._int8_dir = tempfile.TemporaryDirectory(prefix="mixformer-int8-")
@@ -372,7 +371,7 @@ class OnnxRuntimeModel(ExportedGraphs):
                 search_path,
                 Path(self._int8_dir.name) / SEARCH_GRAPH,
                 calibration,
-                INT8_FLOAT_SCOPES if keep_float is None else keep_float,
+                keep_float,
             )
         self._search = ort.InferenceSession(str(search_path), opts, providers=prov)
         self._search_inputs = {i.name for i in self._search.get_inputs()}

@@ -117,6 +117,13 @@ def build_variant(model: MixFormer, variant: str) -> Network:
     return graphs_class(fp32.onnx_dir, precision="int8", calibration=feeds)
 
 
+def variant_engine(model: MixFormer, variant: str) -> Engine:
+    """:func:`build_variant` wrapped for the trackers, its backend named (``"RUNTIME-..."``
+    variants: that runtime; the others: torch)."""
+    backend = variant.split("-")[0] if "-" in variant else "torch"
+    return Engine(build_variant(model, variant), model, backend=backend)
+
+
 def edge_deviation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per row, the largest absolute difference of the box edges (x1, y1, x2, y2) of two
     ``(T, 4)`` xywh arrays, in pixels."""
@@ -280,12 +287,7 @@ def precision_study(
     updates = dict.fromkeys(roles, 0)
     times: dict[str, list[float]] = {v: [] for v in roles}
     bar = tqdm(seqs, desc="precision", unit="seq", disable=not progress)
-    engines = {
-        role: Engine(
-            build_variant(model, v), model, backend=v.split("-")[0] if "-" in v else "torch"
-        )
-        for role, v in zip(roles, (reference, dtype))
-    }
+    engines = {role: variant_engine(model, v) for role, v in zip(roles, (reference, dtype))}
     engine = engines["test"]
     for k, (frames, gt, vis) in enumerate(bar):
         trackers = {v: Tracker(engines[v], cfg, threads=0) for v in roles}

@@ -91,3 +91,33 @@ def test_features_stay_float32_in_a_bf16_network() -> None:
         out = fused.backbone.features(fused.backbone.features.from_imagenet(x))
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("side", [256, 99], ids=["even", "odd"])
+def test_deployment_form_gives_the_same_maps_without_touching_its_input(
+    features: MobileNetV3Features, side: int
+) -> None:
+    """``fuse()``: shifted stride-2 kernels (no padded copy) and in-place activations under
+    inference; an odd side falls back to TF's padding; autograd sees the plain operations."""
+    import copy
+
+    fused = copy.deepcopy(features)
+    fused.fuse()
+    assert fused.stem.shifted_weight.shape[-2:] == (4, 4)
+    assert "stem.shifted_weight" not in fused.state_dict()
+    x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side)) * 255
+    x_before = x.clone()
+    with torch.no_grad():
+        ref = features(x)
+        out = fused(x)
+    assert torch.equal(x, x_before)
+    torch.testing.assert_close(out, ref, atol=1e-4 * float(ref.abs().max()), rtol=0)
+    # the shortcut really runs: a changed shifted kernel changes the map (plain path ignores it)
+    fused.stem.shifted_weight.mul_(2.0)
+    with torch.no_grad():
+        changed = fused(x)
+    assert (side % 2 == 0) == (not torch.allclose(changed, out))
+    fused.stem.shifted_weight.div_(2.0)
+    xg = x.clone().requires_grad_(True)
+    fused(xg).sum().backward()  # in-place activations would break this
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()

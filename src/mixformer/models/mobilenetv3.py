@@ -91,8 +91,25 @@ def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
     return F.relu6(x + 3.0) * HSWISH_SCALE
 
 
-def _act(x: torch.Tensor, hswish: bool) -> torch.Tensor:
-    return hard_swish(x) if hswish else F.relu(x)
+def _act(x: torch.Tensor, hswish: bool, inplace: bool = False) -> torch.Tensor:
+    if not inplace:
+        return hard_swish(x) if hswish else F.relu(x)
+    if not hswish:
+        return x.relu_()
+    gate = x.add(3.0).clamp_(0.0, 6.0)  # the same operations as hard_swish, in place
+    return x.mul_(HSWISH_SCALE).mul_(gate)
+
+
+def _deployed_inference() -> bool:
+    """Whether the in-place deployment path may run: no autograd, no tracing, scripting,
+    ``torch.compile`` or ONNX export (those see the plain operations)."""
+    return not (
+        torch.is_grad_enabled()
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+        or torch.onnx.is_in_onnx_export()
+    )
 
 
 def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
@@ -110,11 +127,31 @@ class SameConv(nn.Conv2d):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1):
         pad = kernel // 2 if stride == 1 else 0
         super().__init__(c_in, c_out, kernel, stride, padding=pad, groups=groups)
+        self.register_buffer("shifted_weight", None, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride[0] != 1:
-            x = same_pad(x, self.kernel_size[0], self.stride[0])
-        return super().forward(x)
+    def fuse(self) -> None:
+        """Deployment form of a stride-2 convolution (odd kernel ``k``): a ``(k+1)``-sided copy of
+        the kernel with a zero first row and column, run with symmetric padding ``k // 2``.
+
+        On an even side that is TF's asymmetric "SAME" padding (``(k-2)//2`` before, one more
+        after) with no padded copy of the input (the 129x129 pad of a 256 px search crop's
+        first stride-2 map cost about as much as the convolution). The extra taps multiply
+        zeros, so the sums are the same up to float rounding. A copy: weights edited after
+        ``fuse()`` are not seen by it.
+        """
+        if self.stride[0] == 2 and self.kernel_size[0] % 2 == 1:
+            w = F.pad(self.weight.detach(), [1, 0, 1, 0])
+            self.shifted_weight = w.contiguous(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor, deployed: bool = False) -> torch.Tensor:
+        """``deployed``: the caller checked :func:`_deployed_inference` (the fused shortcut)."""
+        if self.stride[0] == 1:
+            return super().forward(x)
+        w = self.shifted_weight
+        if deployed and w is not None and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0:
+            pad = self.kernel_size[0] // 2
+            return F.conv2d(x, w.to(x.dtype), self.bias, self.stride, pad, 1, self.groups)
+        return super().forward(same_pad(x, self.kernel_size[0], self.stride[0]))
 
 
 class SqueezeExcite(nn.Module):
@@ -126,10 +163,11 @@ class SqueezeExcite(nn.Module):
         self.conv = nn.Conv2d(width, reduced, 1)
         self.conv_1 = nn.Conv2d(reduced, width, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``inplace``: scale ``x`` itself (deployment path, see :func:`_deployed_inference`)."""
         s = F.relu(self.conv(x.mean((2, 3), keepdim=True)))
         s = hard_sigmoid(self.conv_1(s))
-        return s * x
+        return x.mul_(s) if inplace else s * x
 
 
 class InvertedResidual(nn.Module):
@@ -145,13 +183,19 @@ class InvertedResidual(nn.Module):
         self.project = nn.Conv2d(mid, spec.out, 1)
         self.residual = spec.stride == 1 and c_in == spec.out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x if self.expand is None else _act(self.expand(x), self.spec.hswish)
-        h = _act(self.depthwise(h), self.spec.hswish)
+    def forward(self, x: torch.Tensor, deployed: bool = False) -> torch.Tensor:
+        """``deployed``: fused shortcuts and in-place activations on the block's own
+        intermediates (``x`` itself is never written)."""
+        hs = self.spec.hswish
+        h = x if self.expand is None else _act(self.expand(x), hs, deployed)
+        h = self.depthwise(h, deployed)
+        h = _act(h, hs, deployed)
         if self.squeeze_excite is not None:
-            h = self.squeeze_excite(h)
+            h = self.squeeze_excite(h, deployed)
         h = self.project(h)
-        return h + x if self.residual else h
+        if not self.residual:
+            return h
+        return h.add_(x) if deployed else h + x
 
 
 class MobileNetV3Features(nn.Module):
@@ -192,9 +236,17 @@ class MobileNetV3Features(nn.Module):
 
     def fuse(self) -> None:
         """Deployment form: channels-last weights and inputs (oneDNN's fast layout for the
-        depthwise and 1x1 convolutions: 256 px crops ran 20-30 % faster on 1 thread)."""
+        depthwise and 1x1 convolutions: 256 px crops ran 20-30 % faster on 1 thread); under
+        inference (no autograd, tracing or export) the stride-2 convolutions run their shifted
+        kernels (:meth:`SameConv.fuse`, no padded copy of the input) and the activations run in
+        place. Measured on 1 thread (AMD EPYC, side by side): the features of a 256 px crop
+        14.5-16.4 -> 8.2-9.8 ms alone; in the default tracker, where the allocator already
+        holds large blocks, about 2 ms of a 23-34 ms step (7 %)."""
         self.to(memory_format=torch.channels_last)
         self.channels_last = True
+        for m in self.modules():
+            if isinstance(m, SameConv):
+                m.fuse()
 
     def from_imagenet(self, images: torch.Tensor) -> torch.Tensor:
         """This network's input (RGB 0..255, float32) from ImageNet-normalised crops."""
@@ -203,10 +255,12 @@ class MobileNetV3Features(nn.Module):
     def forward(self, x: torch.Tensor, upto: int | None = None) -> torch.Tensor:
         """Map after block ``upto`` (default: the last); ``upto=5`` is the stride-8 map."""
         x = x.float()
+        deployed = False
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        x = hard_swish(self.stem(x))
+            deployed = _deployed_inference()
+        x = _act(self.stem(x, deployed), True, deployed)
         last = len(self.blocks) - 1 if upto is None else upto
         for blk in self.blocks[: last + 1]:
-            x = blk(x)
+            x = blk(x, deployed)
         return x

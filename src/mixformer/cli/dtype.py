@@ -72,8 +72,8 @@ def add_backend_arg(p: argparse.ArgumentParser) -> None:
         p,
         "--backend",
         BACKEND_SETTINGS,
-        "what runs the network; auto (default): openvino where the openvino extra is "
-        "installed and it gives the same boxes faster (an x86-64 CPU in fp32, no "
+        "what runs the network; auto (default): openvino where it is installed (a "
+        "dependency on x86-64) and it gives the same boxes faster (an x86-64 CPU in fp32, no "
         "--attention, not --plain), else torch; onnxruntime needs the export extra",
     )
 

@@ -16,7 +16,8 @@ the ONNX Runtime engine). Precisions:
   quantising them too halved the default model's AUC. The
   template encoder, run once per template update, stays in bf16/fp32.
 
-``openvino`` (and ``nncf`` for int8, ``onnx`` for the export) are imported only here:
+``openvino`` (and ``nncf`` for int8, ``onnx`` for the export) are imported only here. ``openvino``
+and ``onnx`` are dependencies of the package on x86-64 CPUs; elsewhere, and ``nncf`` for int8:
 ``pip install 'mixformer[openvino]'``.
 """
 
@@ -48,7 +49,7 @@ OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 
 
 def require_openvino(int8: bool = False) -> None:
-    """Check that the ``openvino`` extra is installed (``nncf`` too for ``int8``).
+    """Check that ``openvino`` and ``onnx`` are installed (``nncf`` too for ``int8``).
 
     Raises:
         ImportError: one line naming the missing package and how to install it.

@@ -138,8 +138,8 @@ def resolve_backend_setting(
 ) -> str:
     """The backend that runs for a ``backend`` setting (the commands that track, the trackers).
 
-    ``"auto"`` is ``"openvino"`` where that backend runs the same boxes faster: the
-    ``openvino`` extra installed (``openvino`` and ``onnx`` importable), the fast path on the
+    ``"auto"`` is ``"openvino"`` where that backend runs the same boxes faster: ``openvino``
+    and ``onnx`` importable (dependencies of the package on x86-64), the fast path on the
     CPU in fp32 (``dtype`` ``"fp32"``, or ``"auto"`` where it is fp32 for torch too: a CPU
     without native bf16, or weights with ``auto_bf16=False`` such as the default model's), no
     attention maps (torch only) and an x86-64 CPU (the
@@ -165,7 +165,7 @@ def resolve_backend_setting(
 
 
 def openvino_installed() -> bool:
-    """Whether the ``openvino`` extra is installed (``openvino`` and ``onnx`` can be found;
+    """Whether the OpenVINO backend is installed (``openvino`` and ``onnx`` can be found;
     not imported): the last condition of ``backend="auto"``'s rule."""
     return all(importlib.util.find_spec(name) is not None for name in ("openvino", "onnx"))
 
@@ -252,9 +252,10 @@ def build_network(
         dtype: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (the latter two imply the fast path).
         backend: ``"torch"``, ``"onnxruntime"`` (exports the network to a temporary folder;
             fp32 only; needs the ``export`` extra: ``pip install onnx onnxruntime``) or
-            ``"openvino"`` (the same graphs compiled by OpenVINO for the CPU, fp32 or bf16; needs
-            ``pip install 'mixformer[openvino]'``; int8: :class:`mixformer.export.openvino.
-            OpenVinoModel` with calibration data).
+            ``"openvino"`` (the same graphs compiled by OpenVINO for the CPU, fp32 or bf16;
+            installed with the package on x86-64, elsewhere ``pip install
+            'mixformer[openvino]'``; int8: :class:`mixformer.export.openvino.OpenVinoModel`
+            with calibration data).
         fast: use the fast torch path (folded BatchNorm, fused attention; boxes within ~1e-4 px
             of the plain path); None (default) and True: fast, False: ``model`` itself, the
             plain reference arithmetic (fp32 only). Ignored by the onnxruntime backend.

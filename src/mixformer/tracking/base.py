@@ -33,8 +33,8 @@ class TrackerBase:
             fp32 elsewhere and for the default model's weights; ``dtype="fp32"`` is the exact
             path, ``fast=False`` the plain reference arithmetic). ``backend="auto"`` (default)
             runs what ``mixformer track`` runs: OpenVINO where it gives the torch fast path's
-            boxes faster (the ``openvino`` extra installed, an x86-64 CPU, fp32: the default
-            model everywhere, other models without AMX; no ``keep_attention``, not
+            boxes faster (``openvino`` installed: a dependency on x86-64; an x86-64 CPU, fp32:
+            the default model everywhere, other models without AMX; no ``keep_attention``, not
             ``fast=False``), torch elsewhere
             (:func:`~mixformer.tracking.backends.usable_backend`); ``backend="torch"`` always
             runs torch (corner heat maps in ``observe=True`` observations, which OpenVINO does

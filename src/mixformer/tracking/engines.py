@@ -347,7 +347,8 @@ def engine(
             torch elsewhere (:func:`usable_backend`); ``"torch"``;
             ``"onnxruntime"`` (exported once per model; needs ``pip install onnx
             onnxruntime``); ``"openvino"`` (the same graphs compiled by OpenVINO for the CPU,
-            fp32 or bf16; ``pip install 'mixformer[openvino]'``). OpenVINO and ONNX Runtime run
+            fp32 or bf16; installed with the package on x86-64, elsewhere
+            ``pip install 'mixformer[openvino]'``). OpenVINO and ONNX Runtime run
             one target per call (a :class:`~mixformer.MultiTracker` over them steps its targets
             one after the other; torch batches them).
         fast: the fast torch path (folded BatchNorm, fused attention; boxes within ~1e-4 px of

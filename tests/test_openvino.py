@@ -1,6 +1,6 @@
-"""The OpenVINO backend (``backend="openvino"``, ``pip install 'mixformer[openvino]'``): the same
-exported graphs as ONNX Runtime, compiled by OpenVINO; fp32 and bf16 against the torch fp32 path,
-int8 through NNCF on calibration steps of composited photos."""
+"""The OpenVINO backend (``backend="openvino"``; ``openvino`` comes with the package on x86-64):
+the same exported graphs as ONNX Runtime, compiled by OpenVINO; fp32 and bf16 against the torch
+fp32 path, int8 through NNCF on calibration steps of composited photos."""
 
 from __future__ import annotations
 
@@ -267,3 +267,27 @@ def test_multitracker_on_openvino_steps_each_target_as_a_lone_tracker():
         alone.init(frames[0], start)
         boxes = [alone.update(f).box for f in frames[1:]]
         np.testing.assert_allclose([s[ids[k]].box for s in steps], boxes, atol=1e-4)
+
+
+def test_study_variant_int8_whole_quantises_every_layer(tiny, monkeypatch):
+    """``openvino-int8-whole`` (the study's row that showed why int8 keeps the embedding and
+    the heads in float) passes no float scopes; ``openvino-int8`` the default ones."""
+    pytest.importorskip("nncf")
+    from mixformer.export import openvino as ov_backend
+    from mixformer.export.int8 import INT8_FLOAT_SCOPES
+    from mixformer.perf import precision
+
+    seen = []
+    real = ov_backend.quantize_search_graph
+
+    def spy(search, calibration, keep_float):
+        seen.append(tuple(keep_float))
+        return real(search, calibration, keep_float)
+
+    monkeypatch.setattr(ov_backend, "quantize_search_graph", spy)
+    monkeypatch.setattr(precision, "CALIBRATION_STEPS", 4)
+    monkeypatch.setenv("MIXFORMER_CACHE_DIR", "")
+    for variant in ("openvino-int8-whole", "openvino-int8"):
+        net = precision.build_variant(tiny, variant)
+        assert net.precision == "int8"
+    assert seen == [(), tuple(INT8_FLOAT_SCOPES)]

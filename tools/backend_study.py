@@ -11,6 +11,9 @@ mean something::
 
     python tools/backend_study.py --out backends.json
     python tools/backend_study.py --presets mixformer-mbv3 --variants openvino-int8,onnxruntime-int8
+    python tools/backend_study.py --presets mixformer-mbv3 --variants \
+        openvino-fp32,openvino-bf16,openvino-int8,openvino-int8-whole \
+        --sequences 8 --frames 80 --seed 777 --size 360x480 --out openvino.json
 
 Results go to ``--out`` (JSON, rewritten atomically after every study; a rerun skips the
 studies already there, so a killed run resumes) and a markdown table is printed at the end.
@@ -153,6 +156,8 @@ def main() -> None:
     ap.add_argument(
         "--large-frames", type=int, default=12, help="frames, random-weight presets but V2-S"
     )
+    ap.add_argument("--seed", type=int, default=0, help="first composited sequence's seed")
+    ap.add_argument("--size", default="480x640", help="frame HEIGHTxWIDTH")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("backend_study.json"))
     ap.add_argument("--realvideo", type=Path, help="real-video benchmark folder (see above)")
@@ -167,6 +172,11 @@ def main() -> None:
     log.setLevel(logging.INFO)
     torch.set_num_threads(args.threads)
     variants = [v for v in args.variants.split(",") if v]
+    try:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+        assert len(size) == 2 and min(size) > 0
+    except (ValueError, AssertionError):
+        raise SystemExit(f"--size must be HEIGHTxWIDTH, got {args.size!r}") from None
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; use {', '.join(VARIANTS)}")
@@ -186,8 +196,10 @@ def main() -> None:
             variant,
             num_sequences=args.large_sequences if large else args.sequences,
             num_frames=args.large_frames if large else args.frames,
+            seed=args.seed,
             tracker_config=cfg,
             scene="photos",
+            size=size,
             progress=False,
         )
         results[f"{preset}/{variant}"] = dataclasses.asdict(report)

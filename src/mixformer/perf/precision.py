@@ -53,11 +53,14 @@ VARIANTS: tuple[str, ...] = (
     "openvino-fp32",
     "openvino-bf16",
     "openvino-int8",
+    "openvino-int8-whole",
     "onnxruntime-fp32",
     "onnxruntime-int8",
 )
 """The variants :func:`precision_study` compares: the torch fast path in a dtype (``"int8"``:
-:func:`quantize_int8`), and the exported graphs on another runtime (``"RUNTIME-PRECISION"``)."""
+:func:`quantize_int8`), and the exported graphs on another runtime (``"RUNTIME-PRECISION"``;
+``"openvino-int8-whole"``: every layer quantised, the variant that showed why the default int8
+keeps :data:`~mixformer.export.int8.INT8_FLOAT_SCOPES` in float)."""
 
 CALIBRATION_STEPS = 64
 """Search steps of int8 calibration for the exported-graph variants."""
@@ -92,7 +95,8 @@ def build_variant(model: MixFormer, variant: str) -> Network:
     runtime, with the tracker's default thread count; their int8 quantises the mixed-attention
     blocks on :data:`CALIBRATION_STEPS` search steps of composited sequences
     (:func:`mixformer.perf.calibration.calibration_feeds`, cropped with the model's tracker
-    settings). They need the ``openvino`` / ``export`` extras.
+    settings; ``"openvino-int8-whole"``: every layer). They need ``openvino`` / the ``export``
+    extra.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
@@ -100,7 +104,7 @@ def build_variant(model: MixFormer, variant: str) -> Network:
         return quantize_int8(build_network(model, "fp32", "torch", True))
     if "-" not in variant:
         return build_network(model, variant, "torch", True)
-    runtime, precision = variant.split("-")
+    runtime, precision = variant.split("-", 1)
     if runtime == "openvino":
         from mixformer.export.openvino import OpenVinoModel as graphs_class
     else:
@@ -114,6 +118,8 @@ def build_variant(model: MixFormer, variant: str) -> Network:
 
     factor = TrackerConfig.for_model(model).search_factor
     feeds = calibration_feeds(fp32, steps=CALIBRATION_STEPS, search_factor=factor)
+    if precision == "int8-whole":
+        return graphs_class(fp32.onnx_dir, precision="int8", calibration=feeds, keep_float=())
     return graphs_class(fp32.onnx_dir, precision="int8", calibration=feeds)
 
 

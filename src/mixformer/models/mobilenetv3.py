@@ -69,14 +69,18 @@ LARGE_075_S16: tuple[BlockSpec, ...] = (
 STEM_WIDTH = 16
 
 
-def hard_swish(x: torch.Tensor) -> torch.Tensor:
-    """``(x * c) * relu6(x + 3)``, the graph's order of operations.
+def hard_swish(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``(x * c) * relu6(x + 3)``, the graph's order of operations (``inplace``: written into
+    ``x``, the same operations; the deployment path, never under export).
 
     Exported to ONNX as ``x * hard_sigmoid(x)`` (:func:`hard_sigmoid`), the same function up
     to float rounding: OpenVINO recognises ``x * c * relu6(x + 3)`` as its HSwish operation and
     computes that with an exact 1/6, 2.4e-4 relative off this graph's ``c`` (the template
     features came out ~2.6e-4 off in fp32).
     """
+    if inplace:
+        gate = x.add(3.0).clamp_(0.0, 6.0)
+        return x.mul_(HSWISH_SCALE).mul_(gate)
     if torch.onnx.is_in_onnx_export():
         return x * hard_sigmoid(x)
     return (x * HSWISH_SCALE) * F.relu6(x + 3.0)
@@ -92,12 +96,9 @@ def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
 
 
 def _act(x: torch.Tensor, hswish: bool, inplace: bool = False) -> torch.Tensor:
-    if not inplace:
-        return hard_swish(x) if hswish else F.relu(x)
-    if not hswish:
-        return x.relu_()
-    gate = x.add(3.0).clamp_(0.0, 6.0)  # the same operations as hard_swish, in place
-    return x.mul_(HSWISH_SCALE).mul_(gate)
+    if hswish:
+        return hard_swish(x, inplace)
+    return x.relu_() if inplace else F.relu(x)
 
 
 def _deployed_inference() -> bool:
@@ -150,7 +151,7 @@ class SameConv(nn.Conv2d):
         w = self.shifted_weight
         if deployed and w is not None and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0:
             pad = self.kernel_size[0] // 2
-            return F.conv2d(x, w.to(x.dtype), self.bias, self.stride, pad, 1, self.groups)
+            return F.conv2d(x, w, self.bias, self.stride, pad, 1, self.groups)
         return super().forward(same_pad(x, self.kernel_size[0], self.stride[0]))
 
 

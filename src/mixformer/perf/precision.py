@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from mixformer.export.int8 import INT8_FLOAT_SCOPES
 from mixformer.models.mixformer import MixFormer
 from mixformer.perf.benchmark import box_iou
 from mixformer.tracking.config import TrackerConfig
@@ -118,9 +119,8 @@ def build_variant(model: MixFormer, variant: str) -> Network:
 
     factor = TrackerConfig.for_model(model).search_factor
     feeds = calibration_feeds(fp32, steps=CALIBRATION_STEPS, search_factor=factor)
-    if precision == "int8-whole":
-        return graphs_class(fp32.onnx_dir, precision="int8", calibration=feeds, keep_float=())
-    return graphs_class(fp32.onnx_dir, precision="int8", calibration=feeds)
+    keep_float = () if precision == "int8-whole" else INT8_FLOAT_SCOPES
+    return graphs_class(fp32.onnx_dir, precision="int8", calibration=feeds, keep_float=keep_float)
 
 
 def variant_engine(model: MixFormer, variant: str) -> Engine:

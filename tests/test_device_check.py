@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mixformer.models import get_config, list_models
+from mixformer.models.config import DEFAULT_MODEL
 
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "device_check.py"
 
@@ -61,6 +62,10 @@ def test_cpu_run_has_a_finite_row_per_preset(tmp_path: Path) -> None:
     families_trained = {get_config(r["preset"]).family for r in trained}
     assert families_trained == {get_config(n).family for n in list_models()}
     assert all(math.isfinite(x) for r in rows.values() for x in numbers(r))
+    # the shipped default model: CPU against CPU in fp32 is the same tracker, so no difference
+    shipped = rows[DEFAULT_MODEL]
+    assert shipped["weights_frames"] == 3
+    assert shipped["weights_box_diff_fp32"] == 0.0 and shipped["weights_score_flips_fp32"] == 0
     multi = rows[data["settings"]["multi_presets"][0]]
     assert multi["multi_targets"] == 16 and multi["multi_calls_per_frame"] == 1.0
     assert set(data["sections"].values()) <= {"done", "not run"}

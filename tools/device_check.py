@@ -11,6 +11,10 @@ out is marked ``skipped (budget)``):
   search crop sizes, on CUDA in fp32 (plain path and fast path), bf16 and fp16 (fast path),
   against the plain path in fp32 on the CPU: max abs difference of ``pred_boxes`` (normalised
   cxcywh) and of ``pred_scores`` (logits). TF32 is off in this section, so fp32 means fp32.
+* ``weights``: the shipped default model (``weights="default"``) tracking the demo's photo
+  scene (``--weights-frames`` frames) on CUDA in each dtype against the same tracker on the CPU
+  in fp32: largest and mean box difference (pixels) and how often the online-template decision
+  (score >= 0.5) differs.
 * ``fps``: end-to-end time per frame of the default tracker (``Tracker(model, device=...)``,
   fast path) per preset and dtype on the benchmark's generated 640x480 sequence
   (:func:`mixformer.perf.benchmark.benchmark_frames`; templates every 10 frames x 2, as
@@ -69,7 +73,7 @@ from mixformer.train.optim import build_optimizer
 SKIPPED = "skipped (budget)"
 DTYPES = ("fp32", "bf16", "fp16")
 NET_PATHS = ("fp32-plain", *DTYPES)  # CUDA paths compared with the CPU fp32 plain path
-SECTIONS = ("net", "fps", "multi", "train", "compile")
+SECTIONS = ("net", "weights", "fps", "multi", "train", "compile")
 
 # --cpu: shrunken members of each family (same code, seconds instead of minutes).
 CPU_OVERRIDES: dict[str, dict[str, Any]] = {
@@ -266,6 +270,39 @@ def net_check(run: Run, preset: str) -> dict[str, Any]:
             out[f"box_diff_{path}"] = max_abs(res["pred_boxes"], ref["pred_boxes"])
             out[f"score_diff_{path}"] = max_abs(res.get("pred_scores"), ref.get("pred_scores"))
             del engine, res
+    return out
+
+
+def track_boxes(tracker: Any, frames: list[np.ndarray], box: np.ndarray) -> np.ndarray:
+    """``(N-1, 5)`` float64 rows ``x, y, w, h, score`` of ``tracker`` over ``frames[1:]``."""
+    tracker.init(frames[0], box)
+    rows = []
+    for frame in frames[1:]:
+        res = tracker.update(frame)
+        rows.append((*res.box, np.nan if res.score is None else res.score))
+    return np.asarray(rows, dtype=np.float64)
+
+
+def weights_check(run: Run, frames: list, gt: np.ndarray) -> dict[str, Any]:
+    """The shipped default model with its default tracker settings: the device's boxes in each
+    dtype against the CPU's fp32 (torch) boxes on the same frames."""
+    args, dev = run.args, run.device
+    model = build_model(DEFAULT_MODEL, weights="default")
+    ref = track_boxes(
+        Tracker(copy.deepcopy(model), device="cpu", dtype="fp32", backend="torch", threads=0),
+        frames,
+        gt[0],
+    )
+    out: dict[str, Any] = {"weights_frames": len(frames) - 1}
+    for dtype in args.fps_dtypes:
+        tracker = Tracker(copy.deepcopy(model), device=dev, dtype=dtype, backend="torch", threads=0)
+        got = track_boxes(tracker, frames, gt[0])
+        diff = np.abs(got[:, :4] - ref[:, :4]).max(axis=1)
+        flips = (got[:, 4] >= 0.5) != (ref[:, 4] >= 0.5)
+        out[f"weights_box_diff_{dtype}"] = float(diff.max())
+        out[f"weights_box_mean_diff_{dtype}"] = float(diff.mean())
+        out[f"weights_score_flips_{dtype}"] = int(flips.sum())
+        del tracker
     return out
 
 
@@ -494,6 +531,7 @@ def format_table(run: Run) -> str:
     dev = "CPU (--cpu)" if run.device.type == "cpu" else "CUDA"
     head = ["preset", "crops"]
     head += [f"{p} box / score diff" for p in NET_PATHS]
+    head += [f"shipped weights {d} box diff px (max / mean, flips)" for d in run.args.fps_dtypes]
     head += [f"FPS {d}" for d in run.args.fps_dtypes]
     head += [f"MultiTracker x{run.args.targets} ms (x speed-up)"]
     head += [f"train {a} loss / ms" for a in run.args.train_amp]
@@ -514,6 +552,14 @@ def format_table(run: Run) -> str:
             else "-"
             for p in NET_PATHS
         ]
+        for d in run.args.fps_dtypes:
+            if isinstance(g(f"weights_box_diff_{d}"), float):
+                cells.append(
+                    f"{r[f'weights_box_diff_{d}']:.2g} / {r[f'weights_box_mean_diff_{d}']:.2g}"
+                    f" ({r[f'weights_score_flips_{d}']})"
+                )
+            else:
+                cells.append(fmt(g(f"weights_box_diff_{d}")))
         cells += [fmt(g(f"fps_{d}"), ".1f") for d in run.args.fps_dtypes]
         if isinstance(g("multi_ms"), float):
             cells.append(f"{r['multi_ms']:.1f} (x{r['multi_speedup']:.2f})")
@@ -551,6 +597,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=0, help="timed frames (40; --cpu: 2)")
     p.add_argument("--warmup", type=int, default=-1, help="warm-up frames (5; --cpu: 0)")
     p.add_argument("--scene", default="synthetic", choices=("synthetic", "photos"))
+    p.add_argument(
+        "--weights-frames", type=int, default=0, help="weights section frames (100; --cpu: 3)"
+    )
     p.add_argument("--fps-dtypes", default="", help="tracker dtypes (fp32,bf16,fp16; --cpu: fp32)")
     p.add_argument("--net-batch", type=int, default=2, help="batch of the network check (2)")
     p.add_argument("--targets", type=int, default=16, help="MultiTracker targets (16)")
@@ -586,6 +635,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if set(a.sections) - set(SECTIONS):
         p.error(f"sections are {SECTIONS}")
     a.frames = a.frames or (2 if cpu else 40)
+    a.weights_frames = a.weights_frames or (3 if cpu else 100)
     a.warmup = a.warmup if a.warmup >= 0 else (0 if cpu else 5)
     a.fps_dtypes = split(a.fps_dtypes) or (["fp32"] if cpu else list(DTYPES))
     a.train_amp = split(a.train_amp) or (["bf16"] if cpu else ["fp16", "bf16"])
@@ -653,6 +703,13 @@ def main(argv: list[str] | None = None) -> int:
             if section == "net":
                 for preset in args.presets:
                     run.step(preset, ("box_diff_fp32",), lambda p=preset: net_check(run, p))
+            elif section == "weights":
+                wframes, wgt = benchmark_frames(args.weights_frames + 1, args.seed, "photos")
+                run.step(
+                    DEFAULT_MODEL,
+                    (f"weights_box_diff_{args.fps_dtypes[0]}",),
+                    lambda f=wframes, g=wgt: weights_check(run, f, g),
+                )
             elif section == "fps":
                 for preset in args.presets:
                     for dt in args.fps_dtypes:

@@ -44,6 +44,26 @@ def test_alpha_carries_no_gradient() -> None:
     assert p.grad is not None and torch.isfinite(p.grad).all()
 
 
+@pytest.mark.parametrize(
+    "pred",
+    [
+        [[0.3, 0.3, 0.3, 0.5]],  # zero width
+        [[0.3, 0.3, 0.5, 0.3]],  # zero height (inf aspect ratio before the floor)
+        [[0.3, 0.3, 0.3, 0.3]],  # a point: zero union against a disjoint target
+        [[0.2, 0.2, 0.2, 0.2]],  # a point on the target's corner
+    ],
+)
+def test_degenerate_boxes_give_finite_loss_and_gradients(pred: list) -> None:
+    # A bf16 network output rounds a small box to zero width or height (the first H200 run's
+    # bf16 training steps turned NaN this way, docs/speed.md#gpu).
+    p = torch.tensor(pred, requires_grad=True)
+    for g in ([[0.6, 0.6, 0.8, 0.9]], [[0.2, 0.2, 0.4, 0.5]]):
+        loss, iou = ciou_loss(p, torch.tensor(g))
+        (grad,) = torch.autograd.grad(loss, p)
+        assert torch.isfinite(loss) and torch.isfinite(iou).all() and torch.isfinite(grad).all()
+        assert 1.0 <= loss.item() <= 2.0  # IoU 0: 1 + centre penalty in [0, 1]
+
+
 def test_box_losses_clamp_ground_truth() -> None:
     pred = torch.tensor([[[0.5, 0.5, 0.2, 0.2]]])  # cxcywh -> xyxy (0.4, 0.4, 0.6, 0.6)
     anno = torch.tensor([[0.4, 0.4, 0.2, 0.2]])  # xywh, same box

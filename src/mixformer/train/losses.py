@@ -9,7 +9,10 @@ import torch.nn.functional as F
 
 from mixformer.geometry import box_cxcywh_to_xyxy, box_xywh_to_xyxy
 
-__all__ = ["ciou_loss", "box_losses", "stage_loss"]
+__all__ = ["EPS", "ciou_loss", "box_losses", "stage_loss"]
+
+#: Floor of the CIoU's denominators (normalised box units): far below any real box's size.
+EPS = 1e-7
 
 
 def ciou_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,7 +24,10 @@ def ciou_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, t
     Returns:
         ``(loss, iou)``: the scalar ``mean(1 - ciou)`` and the ``(B,)`` plain IoUs (detached).
         The aspect-ratio term is active only where IoU > 0.5, and its weight ``alpha`` is
-        computed without gradient.
+        computed without gradient. Degenerate boxes (a zero width or height, which a bf16
+        network output rounds small boxes to) give a finite loss and finite gradients: the
+        heights under the aspect ratios, the union and the enclosing diagonal are floored at
+        ``EPS``, which leaves every other box's value unchanged.
     """
     w1, h1 = pred[:, 2] - pred[:, 0], pred[:, 3] - pred[:, 1]
     w2, h2 = target[:, 2] - target[:, 0], target[:, 3] - target[:, 1]
@@ -34,12 +40,13 @@ def ciou_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, t
     ).clamp(min=0)
     c_w = torch.max(r1, r2) - torch.min(l1, l2)
     c_h = torch.max(b1, b2) - torch.min(t1, t2)
-    c_diag = c_w.clamp(min=0) ** 2 + c_h.clamp(min=0) ** 2
+    c_diag = (c_w.clamp(min=0) ** 2 + c_h.clamp(min=0) ** 2).clamp(min=EPS)
     rho2 = (cx2 - cx1) ** 2 + (cy2 - cy1) ** 2
     union = w1 * h1 + w2 * h2 - inter
-    iou = inter / union
+    iou = inter / union.clamp(min=EPS)
     u = rho2 / c_diag
-    v = (4 / math.pi**2) * (torch.atan(w2 / h2) - torch.atan(w1 / h1)) ** 2
+    aspect1, aspect2 = w1 / h1.clamp(min=EPS), w2 / h2.clamp(min=EPS)
+    v = (4 / math.pi**2) * (torch.atan(aspect2) - torch.atan(aspect1)) ** 2
     with torch.no_grad():
         s = (iou > 0.5).to(iou.dtype)
         denom = 1 - iou + v

@@ -116,3 +116,76 @@ def test_track_video_equals_a_manual_loop(micro_model, frames, n):
     loop = track_video(frames, BOXES[0], micro_model, config=cfg)
     assert next(loop).index == 0 and next(loop).index == 1
     loop.close()
+
+
+@pytest.fixture
+def tf32_on():
+    """Both TF32 flags on (PyTorch's cuDNN default), restored afterwards (monkeypatch cannot
+    set torch.backends.cuda.matmul's attributes)."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    old = cudnn.allow_tf32, matmul.allow_tf32
+    cudnn.allow_tf32 = matmul.allow_tf32 = True
+    yield
+    cudnn.allow_tf32, matmul.allow_tf32 = old
+
+
+class _FlagProbe:
+    """A network that records the TF32 flags it runs under."""
+
+    config = None
+    dtype = torch.float32
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bool, bool]] = []
+
+    def _flags(self) -> tuple[bool, bool]:
+        return torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+
+    def encode_templates(self, template, online):
+        self.seen.append(self._flags())
+        return "cache"
+
+    def track(self, search, cache, corner_prior=None):
+        self.seen.append(self._flags())
+        return {"pred_boxes": search}
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype", "exact"),
+    [("cuda", "fp32", True), ("cpu", "fp32", False), ("cuda", "bf16", False)],
+)
+def test_fp32_calls_on_cuda_run_without_tf32(tf32_on, device, dtype, exact):
+    # PyTorch's default runs CUDA fp32 convolutions in TF32: dtype="fp32" must be the exact
+    # path there too (docs/speed.md#gpu), and the user's flags come back after the call.
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    net = _FlagProbe()
+    net.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    eng = Engine(net, net)
+    eng.device = torch.device(device)  # the calls only read it: no CUDA tensor is made
+    eng.encode_templates(torch.zeros(1), torch.zeros(1))
+    eng.track(torch.zeros(1), "cache")
+    assert net.seen == [(not exact, not exact)] * 2
+    assert (cudnn.allow_tf32, matmul.allow_tf32) == (True, True)
+
+
+def test_exact_fp32_nests_across_threads(tf32_on):
+    from mixformer.tracking.engines import exact_fp32
+
+    cudnn = torch.backends.cudnn
+    inside, release = threading.Event(), threading.Event()
+    seen = []
+
+    def worker():
+        with exact_fp32():
+            inside.set()
+            release.wait(5)
+            seen.append(cudnn.allow_tf32)
+
+    th = threading.Thread(target=worker)
+    th.start()
+    inside.wait(5)
+    with exact_fp32():  # this call ends first: the worker's call must still see TF32 off
+        assert cudnn.allow_tf32 is False
+    release.set()
+    th.join(5)
+    assert seen == [False] and cudnn.allow_tf32 is True

@@ -8,7 +8,8 @@ features) is in what it returns, so trackers in several threads may share one en
 OpenVINO network serialises its calls: its infer requests are not thread-safe;
 ``tests/test_openvino.py``).
 
-Protocol (all calls run under ``torch.inference_mode()``):
+Protocol (all calls run under ``torch.inference_mode()``; fp32 calls on CUDA also with TF32 off,
+:func:`exact_fp32`):
 
 - :meth:`Engine.encode_templates` ``(template, online, *, attention=False)``: the template cache
   (with ``attention``: ``(cache, maps)``, the template-kind attention maps of that call);
@@ -23,10 +24,12 @@ Protocol (all calls run under ``torch.inference_mode()``):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any, Literal, overload
 
 import torch
@@ -61,6 +64,7 @@ __all__ = [
     "build_network",
     "cpu_has_native_bf16",
     "engine",
+    "exact_fp32",
     "resolve_dtype_setting",
     "shared_engine",
 ]
@@ -77,6 +81,37 @@ def _fingerprint(module: Any) -> tuple[tuple[int, int, int], ...]:
         return ()
     tensors = [*module.parameters(), *module.buffers()]
     return tuple((t.data_ptr(), t._version, t.device.index or 0) for t in tensors)
+
+
+_TF32_LOCK = threading.Lock()
+_TF32_STATE: list[Any] = [0, None]  # [calls inside exact_fp32, the flags saved by the first]
+
+
+@contextlib.contextmanager
+def exact_fp32() -> Iterator[None]:
+    """TF32 off for CUDA convolutions and matrix products inside the block, then restored.
+
+    PyTorch runs fp32 convolutions on CUDA in TF32 by default
+    (``torch.backends.cudnn.allow_tf32``), a 10-bit mantissa: on the first H200 run the
+    shipped default model's fp32 boxes on CUDA then drifted up to 240 px from the CPU's on a
+    photo scene, where the CPU's own fast and plain paths agree within 0.01 px
+    (docs/speed.md#gpu). fp32 engines on CUDA therefore run their calls in here, so
+    ``dtype="fp32"`` is the exact path on every device. Thread-safe: the flags are switched by
+    the first of overlapping calls and restored by the last.
+    """
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    with _TF32_LOCK:
+        if _TF32_STATE[0] == 0:
+            _TF32_STATE[1] = (cudnn.allow_tf32, matmul.allow_tf32)
+            cudnn.allow_tf32 = matmul.allow_tf32 = False
+        _TF32_STATE[0] += 1
+    try:
+        yield
+    finally:
+        with _TF32_LOCK:
+            _TF32_STATE[0] -= 1
+            if _TF32_STATE[0] == 0:
+                cudnn.allow_tf32, matmul.allow_tf32 = _TF32_STATE[1]
 
 
 def _device_of(module: Any) -> torch.device:
@@ -185,7 +220,7 @@ class Engine:
         """
         if attention:
             return self._recorded("template", lambda net: net.encode_templates(template, online))
-        with torch.inference_mode():
+        with self._calls():
             return self.network.encode_templates(template, online)
 
     def track(
@@ -221,7 +256,7 @@ class Engine:
             out, maps = self._recorded("search", run)
             out["attention"] = maps
             return out
-        with torch.inference_mode():
+        with self._calls():
             return run(self.network)
 
     def corner_maps(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,8 +264,18 @@ class Engine:
         ``"features"`` a ``track(..., features=True)`` call returned."""
         if not self._features:
             raise NotImplementedError(f"{type(self.network).__name__} has no corner heat maps")
-        with torch.inference_mode():
+        with self._calls():
             return self.network.corner_maps(features)
+
+    @contextlib.contextmanager
+    def _calls(self) -> Iterator[None]:
+        """What every network call runs under: inference mode, and :func:`exact_fp32` for
+        fp32 on CUDA."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode())
+            if self.device.type == "cuda" and self.dtype == torch.float32:
+                stack.enter_context(exact_fp32())
+            yield
 
     # -- attention ------------------------------------------------------------------------------
     def _recorded(self, kind: str, fn: Any) -> tuple[Any, list[AttentionMap]]:
@@ -250,7 +295,7 @@ class Engine:
         with self._lock:
             twin = self._recording_twin()
             try:
-                with torch.inference_mode():
+                with self._calls():
                     out = fn(twin)
                 maps = [
                     r

@@ -294,7 +294,7 @@ def weights_check(run: Run, frames: list, gt: np.ndarray) -> dict[str, Any]:
         gt[0],
     )
     out: dict[str, Any] = {"weights_frames": len(frames) - 1}
-    for dtype in args.fps_dtypes:
+    for dtype in weights_dtypes(args):
         tracker = Tracker(copy.deepcopy(model), device=dev, dtype=dtype, backend="torch", threads=0)
         got = track_boxes(tracker, frames, gt[0])
         diff = np.abs(got[:, :4] - ref[:, :4]).max(axis=1)
@@ -346,14 +346,32 @@ def tracker_config(model: Any) -> Any:
     return reference_config(model).replace(update_interval=10, online_size=2)
 
 
-def fps_check(run: Run, preset: str, dtype: str, frames: list, gt: np.ndarray) -> dict[str, Any]:
+def fps_check(run: Run, preset: str, label: str, frames: list, gt: np.ndarray) -> dict[str, Any]:
+    """The default tracker in ``label``'s dtype (``"fp32-eager"``: fp32 without CUDA graphs,
+    an engine of its own, so the shared graphed one is not reused)."""
     args, dev = run.args, run.device
     model = make_model(run, preset)
-    tracker = Tracker(model, tracker_config(model), device=dev, dtype=dtype, threads=0)
+    dtype = label.split("-")[0]
+    if label.endswith("-eager"):
+        model.to(dev)
+        eng = Engine(build_tracking_network(model, dtype, "torch", fast=True), model)
+        eng.graphs = None
+        tracker = Tracker(eng, tracker_config(model), threads=0)
+    else:
+        tracker = Tracker(model, tracker_config(model), device=dev, dtype=dtype, threads=0)
     timing, startup, _ = time_tracker(tracker, frames, gt, args.warmup, path_label(False, dtype))
     if not np.isfinite(timing.boxes).all():
-        raise RuntimeError(f"non-finite boxes from the {dtype} tracker")
-    return {
+        raise RuntimeError(f"non-finite boxes from the {label} tracker")
+    graphs = tracker.engine.graphs
+    res: dict[str, Any] = {}
+    if graphs is not None:
+        res[f"graphs_{label}"] = {
+            "captures": graphs.num_captures,
+            "replays": graphs.num_replays,
+            "failed": graphs.failed,
+        }
+    dtype = label
+    return res | {
         f"fps_{dtype}": round(timing.fps, 2),
         f"ms_{dtype}": {
             "total": timing.total * 1e3,
@@ -531,7 +549,7 @@ def format_table(run: Run) -> str:
     dev = "CPU (--cpu)" if run.device.type == "cpu" else "CUDA"
     head = ["preset", "crops"]
     head += [f"{p} box / score diff" for p in NET_PATHS]
-    head += [f"shipped weights {d} box diff px (max / mean, flips)" for d in run.args.fps_dtypes]
+    head += [f"shipped {d} box diff px (max / mean, flips)" for d in weights_dtypes(run.args)]
     head += [f"FPS {d}" for d in run.args.fps_dtypes]
     head += [f"MultiTracker x{run.args.targets} ms (x speed-up)"]
     head += [f"train {a} loss / ms" for a in run.args.train_amp]
@@ -552,7 +570,7 @@ def format_table(run: Run) -> str:
             else "-"
             for p in NET_PATHS
         ]
-        for d in run.args.fps_dtypes:
+        for d in weights_dtypes(run.args):
             if isinstance(g(f"weights_box_diff_{d}"), float):
                 cells.append(
                     f"{r[f'weights_box_diff_{d}']:.2g} / {r[f'weights_box_mean_diff_{d}']:.2g}"
@@ -595,12 +613,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=0, help="timed frames (40; --cpu: 2)")
-    p.add_argument("--warmup", type=int, default=-1, help="warm-up frames (5; --cpu: 0)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=-1,
+        help="warm-up frames (12: one template update, at frame 10, and its new graph; --cpu: 0)",
+    )
     p.add_argument("--scene", default="synthetic", choices=("synthetic", "photos"))
     p.add_argument(
         "--weights-frames", type=int, default=0, help="weights section frames (100; --cpu: 3)"
     )
-    p.add_argument("--fps-dtypes", default="", help="tracker dtypes (fp32,bf16,fp16; --cpu: fp32)")
+    p.add_argument(
+        "--fps-dtypes",
+        default="",
+        help="tracker dtypes (fp32,bf16,fp16,fp32-eager; --cpu: fp32); X-eager: no CUDA graphs",
+    )
     p.add_argument("--net-batch", type=int, default=2, help="batch of the network check (2)")
     p.add_argument("--targets", type=int, default=16, help="MultiTracker targets (16)")
     p.add_argument(
@@ -636,8 +663,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"sections are {SECTIONS}")
     a.frames = a.frames or (2 if cpu else 40)
     a.weights_frames = a.weights_frames or (3 if cpu else 100)
-    a.warmup = a.warmup if a.warmup >= 0 else (0 if cpu else 5)
-    a.fps_dtypes = split(a.fps_dtypes) or (["fp32"] if cpu else list(DTYPES))
+    a.warmup = a.warmup if a.warmup >= 0 else (0 if cpu else 12)
+    a.fps_dtypes = split(a.fps_dtypes) or (["fp32"] if cpu else [*DTYPES, "fp32-eager"])
     a.train_amp = split(a.train_amp) or (["bf16"] if cpu else ["fp16", "bf16"])
     a.train_steps = a.train_steps or (1 if cpu else 2)
     a.train_batch = a.train_batch or (2 if cpu else 8)
@@ -646,9 +673,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     a.compile_presets = split(a.compile_presets) or (a.presets if cpu else GPU_COMPILE_PRESETS)
     a.hard_limit_s = a.hard_limit_s or a.budget_s + 30
-    if set(a.fps_dtypes) - set(DTYPES) or set(a.train_amp) - {"fp16", "bf16"}:
+    fps_labels = {*DTYPES, *(f"{d}-eager" for d in DTYPES)}
+    if set(a.fps_dtypes) - fps_labels or set(a.train_amp) - {"fp16", "bf16"}:
         p.error("dtypes are fp32, bf16, fp16 (training: fp16, bf16)")
     return a
+
+
+def weights_dtypes(args: argparse.Namespace) -> list[str]:
+    """The dtypes of ``--fps-dtypes`` without the ``-eager`` variants (same boxes)."""
+    return [d for d in args.fps_dtypes if d in DTYPES] or ["fp32"]
 
 
 def split(text: str) -> list[str]:
@@ -707,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
                 wframes, wgt = benchmark_frames(args.weights_frames + 1, args.seed, "photos")
                 run.step(
                     DEFAULT_MODEL,
-                    (f"weights_box_diff_{args.fps_dtypes[0]}",),
+                    (f"weights_box_diff_{weights_dtypes(args)[0]}",),
                     lambda f=wframes, g=wgt: weights_check(run, f, g),
                 )
             elif section == "fps":

@@ -51,6 +51,7 @@ from mixformer.tracking.backends import (
     resolve_dtype_setting,
     usable_backend,
 )
+from mixformer.tracking.cuda_graphs import GraphedSearch, cuda_graphs_enabled
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,17 @@ class Engine:
         """``(coord_x, coord_y)`` float32 pixel coordinates of the corner heat-map cells in the
         search crop (the motion prior's grid), or None for heads without corner maps."""
         self._features = isinstance(network, MixFormer) and self.corner_grid is not None
+        self.graphs: GraphedSearch | None = None
+        """The search step's CUDA graphs (fast torch path on CUDA, :mod:`.cuda_graphs`;
+        ``MIXFORMER_CUDA_GRAPHS=0`` turns them off), or None: eager calls."""
+        if (
+            self.fast
+            and backend == "torch"
+            and self.device.type == "cuda"
+            and isinstance(network, nn.Module)
+            and cuda_graphs_enabled()
+        ):
+            self.graphs = GraphedSearch()
         self._lock = threading.Lock()  # serialises the attention-recording twin's calls
         self._twin: tuple[Any, nn.Module] | None = None
 
@@ -244,20 +256,25 @@ class Engine:
         """
         features = features and self._features
 
-        def run(net: Any) -> dict[str, Any]:
+        def step(net: Any, search: torch.Tensor, cache: Any, prior: Any) -> dict[str, Any]:
             if not features:
-                return net.track(search, cache, corner_prior=corner_prior)
+                return net.track(search, cache, corner_prior=prior)
             x = net.search_features(search, cache)
-            out = net._heads(x, cache.template_feat, True, None, corner_prior)
+            out = net._heads(x, cache.template_feat, True, None, prior)
             out["features"] = x
             return out
 
         if attention:
-            out, maps = self._recorded("search", run)
+            out, maps = self._recorded("search", lambda net: step(net, search, cache, corner_prior))
             out["attention"] = maps
             return out
         with self._calls():
-            return run(self.network)
+            if self.graphs is not None:
+                net = self.network
+                return self.graphs(
+                    lambda s, c, p: step(net, s, c, p), search, cache, corner_prior, features
+                )
+            return step(self.network, search, cache, corner_prior)
 
     def corner_maps(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The corner head's raw ``(tl, br)`` heat maps, each ``(B, 1, H, W)``, of the

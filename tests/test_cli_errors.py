@@ -200,3 +200,15 @@ def test_evaluate_records_the_thread_count(tmp_path, capsys):
         torch.set_num_threads(old)
     assert json.loads((res / "settings.json").read_text())["threads"] == 1
     assert "1 worker(s) x 1 thread(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_device_auto_is_cuda_where_one_is_visible(cuda, monkeypatch):
+    from mixformer.cli import build_parser
+    from mixformer.cli.track import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert check_device("auto") == ("cuda" if cuda else "cpu")
+    assert check_device("cpu") == "cpu"
+    for command in (["track", "clip.mp4", "--box", "1,1,5,5"], ["demo"], ["app"]):
+        assert build_parser().parse_args(command).device == "auto"

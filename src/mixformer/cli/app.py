@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.max_upload_mb > 0:
         raise CLIError(f"--max-upload-mb must be positive, got {args.max_upload_mb:g}")
     check_model_name(args.model)
-    check_device(args.device)
+    args.device = check_device(args.device)
     # checked here (a named backend's packages, the precisions it runs); the runs pass the
     # settings as given, so that `auto` still picks torch for the attention overlay
     resolve_dtype_arg(args, resolve_backend_arg(args))

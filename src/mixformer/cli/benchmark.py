@@ -104,8 +104,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 1 or args.warmup < 0:
         raise CLIError("--frames must be >= 1 and --warmup >= 0")
-    if args.device != "cpu":
-        raise CLIError("the benchmark runs on the CPU only for now (--device cpu)")
+    if args.device not in ("cpu", "auto"):
+        raise CLIError(
+            "the benchmark runs on the CPU only (--device cpu); on a GPU use tools/device_check.py"
+        )
+    args.device = "cpu"
     if args.plain and args.compare:
         raise CLIError("--plain measures the plain torch fp32 path alone (not with --compare)")
     if args.compare_dtype and not args.compare:

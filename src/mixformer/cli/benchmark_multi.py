@@ -9,6 +9,7 @@ from mixformer.cli.track import (
     add_model_args,
     add_plain_arg,
     add_threads_arg,
+    check_device,
     load_model_from_args,
     set_threads,
 )
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError as exc:
         raise CLIError(f"--size must be WxH, e.g. 640x480, got {args.size!r}") from exc
+    args.device = check_device(args.device)
     model = load_model_from_args(args).to(args.device)
     set_threads(args.threads, model)  # default: auto_threads (small networks: 1)
     rows = benchmark_multi(

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--frames must be at least 2, got {args.frames}")
     check_attention_every(args)
     check_model_name(args.model)
-    check_device(args.device)
+    args.device = check_device(args.device)
     backend = resolve_backend_arg(args)
     dtype = resolve_dtype_arg(args, backend)
     if args.scene == "synthetic":

@@ -238,7 +238,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise CLIError(f"--threads must be >= 1, got {args.threads}")
     threads = args.threads or (1 if args.workers > 1 else auto_threads())
-    check_device(args.device)
+    args.device = check_device(args.device)
     backend = resolve_backend_arg(args)
     dtype = resolve_dtype_arg(args, backend)
     bench = get_benchmark(args.dataset)

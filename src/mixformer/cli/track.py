@@ -47,7 +47,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         help="weights file (release .pth.tar, this project's checkpoint); default: the weights "
         "shipped for the preset, else random weights (with a warning)",
     )
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="torch device, e.g. cpu or cuda:0; auto (default): cuda where a CUDA device is "
+        "visible (the search step then replays CUDA graphs), else cpu",
+    )
 
 
 def add_progress_arg(p: argparse.ArgumentParser) -> None:
@@ -79,13 +84,17 @@ def check_model_name(name: str) -> None:
 
 
 def check_device(name: str) -> str:
-    """Validate ``--device`` before anything is built; returns it unchanged.
+    """Validate ``--device`` before anything is built; returns the device to use: ``name``
+    itself, or for ``"auto"`` (the default) ``"cuda"`` where a CUDA device is visible, else
+    ``"cpu"``.
 
     Raises:
         CLIError: not a torch device, or a CUDA/MPS device this PyTorch build or machine lacks.
     """
     import torch
 
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError) as exc:
@@ -239,7 +248,7 @@ def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - MixFormer,
     from mixformer.models import build_model
 
     check_model_name(args.model)
-    check_device(args.device)
+    args.device = check_device(args.device)
     return build_model(args.model, weights=resolve_weights(args))
 
 
@@ -345,7 +354,7 @@ def _validate(args: argparse.Namespace):  # noqa: ANN202 - (FrameSource, frames 
     from mixformer.tracking.tracker import check_box
 
     check_model_name(args.model)
-    check_device(args.device)
+    args.device = check_device(args.device)
     check_attention_every(args)
     args.backend = resolve_backend_arg(args)
     preset = TrackerConfig.preset(args.preset, args.model, got10k_trained=got10k_trained(args))

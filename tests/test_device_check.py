@@ -94,3 +94,19 @@ def test_compiled_search_step_runs_in_the_tracker(tmp_path: Path) -> None:
     row = data["rows"][0]
     assert row["compile_fps"] > 0 and math.isfinite(row["compile_speedup"])
     assert row["compile_max_box_diff_px"] < 1e-3
+
+
+def test_eager_rows_and_shipped_weights_in_every_dtype(tmp_path: Path) -> None:
+    proc, data = run_check(
+        tmp_path,
+        *("--sections", "weights,fps", "--presets", "mixformer-tiny"),
+        *("--fps-dtypes", "fp32,bf16,fp32-eager"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["preset"]: r for r in data["rows"]}
+    tiny = rows["mixformer-tiny"]
+    assert tiny["fps_fp32"] > 0 and tiny["fps_fp32-eager"] > 0 and tiny["fps_bf16"] > 0
+    assert "graphs_fp32" not in tiny  # a CPU engine has no CUDA graphs
+    shipped = rows[DEFAULT_MODEL]
+    assert shipped["weights_box_diff_fp32"] == 0.0
+    assert "weights_box_diff_bf16" in shipped and "weights_box_diff_fp32-eager" not in shipped

@@ -17,6 +17,7 @@ may share an engine.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -107,6 +108,14 @@ def layout(tree: Any) -> tuple:
     return ("V", tree)
 
 
+def _on_device(device: torch.device) -> contextlib.AbstractContextManager:
+    """``device`` as the current CUDA device (graphs capture and replay on the current one;
+    a tracker on ``cuda:1`` in a process whose current device is ``cuda:0`` needs this)."""
+    if device.type == "cuda":
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
+
+
 @dataclasses.dataclass
 class _Graph:
     replay: Callable[[], None]
@@ -155,7 +164,7 @@ class GraphedSearch:
         if self.failed is not None:
             return step(search, cache, prior)
         key = (tag, layout(search), layout(cache), layout(prior))
-        with self._lock:
+        with self._lock, _on_device(search.device):
             graph = self._graphs.get(key)
             if graph is None:  # its static inputs start as copies of this call's
                 graph = self._new_graph(key, step, search, cache, prior)

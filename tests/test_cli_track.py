@@ -170,8 +170,9 @@ def test_ctrl_c_keeps_the_boxes_and_marks_the_video_partial(tmp_path):
 
 
 def test_auto_backend_rule(monkeypatch):
-    """``--backend auto`` picks OpenVINO only where it gives the torch fast path's boxes:
-    fp32 on the CPU, one target, no attention, not the plain path, its packages installed."""
+    """``--backend auto`` picks OpenVINO only where it runs the torch fast path's arithmetic
+    faster: fp32 on the CPU, or bf16 on AMX; no attention, not the plain path, its packages
+    installed."""
     from mixformer.tracking import backends
 
     monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
@@ -186,7 +187,11 @@ def test_auto_backend_rule(monkeypatch):
     assert rule("auto", device="cuda") == "torch"
     assert rule("torch") == "torch" and rule("onnxruntime") == "onnxruntime"
     monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: True)  # auto is bf16 there
-    assert rule("auto") == "torch" and rule("auto", dtype="fp32") == "openvino"
+    # AMX: OpenVINO bf16 beat torch bf16 on every preset measured (docs/speed.md#amx)
+    assert rule("auto") == "openvino" and rule("auto", dtype="fp32") == "openvino"
+    assert rule("auto", dtype="bf16") == "openvino" and rule("auto", dtype="fp16") == "torch"
+    assert rule("auto", auto_bf16=False) == "openvino"  # fp32 for such weights
+    assert rule("auto", attention=True) == "torch" and rule("auto", fast=False) == "torch"
     monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr(backends.platform, "machine", lambda: "arm64")  # not measured there
     assert rule("auto") == "torch"

@@ -4,6 +4,8 @@ fp32 path, int8 through NNCF on calibration steps of composited photos."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -169,9 +171,11 @@ def test_library_auto_backend_follows_the_cli_rule(tiny, monkeypatch, caplog):
     assert Tracker(tiny, backend="auto", keep_attention=True).engine.backend == "torch"
     assert Tracker(tiny, backend="auto", fast=False).engine.backend == "torch"
     assert MultiTracker(tiny).engine.backend == "openvino"  # one call per target beats a batch
-    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: True)  # AMX: torch bf16
-    assert Tracker(tiny, backend="auto").engine.backend == "torch"
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: True)  # AMX: OpenVINO bf16
+    amx = Tracker(tiny, backend="auto")
+    assert amx.engine.backend == "openvino" and amx.dtype == "bf16"
     assert Tracker(tiny, backend="auto", dtype="fp32").engine.backend == "openvino"
+    assert Tracker(tiny, backend="auto", dtype="fp16").engine.backend == "torch"
 
     def broken(int8: bool = False) -> None:
         raise ImportError("openvino is not installed; ...")
@@ -180,8 +184,8 @@ def test_library_auto_backend_follows_the_cli_rule(tiny, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
         assert Tracker(tiny, backend="auto", dtype="fp32").engine.backend == "torch"
     assert "running on torch" in caplog.text
-    with pytest.raises(ImportError, match="openvino"):  # (bf16: no engine of it is cached)
-        Tracker(tiny, backend="openvino", dtype="bf16")
+    with pytest.raises(ImportError, match="openvino"):  # (a copy: no engine of it is cached)
+        Tracker(copy.deepcopy(tiny), backend="openvino", dtype="bf16")
 
 
 def test_evaluate_auto_backend_runs_openvino_and_records_it(tmp_path, monkeypatch):

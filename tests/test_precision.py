@@ -94,11 +94,15 @@ def test_auto_keeps_fp32_for_weights_that_track_worse_in_bf16(amx) -> None:
     args = argparse.Namespace(model="mixformer-mbv3", dtype="auto", backend="auto")
     assert resolve_dtype_arg(args, "torch") == "fp32"
     assert resolve_dtype_arg(argparse.Namespace(model="mixformer-tiny", dtype="auto")) == "bf16"
-    assert engine_mod.resolve_backend_setting("auto", auto_bf16=True) == "torch"  # bf16: torch
+    # the main test process sees no openvino (conftest): torch
+    assert engine_mod.resolve_backend_setting("auto", auto_bf16=True) == "torch"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(engine_mod, "openvino_installed", lambda: True)
         mp.setattr(engine_mod.platform, "machine", lambda: "x86_64")
         assert engine_mod.resolve_backend_setting("auto", auto_bf16=False) == "openvino"
+        # bf16 on AMX runs on OpenVINO too; fp16 stays on torch
+        assert engine_mod.resolve_backend_setting("auto", auto_bf16=True) == "openvino"
+        assert engine_mod.resolve_backend_setting("auto", dtype="fp16") == "torch"
         assert resolve_backend_arg(args) in ("openvino", "torch")  # torch: openvino unusable
     # the flag travels with checkpoints; configs saved before it read as True
     d = get_config("mixformer-mbv3").tracking.to_dict()

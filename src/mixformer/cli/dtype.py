@@ -73,8 +73,9 @@ def add_backend_arg(p: argparse.ArgumentParser) -> None:
         "--backend",
         BACKEND_SETTINGS,
         "what runs the network; auto (default): openvino where it is installed (a "
-        "dependency on x86-64) and it gives the same boxes faster (an x86-64 CPU in fp32, no "
-        "--attention, not --plain), else torch; onnxruntime needs the export extra",
+        "dependency on x86-64) and it runs the same arithmetic faster (an x86-64 CPU in fp32, "
+        "or in bf16 with AMX; no --attention, not --plain), else torch; onnxruntime needs the "
+        "export extra",
     )
 
 

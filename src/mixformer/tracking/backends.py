@@ -138,16 +138,17 @@ def resolve_backend_setting(
 ) -> str:
     """The backend that runs for a ``backend`` setting (the commands that track, the trackers).
 
-    ``"auto"`` is ``"openvino"`` where that backend runs the same boxes faster: ``openvino``
-    and ``onnx`` importable (dependencies of the package on x86-64), the fast path on the
-    CPU in fp32 (``dtype`` ``"fp32"``, or ``"auto"`` where it is fp32 for torch too: a CPU
-    without native bf16, or weights with ``auto_bf16=False`` such as the default model's), no
-    attention maps (torch only) and an x86-64 CPU (the
-    only kind measured). There OpenVINO fp32 gave the torch fast path's boxes (mean IoU 1.0000
-    on every preset) 1.4-3.0x faster end to end on a 2-core AMD EPYC (``docs/speed.md``), and
-    several targets one call each beat torch's batch of them (a ``MultiTracker``: the default
-    model about 2x faster with 2-16 targets, ``mixformer-22k`` 1.25x with 4). Anything else is
-    ``"torch"``; a named backend is returned as given.
+    ``"auto"`` is ``"openvino"`` where that backend runs the same arithmetic faster:
+    ``openvino`` and ``onnx`` importable (dependencies of the package on x86-64), the fast path
+    on an x86-64 CPU (the only kind measured), no attention maps (torch only), and a precision
+    of fp32, or bf16 on a CPU with native bf16 matrix units (AMX: ``dtype="auto"`` is bf16 there
+    for presets with ``auto_bf16``). OpenVINO fp32 gave the torch fast path's boxes (mean IoU
+    1.0000 on every preset) 1.4-3.0x faster end to end on a 2-core AMD EPYC, and several
+    targets one call each beat torch's batch of them (a ``MultiTracker``: the default model
+    about 2x faster with 2-16 targets, ``mixformer-22k`` 1.25x with 4); on a 2-core Xeon with
+    AMX, OpenVINO bf16 ran 1.2-2.4x faster than torch bf16 on six presets with boxes as close
+    to fp32's (``docs/speed.md#amx``). Anything else (fp16, bf16 without AMX) is ``"torch"``;
+    a named backend is returned as given.
 
     Raises:
         ValueError: an unknown setting.
@@ -157,7 +158,8 @@ def resolve_backend_setting(
         return backend
     if not fast or attention or torch.device(device).type != "cpu":
         return "torch"
-    if resolve_dtype_setting(dtype, device, "torch", fast, auto_bf16) != "fp32":  # bf16 on AMX
+    precision = resolve_dtype_setting(dtype, device, "torch", fast, auto_bf16)
+    if precision != "fp32" and not (precision == "bf16" and cpu_has_native_bf16()):
         return "torch"
     if platform.machine().lower() not in ("x86_64", "amd64"):  # e.g. arm64: not measured
         return "torch"

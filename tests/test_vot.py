@@ -41,6 +41,14 @@ def test_trackers_ini_section(capsys, tmp_path):
     assert main(["vot-config", "--weights", str(tmp_path / "missing.pth")]) == 2
     assert main(["vot-config", "--model", "mixformer-tiny", "--plain"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("--preset vot20 --plain")
+    args = ["vot-config", "--model", "mixformer-tiny", "--backend", "torch", "--dtype", "fp32"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.rstrip().endswith("--dtype fp32 --backend torch")
+    # the server takes them (its parser; the run needs the toolkit's trax)
+    from mixformer.cli import build_parser
+
+    ns = build_parser().parse_args(["vot-server", "--backend", "torch", "--dtype", "bf16"])
+    assert (ns.backend, ns.dtype) == ("torch", "bf16")
 
 
 class _Rect:
@@ -100,7 +108,11 @@ def write_workspace(root: Path, weights: Path, num_frames: int) -> tuple[Path, n
         "        burnin: 0\n"
     )
     (root / "config.yaml").write_text("registry:\n- ./trackers.ini\nstack: stack.yaml\n")
-    ini = trackers_ini("MixFormer", "mixformer-tiny", str(weights), preset="vot20")
+    # torch: the server's auto backend would be OpenVINO where installed (bf16 on AMX), which
+    # the in-process comparison below cannot run (OpenVINO runs only in isolated children)
+    ini = trackers_ini(
+        "MixFormer", "mixformer-tiny", str(weights), preset="vot20", extra=["--backend", "torch"]
+    )
     (root / "trackers.ini").write_text(ini + "timeout = 300\n")
     return seq_dir, boxes
 

@@ -6,6 +6,12 @@ import argparse
 import logging
 
 from mixformer.cli import CLIError
+from mixformer.cli.dtype import (
+    add_backend_arg,
+    add_dtype_arg,
+    resolve_backend_arg,
+    resolve_dtype_arg,
+)
 from mixformer.cli.track import (
     add_got10k_arg,
     add_model_args,
@@ -29,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="vot20", help="tracker settings preset (default vot20)")
     add_got10k_arg(p)
     add_plain_arg(p)
+    add_dtype_arg(p)
+    add_backend_arg(p)
     p.add_argument("--name", default="MixFormer", help="tracker name sent to the toolkit")
     p.set_defaults(func=run_server)
 
@@ -46,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--plain", action="store_true", help="the server runs the plain reference network"
     )
+    c.add_argument("--dtype", default=None, help="network precision passed to the server")
+    c.add_argument("--backend", default=None, help="backend passed to the server")
     c.set_defaults(func=run_config)
 
 
@@ -61,9 +71,15 @@ def run_server(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     config = TrackerConfig.for_model(model, args.preset, got10k_trained(args))
     fast = not args.plain
-    frames = serve(
-        lambda: MultiTracker(model, config, device=args.device, fast=fast), name=args.name
-    )
+    backend = resolve_backend_arg(args)  # auto: what `track` runs
+    dtype = resolve_dtype_arg(args, backend)
+
+    def make() -> MultiTracker:
+        return MultiTracker(
+            model, config, device=args.device, fast=fast, dtype=dtype, backend=backend
+        )
+
+    frames = serve(make, name=args.name)
     log.info("VOT session ended after %d frames", frames)
     return 0
 
@@ -82,5 +98,8 @@ def run_config(args: argparse.Namespace) -> int:
     extra = ["--device", args.device] if args.device else []
     if args.plain:
         extra.append("--plain")
+    for flag in ("dtype", "backend"):
+        if getattr(args, flag):
+            extra += [f"--{flag}", getattr(args, flag)]
     print(trackers_ini(args.name, args.model, weights, args.preset, extra), end="")
     return 0

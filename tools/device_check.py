@@ -370,10 +370,9 @@ def fps_check(run: Run, preset: str, label: str, frames: list, gt: np.ndarray) -
             "replays": graphs.num_replays,
             "failed": graphs.failed,
         }
-    dtype = label
     return res | {
-        f"fps_{dtype}": round(timing.fps, 2),
-        f"ms_{dtype}": {
+        f"fps_{label}": round(timing.fps, 2),
+        f"ms_{label}": {
             "total": timing.total * 1e3,
             "crop": timing.crop * 1e3,
             "network": timing.network * 1e3,

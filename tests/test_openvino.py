@@ -295,3 +295,35 @@ def test_study_variant_int8_whole_quantises_every_layer(tiny, monkeypatch):
         net = precision.build_variant(tiny, variant)
         assert net.precision == "int8"
     assert seen == [(), tuple(INT8_FLOAT_SCOPES)]
+
+
+def test_openvino_compiles_the_search_graph_per_cache_length(tiny, tmp_path, monkeypatch):
+    """Static-shape compilations (faster kernels) give the dynamic graph's outputs, one per
+    template-cache length, the least recently used dropped past STATIC_GRAPHS."""
+    from mixformer.export import openvino as ov_backend
+    from mixformer.export.onnx import export_onnx
+
+    export_onnx(tiny, tmp_path, check=False)
+    static = OpenVinoModel(tmp_path, "fp32", threads=1)
+    dynamic = OpenVinoModel(tmp_path, "fp32", threads=1, static_shapes=False)
+    template, online, search = _crops(tiny)
+    lengths = []
+    for n_online in (1, 2, 1):
+        online_n = online.expand(1, n_online, *online.shape[2:]).contiguous()
+        got = static.track(search, static.encode_templates(template, online_n))
+        ref = dynamic.track(search, dynamic.encode_templates(template, online_n))
+        torch.testing.assert_close(got["pred_boxes"], ref["pred_boxes"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(got["pred_scores"], ref["pred_scores"], atol=1e-5, rtol=0)
+        lengths.append(static.compiled_search_shapes[-1])
+    assert dynamic.compiled_search_shapes == ()
+    assert len(static.compiled_search_shapes) == 2 and lengths[0] == lengths[2] != lengths[1]
+    # the search crop is the first feed; the cache's length grows with the online templates
+    assert lengths[0][0] == (1, 3, tiny.config.search_size, tiny.config.search_size)
+    assert max(s[2] for s in lengths[1][1:] if len(s) == 4) > max(
+        s[2] for s in lengths[0][1:] if len(s) == 4
+    )
+    monkeypatch.setattr(ov_backend, "STATIC_GRAPHS", 1)
+    three = online.expand(1, 3, *online.shape[2:]).contiguous()
+    static.track(search, static.encode_templates(template, three))
+    (kept,) = static.compiled_search_shapes
+    assert kept not in lengths

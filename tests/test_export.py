@@ -46,6 +46,21 @@ def test_export_writes_graphs_and_metadata(exported):
     )
 
 
+def test_exported_attention_is_the_explicit_formula(exported):
+    """``softmax((q @ k^T) * scale) @ v``, not the exporter's form of the fused kernel (scale
+    split over q and an explicitly transposed k), which OpenVINO runs slower."""
+    import onnx
+
+    _, out = exported
+    graph = onnx.load(str(out / SEARCH_GRAPH)).graph
+    made_by = {o: n for n in graph.node for o in n.output}
+    attention = [n for n in graph.node if n.op_type == "Softmax" and "box_head" not in n.name]
+    assert len(attention) >= 5  # the mixed-attention blocks and the score module
+    for softmax in attention:
+        scaled = made_by[softmax.input[0]]
+        assert scaled.op_type == "Mul" and made_by[scaled.input[0]].op_type == "MatMul"
+
+
 @pytest.mark.isolated  # ONNX Runtime kernels (see tests/conftest.py)
 @pytest.mark.parametrize("n_online", [1, 3])
 def test_onnxruntime_matches_torch(exported, n_online):
@@ -159,6 +174,9 @@ def test_export_cache_reuses_graphs_of_the_same_weights(tmp_path, monkeypatch):
     assert cache_mod.model_digest(other) != cache_mod.model_digest(model)
     with pytest.raises(AssertionError, match="reused"):
         cache_mod.cached_export(other)
+    digest = cache_mod.model_digest(model)
+    monkeypatch.setattr(cache_mod, "GRAPH_REVISION", cache_mod.GRAPH_REVISION + 1)
+    assert cache_mod.model_digest(model) != digest  # graphs of another form: another entry
 
 
 def test_export_cache_off_or_unwritable_falls_back(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from mixformer._version import __version__
-from mixformer.export.onnx import DEFAULT_OPSET, META_FILE, export_onnx
+from mixformer.export.onnx import DEFAULT_OPSET, GRAPH_REVISION, META_FILE, export_onnx
 from mixformer.models.mixformer import MixFormer
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,11 @@ def export_cache_dir() -> Path | None:
 
 def model_digest(model: MixFormer, opset: int = DEFAULT_OPSET) -> str:
     """SHA-256 (hex, 24 characters) of everything an export depends on: the model's name,
-    config and every tensor of its state dict, the opset, and the torch and mixformer versions."""
+    config and every tensor of its state dict, the opset, the graphs' form
+    (:data:`~mixformer.export.onnx.GRAPH_REVISION`), and the torch and mixformer versions."""
     h = hashlib.sha256()
-    meta = [model.name, model.config.to_dict(), opset, torch.__version__, __version__]
+    meta = [model.name, model.config.to_dict(), opset, GRAPH_REVISION]
+    meta += [torch.__version__, __version__]
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
     for key, t in model.state_dict().items():
         h.update(key.encode())

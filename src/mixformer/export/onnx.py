@@ -49,6 +49,10 @@ SEARCH_GRAPH = "search_step.onnx"
 META_FILE = "mixformer_onnx.json"
 PRIOR_INPUT = "corner_prior"
 DEFAULT_OPSET = 17
+GRAPH_REVISION = 2
+"""The form of the exported graphs for a given model and opset, part of the export cache's key
+(:func:`mixformer.export.cache.model_digest`): raised whenever the export writes other graphs
+(2: the attention as ``softmax(q k^T * scale) v``, not the exporter's form of the fused kernel)."""
 
 
 def require_onnx() -> None:
@@ -176,6 +180,7 @@ def export_onnx(
         "config": model.config.to_dict(),
         "num_blocks": num_blocks,
         "opset": opset,
+        "graph_revision": GRAPH_REVISION,
         "template_inputs": ["template", "online_templates"],
         "cache": feat_and_kv,
         "search_inputs": ["search", *prior_names, *feat_and_kv],

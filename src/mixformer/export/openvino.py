@@ -185,7 +185,10 @@ class OpenVinoModel(ExportedGraphs):
 
     def _run_search(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         with self._search_lock:
-            by_name = _by_name(self._search_request(feeds).infer(feeds))
+            # the feeds are contiguous float32 arrays nobody writes to during the call: shared,
+            # not copied (the template cache is ~2.4 MB per step for MixFormerV2-S)
+            request = self._search_request(feeds)
+            by_name = _by_name(request.infer(feeds, share_inputs=True))
         return by_name["pred_boxes"], by_name["pred_scores"]
 
 

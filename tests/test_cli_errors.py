@@ -174,6 +174,26 @@ def test_auto_threads_gives_small_networks_one_thread():
     assert not is_small_network(large) and not is_small_network(object())
     assert auto_threads(cores=2, load=0.0, model=small) == 1
     assert auto_threads(cores=2, load=0.0, model=large) == 2
+    # OpenVINO and ONNX Runtime gain from the second thread even for a small network
+    for backend in ("openvino", "onnxruntime"):
+        assert auto_threads(cores=2, load=0.0, model=small, backend=backend) == 2
+        assert auto_threads(cores=2, load=1.5, model=small, backend=backend) == 1  # busy
+
+
+@pytest.mark.isolated  # compiles OpenVINO graphs (see tests/conftest.py)
+def test_tracker_threads_follow_the_backend(monkeypatch):
+    """A small network gets one thread on torch and the general rule on OpenVINO, decided with
+    the backend the tracker resolved (auto) or the engine's."""
+    pytest.importorskip("openvino")
+    from mixformer import Tracker, build_model
+    from mixformer.tracking import threads as threads_mod
+
+    monkeypatch.setattr(threads_mod, "caller_chose_threads", lambda: False)
+    monkeypatch.setattr(threads_mod.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(threads_mod.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    small = build_model("mixformer-mbv3").eval()
+    assert Tracker(small, backend="torch").threads == 1
+    assert Tracker(small, backend="openvino", dtype="fp32").threads == 2
 
 
 def test_track_threads_and_out_alias(frames, tmp_path):

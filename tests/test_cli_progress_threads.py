@@ -87,7 +87,8 @@ def test_benchmark_passes_progress_and_the_auto_threads_default(
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr("mixformer.perf.benchmark.run_benchmark", _recorder(calls, _Report()))
     monkeypatch.setattr("mixformer.perf.precision.precision_study", _recorder(calls, _Report()))
-    monkeypatch.setattr("mixformer.cli.track.auto_threads", lambda model=None: 1)  # the one default
+    one = lambda model=None, backend="torch": 1  # noqa: E731 - the one default
+    monkeypatch.setattr("mixformer.cli.track.auto_threads", one)
     _no_model(monkeypatch, "benchmark")
     monkeypatch.setattr(
         "mixformer.tracking.TrackerConfig.for_model", classmethod(lambda cls, m, p: None)
@@ -111,7 +112,7 @@ class _Cfg:
 
 
 def test_benchmark_multi_takes_the_auto_threads_default(monkeypatch, keep_threads, capsys):
-    monkeypatch.setattr("mixformer.cli.track.auto_threads", lambda model=None: 1)
+    monkeypatch.setattr("mixformer.cli.track.auto_threads", lambda model=None, backend="torch": 1)
     _no_model(monkeypatch, "benchmark_multi")
     monkeypatch.setattr("mixformer.perf.multi_benchmark.benchmark_multi", lambda *a, **k: [])
     monkeypatch.setattr("mixformer.perf.multi_benchmark.format_table", lambda rows: "")

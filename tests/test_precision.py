@@ -166,7 +166,7 @@ def test_threads_apply_around_the_trackers_calls_only(micro_model) -> None:
 
 
 def test_thread_default_keeps_the_callers_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(threads_mod, "auto_threads", lambda model=None: 1)
+    monkeypatch.setattr(threads_mod, "auto_threads", lambda model=None, backend="torch": 1)
     monkeypatch.setattr(threads_mod, "caller_chose_threads", lambda: False)
     assert threads_mod.resolve_threads(None) == 1  # torch untouched: the CLI's policy
     monkeypatch.setattr(threads_mod, "caller_chose_threads", lambda: True)

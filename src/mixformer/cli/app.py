@@ -124,11 +124,12 @@ def run(args: argparse.Namespace) -> int:
     args.device = check_device(args.device)
     # checked here (a named backend's packages, the precisions it runs); the runs pass the
     # settings as given, so that `auto` still picks torch for the attention overlay
-    resolve_dtype_arg(args, resolve_backend_arg(args))
+    backend = resolve_backend_arg(args)
+    resolve_dtype_arg(args, backend)
     sock = bind(args.host, args.port)
     try:
         model = load_model_from_args(args)
-        set_threads(args.threads, model)
+        set_threads(args.threads, model, backend)  # what runs without the attention overlay
         with tempfile.TemporaryDirectory(prefix="mixformer-app-") as workdir:
             _serve(args, model, sock, Path(workdir), _weights_of(args))
     finally:

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     dtype = resolve_dtype_arg(args, args.backend)
 
     model = load_model_from_args(args)
-    threads = set_threads(args.threads, model)  # default: auto_threads (small networks: 1)
+    threads = set_threads(args.threads, model, args.backend)  # default: auto_threads
     if args.accuracy:
         return _accuracy(model, args, dtype)
     config = None

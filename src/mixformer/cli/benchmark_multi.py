@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--size must be WxH, e.g. 640x480, got {args.size!r}") from exc
     args.device = check_device(args.device)
     model = load_model_from_args(args).to(args.device)
-    set_threads(args.threads, model)  # default: auto_threads (small networks: 1)
+    set_threads(args.threads, model)  # default: auto_threads (torch: small networks get 1)
     rows = benchmark_multi(
         model,
         args.targets,

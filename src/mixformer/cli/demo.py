@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         frames = [scene.render(i) for i in range(len(scene))]
         seq = SyntheticSequence(scene.name, frames, scene.boxes, scene.visible)
     model = load_model_from_args(args)
-    threads = set_threads(args.threads, model)  # default: auto_threads (small networks: 1)
+    threads = set_threads(args.threads, model, backend)  # default: auto_threads
     config = TrackerConfig.for_model(model)
     tracker = Tracker(
         model,

@@ -117,7 +117,10 @@ def check_device(name: str) -> str:
 
 
 #: ``--threads`` default of every command (see :func:`set_threads`: :func:`auto_threads`).
-AUTO_THREADS_HELP = "2, or 1 on a busy machine or for a small network such as the default model"
+AUTO_THREADS_HELP = (
+    "2, or 1 on a busy machine or for a small network such as the default model on the torch "
+    "backend"
+)
 
 
 def add_threads_arg(p: argparse.ArgumentParser, default: str = AUTO_THREADS_HELP) -> None:
@@ -130,18 +133,19 @@ def add_threads_arg(p: argparse.ArgumentParser, default: str = AUTO_THREADS_HELP
     )
 
 
-def set_threads(threads: int | None, model: Any = None) -> int:
-    """Apply ``--threads`` (None: :func:`auto_threads` for ``model``) to torch; returns the count.
+def set_threads(threads: int | None, model: Any = None, backend: str = "torch") -> int:
+    """Apply ``--threads`` (None: :func:`auto_threads` for ``model`` on ``backend``, the resolved
+    ``--backend``) to torch; returns the count.
 
-    Commands call it once, after :func:`load_model_from_args`, so that a small network gets its
-    one thread.
+    Commands call it once, after :func:`load_model_from_args`, so that a small network on torch
+    gets its one thread.
 
     Raises:
         CLIError: ``threads < 1``.
     """
     if threads is not None and threads < 1:
         raise CLIError(f"--threads must be >= 1, got {threads}")
-    n = threads or auto_threads(model=model)
+    n = threads or auto_threads(model=model, backend=backend)
     set_process_threads(n)  # trackers built with threads=None keep it
     log.debug("%d intra-op thread(s)", n)
     return n
@@ -478,7 +482,7 @@ def run(args: argparse.Namespace) -> int:
     bar = None
     try:
         model = load_model_from_args(args)
-        set_threads(args.threads, model)
+        set_threads(args.threads, model, args.backend)
         video = _video(args, model, frames)
         several = len(args.box) > 1
         bar = tqdm(

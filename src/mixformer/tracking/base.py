@@ -49,7 +49,8 @@ class TrackerBase:
             program chose a count (``torch.set_num_threads``, ``OMP_NUM_THREADS``, the CLI's
             ``--threads``) that one; otherwise the CLI's default, picked once here
             (:func:`~mixformer.tracking.threads.auto_threads`: 2, or 1 on a busy or one-core
-            machine). An int sets the count; 0 leaves torch's setting alone. torch's previous
+            machine or for a small network on torch; OpenVINO and ONNX Runtime take the same
+            count). An int sets the count; 0 leaves torch's setting alone. torch's previous
             count is restored after every call.
     Raises:
         ValueError: bad settings (see :func:`mixformer.engine`), crop sizes that do not match
@@ -73,8 +74,6 @@ class TrackerBase:
         threads: int | None = None,
         **core_options: Any,
     ) -> None:
-        self.threads = resolve_threads(threads, model_or_engine)
-        """Intra-op threads of this tracker's calls (0: torch's setting)."""
         if device is None and not isinstance(model_or_engine, Engine):
             device = "cpu"
         if backend == "auto" and not isinstance(model_or_engine, Engine):
@@ -86,6 +85,9 @@ class TrackerBase:
                 attention=keep_attention,
                 auto_bf16=auto_bf16_of(model_or_engine),
             )
+        runs_on = model_or_engine.backend if isinstance(model_or_engine, Engine) else backend
+        self.threads = resolve_threads(threads, model_or_engine, runs_on)
+        """Intra-op threads of this tracker's calls (0: torch's setting)."""
         with intra_op_threads(self.threads):
             runner = engine(model_or_engine, dtype=dtype, backend=backend, fast=fast, device=device)
             self._core = self._core_class(

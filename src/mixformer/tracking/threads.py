@@ -17,10 +17,13 @@ from typing import Any
 
 import torch
 
-#: Networks with fewer parameters run one thread: a second one costs more in synchronisation
-#: than it saves (``mixformer-mbv3``, 1.7 M, 25-32 FPS on 1 thread against 13-21 on 2;
-#: ``mixformerv2-s`` 9.5-10.2 against 12.8-13.8 FPS: ``mixformer benchmark --threads N
-#: --frames 40``, alternating, 2-core AMD EPYC).
+#: Networks with fewer parameters run one thread on the torch backend: a second one costs more
+#: in OpenMP synchronisation than it saves (``mixformer-mbv3``, 1.7 M, 25-32 FPS on 1 thread
+#: against 13-21 on 2; ``mixformerv2-s`` 9.5-10.2 against 12.8-13.8 FPS: ``mixformer benchmark
+#: --threads N --frames 40``, alternating, 2-core AMD EPYC). OpenVINO and ONNX Runtime, with
+#: their own thread pools, gain from the second thread on a quiet machine (``mixformer-mbv3``:
+#: OpenVINO 101-105 against 72-73 FPS, ONNX Runtime 74 against 62; ``mixformer demo`` 40-42
+#: against 32-35 FPS; 2-core Xeon), so the rule is the torch backend's only.
 SMALL_NETWORK_PARAMS = 5_000_000
 
 
@@ -33,19 +36,27 @@ def is_small_network(model: Any) -> bool:
     return sum(p.numel() for p in module.parameters()) < SMALL_NETWORK_PARAMS
 
 
-def auto_threads(cores: int | None = None, load: float | None = None, model: Any = None) -> int:
+def auto_threads(
+    cores: int | None = None,
+    load: float | None = None,
+    model: Any = None,
+    backend: str = "torch",
+) -> int:
     """Default intra-op threads for one tracker: 2, or 1 on a busy or single-core machine or
-    for a small network.
+    for a small network on the torch backend.
 
     ``min(2, cores)`` while the 1-minute load average is below half the cores, else 1; always
-    1 when ``model`` is small (:func:`is_small_network`).
+    1 when ``model`` is small (:func:`is_small_network`) and runs on torch
+    (:data:`SMALL_NETWORK_PARAMS` says why).
 
     Args:
         cores: CPU cores this process may use (default: its affinity mask).
         load: 1-minute load average (default: ``os.getloadavg()``; 0 where unavailable).
         model: the network (or engine) the threads run, if known.
+        backend: what runs it (``"torch"``, ``"openvino"``, ``"onnxruntime"``; resolved, not
+            ``"auto"``).
     """
-    if model is not None and is_small_network(model):
+    if model is not None and backend == "torch" and is_small_network(model):
         return 1
     if cores is None:
         try:
@@ -84,19 +95,19 @@ def caller_chose_threads() -> bool:
     )
 
 
-def resolve_threads(threads: int | None, model: Any = None) -> int:
+def resolve_threads(threads: int | None, model: Any = None, backend: str = "torch") -> int:
     """A tracker's ``threads`` argument -> the count it runs with (0: torch's, untouched).
 
     ``None``: torch's setting if the program chose one (:func:`caller_chose_threads`), else
-    :func:`auto_threads` for ``model`` (decided once, when the tracker is built); ``0``: torch's
-    setting;
+    :func:`auto_threads` for ``model`` on ``backend`` (decided once, when the tracker is built);
+    ``0``: torch's setting;
     ``n >= 1``: ``n``.
 
     Raises:
         ValueError: a negative count or not an int.
     """
     if threads is None:
-        return 0 if caller_chose_threads() else auto_threads(model=model)
+        return 0 if caller_chose_threads() else auto_threads(model=model, backend=backend)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValueError(f"threads must be None, 0 or a positive int, got {threads!r}")
     return threads

@@ -674,7 +674,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.hard_limit_s = a.hard_limit_s or a.budget_s + 30
     fps_labels = {*DTYPES, *(f"{d}-eager" for d in DTYPES)}
     if set(a.fps_dtypes) - fps_labels or set(a.train_amp) - {"fp16", "bf16"}:
-        p.error("dtypes are fp32, bf16, fp16 (training: fp16, bf16)")
+        p.error("dtypes are fp32, bf16, fp16, each also as X-eager (training: fp16, bf16)")
     return a
 
 

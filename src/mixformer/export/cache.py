@@ -47,8 +47,14 @@ def model_digest(model: MixFormer, opset: int = DEFAULT_OPSET) -> str:
     config and every tensor of its state dict, the opset, the graphs' form
     (:data:`~mixformer.export.onnx.GRAPH_REVISION`), and the torch and mixformer versions."""
     h = hashlib.sha256()
-    meta = [model.name, model.config.to_dict(), opset, GRAPH_REVISION]
-    meta += [torch.__version__, __version__]
+    meta = [
+        model.name,
+        model.config.to_dict(),
+        opset,
+        GRAPH_REVISION,
+        torch.__version__,
+        __version__,
+    ]
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
     for key, t in model.state_dict().items():
         h.update(key.encode())

@@ -100,7 +100,7 @@ class OpenVinoModel(ExportedGraphs):
             online templates): a copy per length met (compiled on first use, about 0.3 s; up to
             :data:`STATIC_GRAPHS` kept). OpenVINO picks faster kernels for static shapes
             (MixFormerV2-S in bf16 on a 2-core Xeon with AMX: 11.3 against 12.9 ms per search
-            step, ``docs/speed.md#amx``); ``False`` compiles the dynamic graph once.
+            step, ``docs/speed.md#openvino``); ``False`` compiles the dynamic graph once.
     Raises:
         ValueError: an unknown precision, or int8 without calibration data.
         ImportError: the ``openvino`` extra is missing.

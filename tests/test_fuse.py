@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -148,6 +149,15 @@ def test_search_cropper_bit_identical_to_reference_preprocessing(tracker_vectors
         assert rf == rf_ref
         assert torch.equal(x, normalize_patch(patch))  # same values, bit for bit
         assert x.is_contiguous(memory_format=torch.channels_last)
+    # every uint8 value of every channel (80 px boxes x 4 = 320 px crops: no resampling), two
+    # crops in one batch
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    boxes = [(200.0, 160.0, 80.0, 80.0), (300.0, 200.0, 80.0, 80.0)]
+    x, rfs = cropper.crop_batch(noise, boxes, 4.0)
+    for i, box in enumerate(boxes):
+        patch, rf_ref = sample_target(noise, box, 4.0, 320)
+        assert len(np.unique(patch)) == 256 and rfs[i] == rf_ref
+        assert torch.equal(x[i : i + 1], normalize_patch(patch))
 
 
 needs_mkl = pytest.mark.skipif(not mkl_packing_available(), reason="no MKL packed GEMM")

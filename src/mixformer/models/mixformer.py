@@ -104,8 +104,10 @@ class MixFormer(nn.Module):
         search: torch.Tensor,
         run_score_head: bool = True,
         gt_bboxes: torch.Tensor | None = None,
+        corner_prior: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Joint forward (SPEC 1.6, used in training).
+        """Joint forward (SPEC 1.6): training, and the reference tracker's step with one online
+        template.
 
         Args:
             template, online_template: ``(B, 3, Ht, Ht)``.
@@ -113,10 +115,12 @@ class MixFormer(nn.Module):
             run_score_head: also compute ``pred_scores``.
             gt_bboxes: ``(B, 4)`` normalised xyxy boxes for the SPM (training); default: the
                 predicted box.
+            corner_prior: optional ``(B, 2, F*F)`` log-prior added to the corner heat maps, as
+                in :meth:`track`.
         """
         dt = self.dtype
         z, x = self.backbone(template.to(dt), online_template.to(dt), search.to(dt))
-        return self._heads(x, z, run_score_head, gt_bboxes)
+        return self._heads(x, z, run_score_head, gt_bboxes, corner_prior)
 
     def encode_templates(
         self, template: torch.Tensor, online_templates: torch.Tensor

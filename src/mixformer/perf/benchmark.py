@@ -19,6 +19,7 @@ timed after every tracked frame, so that it sees the same load as the network (m
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import resource
 import statistics
@@ -95,9 +96,14 @@ class _PeakProbe:
         return statistics.median(self.rates)
 
 
-def count_search_gmacs(model: MixFormer, num_online: int = 1) -> float:
+def count_search_gmacs(model: MixFormer, num_online: int = 1, joint: bool = False) -> float:
     """Multiply-accumulates (in 1e9) of one search step ``model.track``, counted by PyTorch's
-    FLOP counter on the plain path (matmuls, convolutions; elementwise work excluded)."""
+    FLOP counter on the plain path (matmuls, convolutions; elementwise work excluded).
+
+    Args:
+        joint: count the joint forward ``model(template, online, search)`` instead (the
+            reference tracker's step with one online template, :mod:`mixformer.perf.reference`).
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     c = model.config
@@ -107,10 +113,13 @@ def count_search_gmacs(model: MixFormer, num_online: int = 1) -> float:
     x = torch.zeros(1, 3, c.search_size, c.search_size, device=dev)
     # no_grad, not inference_mode: the counter's module hooks need autograd-capable tensors.
     with torch.no_grad():
-        cache = model.encode_templates(z, o)
+        cache = None if joint else model.encode_templates(z, o)
         counter = FlopCounterMode(display=False)
         with counter:
-            model.track(x, cache)
+            if cache is None:
+                model(z, o[:, 0], x)
+            else:
+                model.track(x, cache)
     return counter.get_total_flops() / 2 / 1e9
 
 
@@ -139,6 +148,8 @@ class PathTiming:
         label: e.g. ``"fast torch fp32"``.
         crop, network, templates, post, total: see the module docstring.
         boxes: ``(T, 4)`` xywh boxes of every tracked frame (warm-up included).
+        gmacs: MACs (1e9) of this path's network step where they differ from the report's
+            (the reference's joint forward); None: the report's.
     """
 
     label: str
@@ -148,6 +159,7 @@ class PathTiming:
     post: float
     total: float
     boxes: np.ndarray = field(repr=False)
+    gmacs: float | None = None
 
     @property
     def fps(self) -> float:
@@ -195,8 +207,8 @@ class BenchmarkReport:
     Attributes:
         model: preset name.
         dtype, backend, threads, frames, warmup: settings.
-        paths: one :class:`PathTiming` per configuration run (the plain path first when
-            ``compare``).
+        paths: one :class:`PathTiming` per configuration run (the reference, or the
+            ``compare_dtype`` fast path, first when ``compare``).
         gmacs: MACs (1e9) of one search step.
         peak_gflops: matmul rate in the benchmark dtype (GFLOP/s, median over the frames).
         peak_gflops_fp32: fp32 matmul rate (GFLOP/s, 1024^3 multiply, median over the frames).
@@ -229,14 +241,18 @@ class BenchmarkReport:
             f"{self.threads}  frames {self.frames} (+{self.warmup} warm-up, {self.scene} scene, "
             f"templates every {self.update_interval} frames x {self.online_size})  medians per "
             "frame",
-            f"network: {self.gmacs:.2f} GMACs per search step; matmul peak measured now: "
+            f"network: {self.gmacs:.2f} GMACs per search step"
+            + "".join(
+                f" ({p.label}: {p.gmacs:.2f}, the joint forward)" for p in self.paths if p.gmacs
+            )
+            + "; matmul peak measured now: "
             f"fp32 {self.peak_gflops_fp32:.1f} GFLOP/s"
             + (f", {self.dtype} {self.peak_gflops:.1f} GFLOP/s" if self.dtype != "fp32" else ""),
             f"{'path':<24}{'total ms':>9}{'FPS':>7}{'crop':>7}{'network':>9}{'templ.':>8}"
             f"{'post':>7}{'GFLOP/s':>9}{'% peak':>8}",
         ]
         for p in self.paths:
-            rate = 2 * self.gmacs / p.network
+            rate = 2 * (p.gmacs or self.gmacs) / p.network
             peak = self.peak_gflops_fp32 if "fp32" in p.label else self.peak_gflops
             lines.append(
                 f"{p.label:<24}{p.total * 1e3:>9.1f}{p.fps:>7.2f}{p.crop * 1e3:>7.1f}"
@@ -278,6 +294,10 @@ def benchmark_frames(
     return list(seq.frames), np.asarray(seq.boxes, dtype=np.float64)
 
 
+REFERENCE_LABEL = "reference fp32"
+"""The benchmark's name of the reference tracker's protocol (:mod:`mixformer.perf.reference`)."""
+
+
 def path_label(plain: bool, dtype: str = "fp32", backend: str = "torch") -> str:
     """The benchmark's name of a tracker configuration, e.g. ``"fast torch fp32"``."""
     if backend != "torch":
@@ -310,24 +330,28 @@ def run_benchmark(
         threads: torch (and ONNX Runtime) intra-op threads; default: the current setting.
         frames: timed frames (after ``warmup`` untimed ones).
         warmup: frames excluded from the medians.
-        compare: also run the plain fp32 path (or the fast path in ``compare_dtype``) on the
-            same frames, alternating frame by frame with the measured path (so both see the
-            same machine load), and report the ratio and the mean IoU of the measured path's
-            boxes against that path's.
+        compare: also run the reference tracker's per-frame work in the plain fp32
+            arithmetic (:func:`mixformer.perf.reference.reference_engine`: the joint forward
+            every frame where the reference runs it, MixFormerV2 and one online template; the
+            cached step otherwise), or the fast path in ``compare_dtype``, on the same frames,
+            alternating frame by frame with the measured path (so both see the same machine
+            load), and report the ratio and the mean IoU of the measured path's boxes against
+            that path's.
         tracker_config: :class:`~mixformer.tracking.TrackerConfig` (default: interval 10,
             2 online templates, so template updates are part of the measurement).
         seed: sequence seed.
-        plain: measure the plain reference path (``Tracker(fast=False)``) instead of the
+        plain: measure the plain path (``Tracker(fast=False)``, cached templates) instead of the
             default fast one (torch fp32 only; not with ``compare``).
         scene: ``"synthetic"`` (procedural) or ``"photos"`` (composited from real photos).
         compare_dtype: with ``compare``, the path run side by side is the fast torch path in
-            this dtype (e.g. ``"fp32"`` next to a bf16 run) instead of the plain path.
+            this dtype (e.g. ``"fp32"`` next to a bf16 run) instead of the reference.
         progress: show a tqdm bar over the frames (on stderr; not part of the timings).
     Returns:
         :class:`BenchmarkReport` (its ``dtype`` resolved).
     Raises:
         ValueError: ``plain`` with another dtype or backend, or with ``compare``.
     """
+    from mixformer.perf.reference import reference_engine, runs_joint_forward
     from mixformer.tracking import Tracker
     from mixformer.tracking.backends import auto_bf16_of, resolve_dtype_setting
     from mixformer.tracking.core import reference_config
@@ -335,7 +359,7 @@ def run_benchmark(
     if plain and (dtype not in ("auto", "fp32") or backend != "torch"):
         raise ValueError("the plain path runs torch fp32 only")
     if plain and compare:
-        raise ValueError("compare runs the plain path next to the default one; drop plain")
+        raise ValueError("compare runs the reference next to the default path; drop plain")
     bf16_ok = auto_bf16_of(model)
     dtype = resolve_dtype_setting(dtype, "cpu", backend, not plain, bf16_ok)
     if threads:
@@ -354,9 +378,8 @@ def run_benchmark(
             )
         )
     elif compare:
-        probes.append(
-            _Probe(Tracker(model, cfg, fast=False, backend="torch", threads=0), path_label(True))
-        )
+        reference = Tracker(reference_engine(model, cfg), cfg, threads=0)
+        probes.append(_Probe(reference, REFERENCE_LABEL))
     tracker = Tracker(model, cfg, dtype=dtype, backend=backend, fast=not plain, threads=0)
     probes.append(_Probe(tracker, path_label(plain, dtype, backend)))
     # fp32 probe at 1024 (~25 ms at 80 GFLOP/s); low-precision probes smaller, since CPUs
@@ -379,6 +402,8 @@ def run_benchmark(
         bar.update()
     bar.close()
     paths = [p.summary(warmup) for p in probes]
+    if compare and not compare_dtype and runs_joint_forward(model, cfg):
+        paths[0] = dataclasses.replace(paths[0], gmacs=count_search_gmacs(model, 1, joint=True))
     mean_iou = None
     if compare:
         mean_iou = float(box_iou(paths[0].boxes, paths[-1].boxes).mean())

@@ -124,10 +124,11 @@ class TrackingCore:
         self.color = color
         self.keep_attention = keep_attention
         # Fast engines read the search crops from a reused buffer (bit-identical values); the
-        # plain path keeps the reference preprocessing untouched.
+        # plain path (and the reference protocol, mixformer.perf.reference) keeps the reference
+        # preprocessing untouched.
         self._cropper = (
             SearchCropper(self.config.search_size, self.device)
-            if engine.network is not self.model
+            if engine.network is not self.model and engine.fast
             else None
         )
         self.targets: dict[int, TargetState] = {}

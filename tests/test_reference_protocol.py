@@ -13,13 +13,14 @@ from mixformer.perf.benchmark import REFERENCE_LABEL, count_search_gmacs, run_be
 from mixformer.perf.reference import JointTemplates, reference_engine, runs_joint_forward
 
 
-def _settings(model, online_size: int) -> TrackerConfig:
+def _settings(model, online_size: int, motion_prior: float = 0.0) -> TrackerConfig:
     c = model.config
     return TrackerConfig(
         template_size=c.template_size,
         search_size=c.search_size,
         update_interval=3,
         online_size=online_size,
+        motion_prior=motion_prior,
     )
 
 
@@ -38,15 +39,20 @@ def test_protocol_follows_each_family():
 
 
 @pytest.mark.parametrize(
-    ("name", "online_size", "joint_calls"),
-    [("mixformerv2-mbv3", 1, True), ("mixformer-tiny", 1, True), ("mixformer-tiny", 2, False)],
+    ("name", "online_size", "prior", "joint_calls"),
+    [
+        ("mixformerv2-mbv3", 1, 0.0, True),
+        ("mixformer-tiny", 1, 0.0, True),
+        ("mixformer-tiny", 1, 0.1, True),  # the corner prior reaches the joint forward's head
+        ("mixformer-tiny", 2, 0.0, False),
+    ],
 )
 def test_reference_engine_runs_the_protocol_with_the_plain_paths_boxes(
-    name: str, online_size: int, joint_calls: bool
+    name: str, online_size: int, prior: float, joint_calls: bool
 ) -> None:
     torch.manual_seed(0)
     model = build_model(name).eval()
-    cfg = _settings(model, online_size)
+    cfg = _settings(model, online_size, prior)
     seq = generate_sequence(3, 8, 240, 320)
     calls = []
     hook = model.register_forward_hook(lambda *_: calls.append(1))  # model(...) = joint forward

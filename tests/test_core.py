@@ -174,3 +174,35 @@ def test_templates_property_and_engine_option(model, frames):
     assert template.shape == (1, 3, 64, 64) and online.shape == (1, 3, 64, 64)
     tracker.update(frames[1])
     assert tracker.templates[1].shape == (2, 3, 64, 64)
+
+
+def test_decode_prediction_by_hand_for_every_output_form():
+    """One box in numpy, several rows averaged, bf16 and autograd outputs: the same float32
+    arithmetic (``box * search_size / rf``, then mapped back around the previous box)."""
+    from mixformer.geometry import clip_box, map_box_back
+    from mixformer.tracking.config import TrackerConfig
+    from mixformer.tracking.decode import decode_prediction
+
+    cfg = TrackerConfig(template_size=112, search_size=224)
+    prev, rf, size = (100.0, 80.0, 40.0, 30.0), 1.37, (480, 640)
+    box = torch.tensor([0.52, 0.47, 0.21, 0.16])
+
+    def expected(b: torch.Tensor) -> tuple[float, ...]:
+        pred = (b.float() * cfg.search_size / rf).tolist()
+        return clip_box(map_box_back(pred, prev, cfg.search_size, rf), size[0], size[1], margin=10)
+
+    logit = torch.tensor([0.3])
+    one, score = decode_prediction(
+        {"pred_boxes": box.reshape(1, 1, 4), "pred_scores": logit}, 0, prev, rf, cfg, size
+    )
+    assert one == expected(box) and score == pytest.approx(float(torch.sigmoid(logit)))
+    rows = torch.stack([box, box + 0.02])[None]  # (1, 2, 4): the mean of the rows
+    assert decode_prediction({"pred_boxes": rows}, 0, prev, rf, cfg, size)[0] == expected(
+        rows[0].mean(0)
+    )
+    half = box.to(torch.bfloat16).reshape(1, 1, 4)
+    assert decode_prediction({"pred_boxes": half}, 0, prev, rf, cfg, size)[0] == expected(
+        half[0, 0]
+    )
+    grad = box.reshape(1, 1, 4).clone().requires_grad_(True)
+    assert decode_prediction({"pred_boxes": grad}, 0, prev, rf, cfg, size)[0] == one

@@ -88,7 +88,7 @@ def decode_prediction(
         ``[0, 1]`` (None when the model has no score head).
     """
     with torch.inference_mode():
-        rows = out["pred_boxes"][index].reshape(-1, 4)
+        rows = out["pred_boxes"][index].detach().reshape(-1, 4)
         if rows.shape[0] == 1 and rows.device.type == "cpu" and rows.dtype == torch.float32:
             # one box on the CPU (every head but the corner head with several queries): numpy's
             # float32 arithmetic, the same values as torch's, without torch's per-op overhead

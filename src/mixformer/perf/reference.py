@@ -2,10 +2,10 @@
 
 The reference trackers do not all cache their templates. With one online template the CvT and
 MixViT trackers run the **joint forward** (templates and search through every block) on every
-frame (SPEC 2.6 / 9.9, SPEC-MIXVIT 7); MixFormerV2's tracker always does (SPEC-MIXFORMERV2 7.2:
-its cached ``forward_test`` is broken). With more online templates the CvT / MixViT trackers
-encode them once per update (``set_online``) and run the cached search step (``forward_test``)
-per frame, as this package's trackers always do.
+frame (SPEC 2.6 and its quirk 5.9, SPEC-MIXVIT 7.1); MixFormerV2's tracker always does
+(SPEC-MIXFORMERV2 7.2: its cached ``forward_test`` is broken). With more online templates the
+CvT / MixViT trackers encode them once per update (``set_online``) and run the cached search
+step (``forward_test``) per frame, as this package's trackers always do.
 
 :func:`reference_engine` gives an :class:`~mixformer.tracking.Engine` over the plain fp32 network
 that follows that protocol, so a :class:`~mixformer.Tracker` built on it does per frame what the

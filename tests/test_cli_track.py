@@ -145,6 +145,8 @@ def test_ctrl_c_keeps_the_boxes_and_marks_the_video_partial(tmp_path):
         text=True,
         # A shell may start background jobs with SIGINT ignored; Python then keeps ignoring it.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        # a run that does not stop prints every thread's stack on SIGABRT (below)
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     deadline = time.monotonic() + 240
     while not _partial_boxes(tmp_path, "boxes.txt") and proc.poll() is None:
@@ -152,7 +154,12 @@ def test_ctrl_c_keeps_the_boxes_and_marks_the_video_partial(tmp_path):
         time.sleep(0.05)
     time.sleep(0.5)
     os.kill(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=60)
+        pytest.fail(f"track did not stop within 120 s of SIGINT; its threads:\n{err[-8000:]}")
     assert proc.returncode == 130, err
     assert "interrupted" in err
     lines = boxes.read_text().splitlines()

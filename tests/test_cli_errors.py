@@ -177,7 +177,14 @@ def test_auto_threads_gives_small_networks_one_thread():
     # OpenVINO and ONNX Runtime gain from the second thread even for a small network
     for backend in ("openvino", "onnxruntime"):
         assert auto_threads(cores=2, load=0.0, model=small, backend=backend) == 2
-        assert auto_threads(cores=2, load=1.5, model=small, backend=backend) == 1  # busy
+        assert auto_threads(cores=2, load=2.0, model=small, backend=backend) == 1  # busy
+    # one core busy: OpenVINO keeps its second thread, ONNX Runtime and torch take one
+    assert auto_threads(cores=2, load=1.5, model=small, backend="openvino") == 2
+    assert auto_threads(cores=2, load=1.5, model=large, backend="openvino") == 2
+    assert auto_threads(cores=2, load=1.5, model=small, backend="onnxruntime") == 1
+    assert auto_threads(cores=2, load=1.5, model=large, backend="torch") == 1
+    assert auto_threads(cores=16, load=12.0, backend="openvino") == 2
+    assert auto_threads(cores=16, load=16.0, backend="openvino") == 1
 
 
 @pytest.mark.isolated  # compiles OpenVINO graphs (see tests/conftest.py)

@@ -118,8 +118,8 @@ def check_device(name: str) -> str:
 
 #: ``--threads`` default of every command (see :func:`set_threads`: :func:`auto_threads`).
 AUTO_THREADS_HELP = (
-    "2, or 1 on a busy machine or for a small network such as the default model on the torch "
-    "backend"
+    "2, or 1 on a busy machine (1-minute load average at least half the cores; all the cores "
+    "for OpenVINO) or for a small network such as the default model on the torch backend"
 )
 
 

@@ -26,6 +26,18 @@ import torch
 #: against 32-35 FPS; 2-core Xeon), so the rule is the torch backend's only.
 SMALL_NETWORK_PARAMS = 5_000_000
 
+#: Backends whose second thread still pays while another job keeps one core busy, so that only
+#: a load average of all the cores makes them take one: OpenVINO (2-core Xeon, one busy loop
+#: beside it, ``mixformer benchmark --threads N --frames 40``, two runs each: MixFormerV2-S bf16
+#: 84.3 / 85.1 FPS on 2 threads against 73.0 / 76.4 on 1, the default model 83.7 / 83.8 against
+#: 84.4 / 87.5; with two busy loops 1 thread wins, 47-74 against 38-39 FPS). The 1-minute load
+#: average also stays high for a minute after a job ends: right after a benchmark,
+#: ``Tracker(mixformerv2-s)`` ran 1 thread at 74.6 FPS, and 2 threads at 140 FPS once it fell.
+#: ONNX Runtime and torch lose from the second thread beside one busy loop (the default model
+#: on ONNX Runtime: 36-58 against 68-69 FPS; torch: the 4-7 FPS collapse of the module
+#: docstring), so half the cores busy makes them take one.
+WHOLE_MACHINE_BUSY_BACKENDS = ("openvino",)
+
 
 def is_small_network(model: Any) -> bool:
     """Whether ``model`` (a torch module, or anything with a ``model`` attribute that is one,
@@ -45,9 +57,10 @@ def auto_threads(
     """Default intra-op threads for one tracker: 2, or 1 on a busy or single-core machine or
     for a small network on the torch backend.
 
-    ``min(2, cores)`` while the 1-minute load average is below half the cores, else 1; always
-    1 when ``model`` is small (:func:`is_small_network`) and runs on torch
-    (:data:`SMALL_NETWORK_PARAMS` says why).
+    ``min(2, cores)`` while the 1-minute load average is below half the cores (below all the
+    cores for OpenVINO, :data:`WHOLE_MACHINE_BUSY_BACKENDS`), else 1; always 1 when ``model``
+    is small (:func:`is_small_network`) and runs on torch (:data:`SMALL_NETWORK_PARAMS` says
+    why).
 
     Args:
         cores: CPU cores this process may use (default: its affinity mask).
@@ -68,7 +81,8 @@ def auto_threads(
             load = os.getloadavg()[0]
         except (AttributeError, OSError):
             load = 0.0
-    return 1 if cores < 2 or load >= cores / 2 else 2
+    busy = cores if backend in WHOLE_MACHINE_BUSY_BACKENDS else cores / 2
+    return 1 if cores < 2 or load >= busy else 2
 
 
 # torch's intra-op thread count when mixformer was imported: a different count later means the

@@ -51,6 +51,10 @@ STATIC_GRAPHS = 4
 """How many static-shape compilations of the search graph an :class:`OpenVinoModel` keeps (one
 per template-cache length met, least recently used dropped)."""
 
+_Search = tuple[Any, dict[str, np.ndarray]]
+"""A compiled search graph's infer request and the arrays bound to its inputs now (held, so
+that the memory the request shares outlives the binding)."""
+
 
 def require_openvino(int8: bool = False) -> None:
     """Check that ``openvino`` and ``onnx`` are installed (``nncf`` too for ``int8``).
@@ -146,10 +150,10 @@ class OpenVinoModel(ExportedGraphs):
         # (get_any_name() may give an internal one such as "/Cast_1_output_0")
         self._search_inputs = {n for p in search.inputs for n in p.get_names()}
         self.static_shapes = static_shapes
-        self._dynamic: Any = None  # the dynamic graph's infer request, compiled on first use
-        self._static: OrderedDict[tuple[tuple[int, ...], ...], Any] = OrderedDict()
-        # per search request (by id): the arrays bound to its inputs now
-        self._bound: dict[int, dict[str, np.ndarray]] = {}
+        # (infer request, the arrays bound to its inputs now) of the dynamic graph (compiled on
+        # first use) and of each static compilation
+        self._dynamic: _Search | None = None
+        self._static: OrderedDict[tuple[tuple[int, ...], ...], _Search] = OrderedDict()
         self._template_lock, self._search_lock = threading.Lock(), threading.Lock()
 
     @property
@@ -159,8 +163,9 @@ class OpenVinoModel(ExportedGraphs):
         with self._search_lock:
             return tuple(self._static)
 
-    def _search_request(self, feeds: dict[str, np.ndarray]) -> Any:
-        """The infer request for these feeds' shapes (call under the search lock)."""
+    def _search_request(self, feeds: dict[str, np.ndarray]) -> _Search:
+        """The infer request for these feeds' shapes and its bound arrays (call under the
+        search lock)."""
         if not self.static_shapes:
             if self._dynamic is None:
                 self._dynamic = self._compile(self._search_model)
@@ -173,12 +178,12 @@ class OpenVinoModel(ExportedGraphs):
             request = self._static[key] = self._compile(model)
             log.debug("compiled the search graph for input shapes %s", key)
             while len(self._static) > STATIC_GRAPHS:
-                self._bound.pop(id(self._static.popitem(last=False)[1]), None)
+                self._static.popitem(last=False)
         self._static.move_to_end(key)
         return request
 
-    def _compile(self, model: Any) -> Any:
-        return self._core.compile_model(model, "CPU", self._props).create_infer_request()
+    def _compile(self, model: Any) -> _Search:
+        return self._core.compile_model(model, "CPU", self._props).create_infer_request(), {}
 
     def _run_template(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with self._template_lock:  # one infer request: one call at a time, outputs copied
@@ -189,12 +194,11 @@ class OpenVinoModel(ExportedGraphs):
         import openvino as ov
 
         with self._search_lock:
-            request = self._search_request(feeds)
+            request, bound = self._search_request(feeds)
             # The feeds are contiguous float32 arrays nobody writes to during the call: shared,
             # not copied (the template cache is ~2.4 MB per step for MixFormerV2-S), and bound
             # to the request only when the array changes (the cache's once per template
             # update), which saves about 0.2 ms per step against passing every feed per call.
-            bound = self._bound.setdefault(id(request), {})
             for name, array in feeds.items():
                 if bound.get(name) is not array:
                     request.set_tensor(name, ov.Tensor(array, shared_memory=True))

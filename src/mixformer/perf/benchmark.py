@@ -116,7 +116,7 @@ def count_search_gmacs(model: MixFormer, num_online: int = 1, joint: bool = Fals
         cache = None if joint else model.encode_templates(z, o)
         counter = FlopCounterMode(display=False)
         with counter:
-            if cache is None:
+            if joint:
                 model(z, o[:, 0], x)
             else:
                 model.track(x, cache)

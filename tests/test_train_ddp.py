@@ -93,7 +93,7 @@ def test_two_gloo_processes_match_one_process_with_combined_batch(
             assert (diff > 1e-5).float().mean() < 0.01, k
     # The runs did train: the weights moved from their initial values.
     from mixformer.train import load_train_config
-    from mixformer.train.trainer import build_network
+    from mixformer.train.network import build_network
 
     init = build_network(load_train_config(cfg)[0]).state_dict()
     assert any(not torch.equal(init[k], one[k]) for k in one if k.endswith("weight"))

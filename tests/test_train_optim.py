@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mixformer.train import get_train_config
+from mixformer.train.network import build_network
 from mixformer.train.optim import build_optimizer, build_scheduler
-from mixformer.train.trainer import build_network
 
 TINY_CROPS = {"template_size": 64, "search_size": 160}  # mixformer-tiny's
 SMALL = {"dim_embed": [16, 32, 32], "num_heads": [1, 1, 1], "depth": [1, 1, 1], "head_dim": 32}

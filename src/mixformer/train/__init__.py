@@ -15,7 +15,9 @@ from mixformer.train.config import (
     load_train_config,
     parse_key_values,
 )
-from mixformer.train.trainer import NonFiniteLossError, Trainer, build_network, measure_data
+from mixformer.train.network import build_network
+from mixformer.train.samples import measure_data
+from mixformer.train.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
     "NonFiniteLossError",

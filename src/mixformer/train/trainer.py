@@ -15,36 +15,24 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import io
 import logging
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mixformer.datagen.training import (
-    Processing,
-    ProcessingConfig,
-    TrackingSampler,
-    TrainingSamples,
-    build_dataset,
-)
 from mixformer.models import (
     MixFormer,
     MixFormerV2,
-    build_model,
-    default_weights_path,
-    load_weights,
 )
-from mixformer.models.weights import CheckpointError, read_checkpoint, size_limit
+from mixformer.models.weights import CheckpointError, size_limit
 from mixformer.train.checkpoint import (
     capture_rng,
     checkpoint_path,
@@ -58,29 +46,22 @@ from mixformer.train.checkpoint import (
 from mixformer.train.config import TrainConfig
 from mixformer.train.distill import (
     DistillWeights,
-    check_feature_layers,
     copy_from_teacher,
     distill_losses,
-    freeze_teacher,
     teacher_targets,
     v2_forward,
 )
-from mixformer.train.distributed import DistInfo, all_mean, any_flag, epoch_batches
+from mixformer.train.distributed import DistInfo, all_mean, any_flag
 from mixformer.train.losses import stage_loss
-from mixformer.train.optim import build_optimizer, build_scheduler, set_trainable
-from mixformer.train.removal import block_rates, drop_blocks, remove_rate, shallow_student
+from mixformer.train.network import build_network, build_teacher
+from mixformer.train.optim import build_optimizer, build_scheduler
+from mixformer.train.removal import block_rates, remove_rate, shallow_student
+from mixformer.train.samples import build_loader, build_samples
 from mixformer.utils import atomic_write_text, remove_stale_tmp
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "NonFiniteLossError",
-    "Trainer",
-    "build_loader",
-    "build_network",
-    "build_teacher",
-    "measure_data",
-]
+__all__ = ["NonFiniteLossError", "Trainer"]
 
 CSV_FIELDS = (
     "epoch",
@@ -103,164 +84,6 @@ DISTILL_FIELDS = ("kl", "feat", "iou_teacher", "remove_rate")
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stopped before the bad update."""
-
-
-def build_network(cfg: TrainConfig) -> MixFormer:
-    """The network of a stage, initialised as the reference does (SPEC 3.1, 3.10).
-
-    Stage 1: the preset with ``score_head=False, head_bn="batch"``, backbone from
-    ``cfg.pretrained`` (ImageNet CvT) when given. Stage 2: the online preset (score head,
-    frozen head BN) loaded from ``cfg.stage1_checkpoint``.
-
-    Raises:
-        ValueError: a named weights file does not exist or does not fit, or the crop sizes
-            differ from the network's.
-    """
-    torch.manual_seed(cfg.seed)
-    if cfg.stage == 1:
-        overrides = {"score_head": False, "head_bn": "batch", **cfg.model_overrides}
-        model = build_model(cfg.model, **overrides)
-        if cfg.pretrained:
-            if not Path(cfg.pretrained).is_file():
-                raise ValueError(
-                    f"pretrained backbone {cfg.pretrained} not found (download the ImageNet CvT, "
-                    "MAE or ConvMAE file of the model's family, or set pretrained='' to start "
-                    "from random weights)"
-                )
-            load_weights(model, cfg.pretrained)
-        if cfg.init_checkpoint:
-            init = cfg.init_checkpoint
-            if init == "default":  # the weights shipped with the package for cfg.model
-                shipped = default_weights_path(cfg.model)
-                if shipped is None:
-                    raise ValueError(f"init_checkpoint 'default': no weights ship for {cfg.model}")
-                init = str(shipped)
-            drop = cfg.remove_layers if cfg.distill == "finetune" else ()
-            _load_init(model, init, drop)
-    else:
-        model = build_model(cfg.model, **cfg.model_overrides)
-        if not cfg.stage1_checkpoint:
-            raise ValueError("stage 2 needs stage1_checkpoint (the stage-1 result)")
-        if not Path(cfg.stage1_checkpoint).is_file():
-            raise ValueError(f"stage1_checkpoint {cfg.stage1_checkpoint} not found")
-        load_weights(model, cfg.stage1_checkpoint)
-    mc = model.config
-    given = (cfg.template_size or mc.template_size, cfg.search_size or mc.search_size)
-    if (mc.template_size, mc.search_size) != given:
-        raise ValueError(
-            f"crop sizes template_size={cfg.template_size} search_size={cfg.search_size} do not "
-            f"match {cfg.model}'s {mc.template_size}/{mc.search_size}; set them to the model's"
-        )
-    set_trainable(model, cfg)
-    return model.train()
-
-
-def _load_init(model: MixFormer, path: str, drop: tuple[int, ...] = ()) -> None:
-    """Start stage 1 from a network file: backbone and box head, its score module dropped;
-    with ``drop`` the blocks of a deeper MixFormerV2 file are dropped and the rest renumbered
-    first (SPEC-DISTILL 4.2)."""
-    if not Path(path).is_file():
-        raise ValueError(f"init_checkpoint {path} not found")
-    limit = size_limit(model) * (4 if drop else 1)
-    ckpt = read_checkpoint(path, max_bytes=limit)
-    if ckpt.kind != "network":
-        raise ValueError(f"init_checkpoint {path}: not a MixFormer network file ({ckpt.kind})")
-    sd = {
-        k: v
-        for k, v in ckpt.state_dict.items()
-        if not k.startswith(("score_branch.", "score_head."))
-    }
-    if drop:
-        sd, _ = drop_blocks(sd, sorted(set(drop)))
-        own = model.state_dict()
-        sd.update({k: own[k] for k in own if k.endswith(("pos_embed_s", "pos_embed_t"))})
-    load_weights(model, dataclasses.replace(ckpt, state_dict=sd))
-    log.info("stage 1 starts from %s", path)
-
-
-def build_teacher(cfg: TrainConfig, student: MixFormer) -> MixFormer:
-    """The frozen teacher of a distillation run (eval mode, no gradients), checked against
-    ``student``: same crops (quirk 8.2); ``dense``: a corner head whose map side is the
-    student's bin count; ``remove`` / ``finetune``: a MixFormerV2 with the student's bins.
-
-    The fixed sin-cos position tables of a file written for other crop sizes are recomputed
-    for the teacher's crops (``teacher_overrides``).
-
-    Raises:
-        ValueError: no or a missing teacher file, a teacher that cannot teach this student.
-    """
-    path = cfg.teacher_checkpoint
-    if not path:
-        raise ValueError("distillation needs teacher_checkpoint (the teacher's weights file)")
-    if path == "default":
-        if not cfg.teacher_model:
-            raise ValueError("teacher_checkpoint 'default' needs teacher_model (a preset name)")
-        shipped = default_weights_path(cfg.teacher_model)
-        if shipped is None:
-            raise ValueError(
-                f"teacher_checkpoint 'default': no weights ship for {cfg.teacher_model}"
-            )
-        path = str(shipped)
-    if not Path(path).is_file():
-        raise ValueError(f"teacher file {path} not found")
-    ckpt = read_checkpoint(path)
-    if ckpt.kind != "network":
-        raise ValueError(f"teacher file {path}: not a MixFormer network file ({ckpt.kind})")
-    if cfg.teacher_model:
-        from mixformer.models.factory import preset_config
-
-        mcfg = preset_config(cfg.teacher_model, ckpt)
-    elif ckpt.config is not None:
-        mcfg = ckpt.config
-    else:
-        raise ValueError(
-            f"teacher file {path} records no model config: set teacher_model to its preset"
-        )
-    if cfg.teacher_overrides:
-        mcfg = mcfg.replace(**cfg.teacher_overrides)
-    with torch.random.fork_rng():
-        teacher = MixFormer(mcfg, name=cfg.teacher_model or ckpt.preset)
-    own = teacher.state_dict()
-    sd = dict(ckpt.state_dict)
-    for k in [k for k in sd if k.endswith(("pos_embed_s", "pos_embed_t"))]:
-        if k in own and own[k].shape != sd[k].shape:  # fixed tables of other crop sizes
-            sd[k] = own[k]
-    try:
-        load_weights(teacher, dataclasses.replace(ckpt, state_dict=sd))
-    except CheckpointError as exc:
-        raise ValueError(f"teacher file {path}: {exc}") from exc
-    tc, sc = teacher.config, student.config
-    if (tc.template_size, tc.search_size) != (sc.template_size, sc.search_size):
-        raise ValueError(
-            f"the teacher's crops {tc.template_size}/{tc.search_size} differ from the student's "
-            f"{sc.template_size}/{sc.search_size}: set teacher_overrides (teacher and student "
-            "see the same crops)"
-        )
-    bins = sc.corner_map_size
-    if cfg.distill == "dense":
-        if isinstance(teacher, MixFormerV2) or not hasattr(teacher.box_head, "score_maps"):
-            raise ValueError(
-                f"teacher {path} has no corner head: dense-to-sparse distillation needs a "
-                "corner-head teacher (CvT, MobileNetV3, MixViT, ConvMAE)"
-            )
-        if cfg.distill_layers_teacher:
-            check_feature_layers(teacher, student, cfg.distill_layers_teacher)
-        if tc.corner_map_size != bins:
-            raise ValueError(
-                f"the teacher's corner map has {tc.corner_map_size} cells per side, the student "
-                f"{bins} bins: set the student's bins to {tc.corner_map_size}"
-            )
-    else:
-        if not isinstance(teacher, MixFormerV2):
-            raise ValueError(
-                f"teacher {path} is not a MixFormerV2: deep-to-shallow distillation needs the "
-                "stage-1 student as its teacher"
-            )
-        if tc.corner_map_size != bins:
-            raise ValueError(f"teacher bins {tc.corner_map_size} differ from the student's {bins}")
-        check_feature_layers(teacher, student, cfg.distill_layers_teacher)
-    log.info("teacher: %s (%s)", path, teacher.name or mcfg.family)
-    return freeze_teacher(teacher)
 
 
 class _V2Student(torch.nn.Module):
@@ -289,86 +112,6 @@ def _floats(out: Any) -> Any:
     if isinstance(out, dict):
         return {k: _floats(v) for k, v in out.items()}
     return out
-
-
-def _processing(cfg: TrainConfig, train: bool) -> Processing:
-    # TrainConfig carries every ProcessingConfig field under the same name (flat YAML keys).
-    pc = ProcessingConfig(**{f.name: getattr(cfg, f.name) for f in fields(ProcessingConfig)})
-    return Processing(pc, train=train)
-
-
-def build_samples(cfg: TrainConfig, train: bool = True) -> TrainingSamples:
-    """The per-epoch sample set of the training (or validation) datasets."""
-    names = cfg.datasets if train else cfg.val_datasets
-    h, w = cfg.synthetic_size
-    synth = dict(
-        num_sequences=cfg.synthetic_sequences if train else max(64, cfg.val_samples // 4),
-        num_frames=cfg.synthetic_frames,
-        height=h,
-        width=w,
-        seed=cfg.synthetic_seed if train else cfg.synthetic_val_seed,
-    )
-    comp = {**synth, "variant": cfg.composite_variant}
-    datasets = [build_dataset(n, cfg.data_roots, synth, comp) for n in names]
-    ratio = cfg.ratio if train else [1.0] * len(datasets)
-    sampler = TrackingSampler(
-        datasets,
-        ratio,
-        _processing(cfg, train),
-        cfg.sampler,
-        cfg.max_gap,
-        cfg.pos_prob,
-        hard_negative_prob=cfg.hard_negative_prob,
-    )
-    n = cfg.samples_per_epoch if train else cfg.val_samples
-    return TrainingSamples(sampler, n, cfg.seed if train else cfg.seed + 1)
-
-
-def build_loader(
-    samples: TrainingSamples, cfg: TrainConfig, info: DistInfo, accum: int
-) -> DataLoader:
-    """DataLoader over this rank's micro-batches of the current epoch of ``samples``."""
-    batches = epoch_batches(len(samples), cfg.batch_size, info.world_size, info.rank, accum)
-    return DataLoader(
-        samples,
-        batch_sampler=batches,
-        num_workers=cfg.num_workers,
-        pin_memory=info.device.type == "cuda",
-    )
-
-
-def measure_data(
-    cfg: TrainConfig, num_batches: int = 10, progress: bool = True
-) -> dict[str, float]:
-    """Draw ``num_batches`` training batches without a model and time them.
-
-    Returns:
-        ``{"samples", "seconds", "samples_per_s", "corrupt_images"}``.
-    """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    cfg = cfg.with_model_crops()
-    samples = build_samples(cfg, train=True)
-    samples.set_epoch(1)
-    n = min(num_batches * cfg.batch_size, len(samples))
-    loader = DataLoader(
-        samples,
-        batch_sampler=[
-            list(range(i, min(i + cfg.batch_size, n))) for i in range(0, n, cfg.batch_size)
-        ],
-        num_workers=cfg.num_workers,
-    )
-    t0 = time.perf_counter()
-    count = 0
-    for batch in tqdm(loader, desc="data", unit="batch", disable=not progress):
-        count += batch["search_images"].shape[0]
-    dt = time.perf_counter() - t0
-    return {
-        "samples": float(count),
-        "seconds": dt,
-        "samples_per_s": count / dt if dt > 0 else float("inf"),
-        "corrupt_images": float(samples.sampler.corrupt_images),
-    }
 
 
 @dataclass

@@ -136,6 +136,33 @@ def test_frame0_whole_object_and_render_is_deterministic(corpus: Corpus) -> None
         assert np.array_equal(scene.render(7), scene.render(7))
 
 
+def test_border_objects_start_cut_by_an_edge_and_train_on_their_part_inside(
+    corpus: Corpus,
+) -> None:
+    """``border_prob=1``: frame 0 shows 10-45 % of the object's extent past one edge; the
+    training dataset labels the part inside the image (``train-border`` draws it a quarter of
+    the time)."""
+    cfg = dataclasses.replace(COMPOSITE_VARIANTS["train-border"], border_prob=1.0)
+    H, W = 120, 160
+    for seed in range(8):
+        scene = make_composite_scene(corpus, seed, cfg, 12, H, W)
+        x, y, w, h = scene.boxes[0]
+        # pixels past each edge, and the extent along it (2 px slack: the outline's extent
+        # sets the cut, the drawn pixels the box)
+        past, side = max((-x, w), (x + w - W, w), (-y, h), (y + h - H, h))
+        assert 0.1 * side - 2 < past < 0.45 * side + 2, (seed, scene.boxes[0])
+    assert COMPOSITE_VARIANTS["train-border"].border_prob == 0.25
+    assert all(COMPOSITE_VARIANTS[v].border_prob == 0 for v in ("train", "plain", "hard"))
+    ds = CompositeTrainDataset(corpus.root, num_sequences=6, height=H, width=W, variant=cfg)
+    for k in range(6):
+        boxes, visible = ds.annotation(k)
+        whole = ds.sequence(k).boxes
+        np.testing.assert_allclose(boxes[:, :2], np.clip(whole[:, :2], 0, [W - 1, H - 1]))
+        assert (boxes[:, 0] + boxes[:, 2] <= W).all() and (boxes[:, 1] + boxes[:, 3] <= H).all()
+        inside = (whole[:, 0] >= 0) & (whole[:, 0] + whole[:, 2] <= W)
+        np.testing.assert_array_equal(boxes[inside, 2], whole[inside, 2])
+
+
 def test_occlusion_keeps_the_object_box(corpus: Corpus) -> None:
     cfg = dataclasses.replace(
         COMPOSITE_VARIANTS["hard"], occluder_prob=1.0, full_occlusion_prob=1.0

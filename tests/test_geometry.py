@@ -11,6 +11,7 @@ from mixformer.geometry import (
     box_xywh_to_xyxy,
     box_xyxy_to_cxcywh,
     box_xyxy_to_xywh,
+    boxes_in_image,
     clip_box,
     crop_size,
     map_box_back,
@@ -133,3 +134,20 @@ def test_clip_box_on_images_smaller_than_the_margin_stays_inside(size):
     # Only the short side is affected: a 5 px tall, 100 px wide image keeps the 10 px margin
     # along x.
     assert clip_box((95, -3, 20, 20), height=5, width=100, margin=10) == (90, 0, 10, 5)
+
+
+def test_boxes_in_image_keep_the_part_inside() -> None:
+    boxes = np.array(
+        [
+            [10, 20, 30, 40],  # inside: unchanged
+            [-10, 5, 30, 10],  # past the left edge: x from 0, 20 px wide
+            [90, 70, 30, 30],  # past the right and bottom edges of 100 x 80
+            [150, 10, 20, 20],  # wholly outside: 1 px at the right edge
+        ],
+        float,
+    )
+    out = boxes_in_image(boxes, height=80, width=100)
+    np.testing.assert_array_equal(
+        out, [[10, 20, 30, 40], [0, 5, 20, 10], [90, 70, 10, 10], [99, 10, 1, 20]]
+    )
+    np.testing.assert_array_equal(boxes_in_image(boxes[0], 80, 100), boxes[:1])

@@ -182,6 +182,22 @@ def clip_box(box: Sequence[float], height: int, width: int, margin: int = 10) ->
     return (float(x1), float(y1), float(w), float(h))
 
 
+def boxes_in_image(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The part of each ``(T, 4)`` xywh box inside a ``height x width`` image, as a labeller
+    draws an object cut by the image's edge (at least 1 px wide and high, at the nearest edge
+    for a box wholly outside).
+
+    Returns:
+        ``(T, 4)`` float64 xywh boxes.
+    """
+    b = xywh_rows(boxes, "boxes")
+    x1 = np.clip(b[:, 0], 0, width - 1)
+    y1 = np.clip(b[:, 1], 0, height - 1)
+    x2 = np.maximum(np.clip(b[:, 0] + b[:, 2], 0, width), x1 + 1)
+    y2 = np.maximum(np.clip(b[:, 1] + b[:, 3], 0, height), y1 + 1)
+    return np.stack([x1, y1, x2 - x1, y2 - y1], 1)
+
+
 def xywh_rows(a: np.ndarray, what: str) -> np.ndarray:
     """``(T, 4)`` float64 boxes (one ``(4,)`` box becomes ``(1, 4)``)."""
     a = np.asarray(a, dtype=np.float64)

@@ -21,6 +21,7 @@ benchmarks in the OTB layout.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -82,6 +83,10 @@ class CompositeConfig:
             photographed object with its real outline (a corpus ``cutout``) instead of a
             random-shaped cut from a photo; used only when the corpus has cut-outs. With a
             cut-out object, half the look-alikes are other cut-outs instead of tinted copies.
+        border_prob: probability that frame 0 shows the object cut by an image edge (10-45 %
+            of its extent outside, on a random side), its path then running along that edge, as
+            objects at the border of a photo are (the boxes stay the whole object's; training
+            clips them to the image, as a labeller would).
         illumination: amplitude of the brightness change (gain), abrupt changes when ``hard``.
         jpeg: ``(lo, hi)`` JPEG quality.
         noise: maximum Gaussian noise sigma (grey levels).
@@ -103,6 +108,7 @@ class CompositeConfig:
     full_occlusion_prob: float = 0.0
     distractor_prob: float = 0.15
     cutout_prob: float = 0.0
+    border_prob: float = 0.0
     illumination: float = 0.1
     jpeg: tuple[int, int] = (75, 95)
     noise: float = 3.0
@@ -152,6 +158,10 @@ COMPOSITE_VARIANTS: dict[str, CompositeConfig] = {
         noise=8.0,
     ),
 }
+#: ``train`` with a quarter of the objects cut by an image edge in frame 0 (``border_prob``).
+COMPOSITE_VARIANTS["train-border"] = dataclasses.replace(
+    COMPOSITE_VARIANTS["train"], name="train-border", border_prob=0.25
+)
 
 
 def demo_photos() -> Path:
@@ -396,7 +406,8 @@ def _draw_background(rng, corpus: Corpus, cfg: CompositeConfig, T: int, H: int, 
 
 def _draw_target(rng, corpus: Corpus, cfg: CompositeConfig, T: int, H: int, W: int) -> _Target:
     """The object: a cut from a photo, about ``side`` px in the source, ``base`` px in the frame,
-    moved so that frame 0 shows all of it inside the image."""
+    moved so that frame 0 shows all of it inside the image (or, with ``cfg.border_prob``, part
+    of it past one edge)."""
     src = corpus.image(int(rng.integers(len(corpus.images))))
     base = rng.uniform(*cfg.size) * min(H, W)
     aspect0 = float(np.exp(rng.uniform(-0.7, 0.7)))
@@ -424,9 +435,26 @@ def _draw_target(rng, corpus: Corpus, cfg: CompositeConfig, T: int, H: int, W: i
     (x1, y1), (x2, y2) = pts0.min(0), pts0.max(0)
     dx = max(2 - x1, 0) + min(W - 2 - x2, 0)
     dy = max(2 - y1, 0) + min(H - 2 - y2, 0)
+    # (no draw at all when border_prob is 0, so the benchmark variants' scenes never change)
+    if cfg.border_prob > 0 and rng.random() < cfg.border_prob:
+        dx, dy = _border_shift(rng, x1 + dx, y1 + dy, x2 + dx, y2 + dy, W, H, dx, dy)
     layer.H = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]]) @ layer.H
     centre = centre + [dx, dy]
     return _Target(layer, patch, rgba is not None, base, scale, aspect, rot, persp, centre, gain)
+
+
+def _border_shift(rng, x1, y1, x2, y2, W, H, dx, dy) -> tuple[float, float]:
+    """``(dx, dy)`` moved so that 10-45 % of the extent ``x1..x2`` x ``y1..y2`` (frame 0, inside
+    the ``W x H`` image) lies past one edge chosen at random."""
+    cut = rng.uniform(0.1, 0.45)
+    side = int(rng.integers(4))
+    if side == 0:
+        return dx - x1 - cut * (x2 - x1), dy
+    if side == 1:
+        return dx + W + cut * (x2 - x1) - x2, dy
+    if side == 2:
+        return dx, dy - y1 - cut * (y2 - y1)
+    return dx, dy + H + cut * (y2 - y1) - y2
 
 
 def _draw_distractor(rng, corpus: Corpus, target: _Target, T: int) -> Layer:
@@ -546,7 +574,8 @@ def make_composite_scene(
         omit: layers drawn (the random stream is the same) but left out of the scene:
             ``"distractors"``, ``"occluders"``; for ablations and tests.
 
-    Frame 0 shows the whole object unoccluded, inside the image. The pieces are drawn in a fixed
+    Frame 0 shows the whole object unoccluded, inside the image (with ``border_prob``, past an
+    edge in part). The pieces are drawn in a fixed
     order from one random stream (background, object, distractors, occluders, camera effects),
     so a seed always gives the same scene.
     """

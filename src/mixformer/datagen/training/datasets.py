@@ -24,8 +24,14 @@ import numpy as np
 
 from mixformer.data.frames import check_image_pixels, jpeg_truncated
 from mixformer.data.io import read_boxes, read_flags
-from mixformer.datagen.composite import CompositeScene, Corpus, make_composite_scene
+from mixformer.datagen.composite import (
+    CompositeConfig,
+    CompositeScene,
+    Corpus,
+    make_composite_scene,
+)
 from mixformer.datagen.synthetic import SyntheticScene, make_scene
+from mixformer.geometry import boxes_in_image
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +192,8 @@ class CompositeTrainDataset(SyntheticTrainDataset):
         root: the corpus folder.
         split: corpus split (``train`` for training, ``val`` for validation).
         num_sequences / num_frames / height / width / seed: as for the synthetic dataset.
-        variant: :data:`mixformer.datagen.composite.COMPOSITE_VARIANTS` name.
+        variant: a :data:`mixformer.datagen.composite.COMPOSITE_VARIANTS` name or a
+            :class:`~mixformer.datagen.composite.CompositeConfig`.
         cache: number of scenes kept in memory.
     """
 
@@ -201,7 +208,7 @@ class CompositeTrainDataset(SyntheticTrainDataset):
         height: int = 240,
         width: int = 320,
         seed: int = 1,
-        variant: str = "train",
+        variant: str | CompositeConfig = "train",
         cache: int = 8,
         name: str = "composite",
     ) -> None:
@@ -213,6 +220,12 @@ class CompositeTrainDataset(SyntheticTrainDataset):
         return make_composite_scene(
             self.corpus, rng, self.variant, self.num_frames, *self.size, name=f"comp-{index:05d}"
         )
+
+    def annotation(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The scene's boxes clipped to the image (an object past an edge is labelled by its
+        part inside, as in real datasets), and its visibility."""
+        seq = self.sequence(index)
+        return boxes_in_image(seq.boxes, *self.size), seq.visible
 
     def distractor_boxes(self, index: int, frame: int) -> np.ndarray:
         return self.sequence(index).distractor_boxes(frame)

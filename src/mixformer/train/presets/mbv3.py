@@ -93,3 +93,11 @@ def _s2_mbv3_cutout() -> TrainConfig:
     return dataclasses.replace(
         composite_score_stage(MBV3_REAL, "mbv3-cutout-stage1"), hard_negative_prob=0.75
     )
+
+
+@register_train_preset("mbv3-border-stage1")
+def _s1_mbv3_border() -> TrainConfig:
+    """CPU scale: ``mbv3-cutout-stage1`` from the shipped weights with a quarter of the
+    composites' objects cut by an image edge in frame 0 (composite variant ``train-border``),
+    for objects at a photo's border; the shipped score module is kept."""
+    return dataclasses.replace(_s1_mbv3_finetune(), composite_variant="train-border")

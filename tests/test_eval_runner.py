@@ -17,11 +17,11 @@ import pytest
 from mixformer.cli import main
 from mixformer.data.benchmarks import get_benchmark, load_benchmark
 from mixformer.datagen.synthetic import write_benchmark
+from mixformer.evaluation.locks import results_lock
 from mixformer.evaluation.report import evaluate_tracker
 from mixformer.evaluation.runner import (
     RunSettings,
     parse_shard,
-    results_lock,
     run_benchmark,
     shard_from_env,
     shard_sequences,
@@ -206,7 +206,7 @@ def test_two_worker_processes_match_in_process(full_run: Path, data: Path, tmp_p
 
 _HOLD_LOCK = (
     "import sys\n"
-    "from mixformer.evaluation.runner import results_lock\n"
+    "from mixformer.evaluation.locks import results_lock\n"
     "shard = tuple(int(v) for v in sys.argv[2].split('/'))\n"
     "with results_lock(sys.argv[1], shard):\n"
     "    print('locked', flush=True)\n"

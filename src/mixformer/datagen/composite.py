@@ -437,24 +437,26 @@ def _draw_target(rng, corpus: Corpus, cfg: CompositeConfig, T: int, H: int, W: i
     dy = max(2 - y1, 0) + min(H - 2 - y2, 0)
     # (no draw at all when border_prob is 0, so the benchmark variants' scenes never change)
     if cfg.border_prob > 0 and rng.random() < cfg.border_prob:
-        dx, dy = _border_shift(rng, x1 + dx, y1 + dy, x2 + dx, y2 + dy, W, H, dx, dy)
+        bx, by = _border_shift(rng, (x1 + dx, y1 + dy, x2 + dx, y2 + dy), W, H)
+        dx, dy = dx + bx, dy + by
     layer.H = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]]) @ layer.H
     centre = centre + [dx, dy]
     return _Target(layer, patch, rgba is not None, base, scale, aspect, rot, persp, centre, gain)
 
 
-def _border_shift(rng, x1, y1, x2, y2, W, H, dx, dy) -> tuple[float, float]:
-    """``(dx, dy)`` moved so that 10-45 % of the extent ``x1..x2`` x ``y1..y2`` (frame 0, inside
-    the ``W x H`` image) lies past one edge chosen at random."""
+def _border_shift(rng, extent: tuple[float, ...], W: int, H: int) -> tuple[float, float]:
+    """``(dx, dy)`` that moves 10-45 % of ``extent`` ``(x1, y1, x2, y2)`` (frame 0, inside the
+    ``W x H`` image) past one image edge chosen at random."""
+    x1, y1, x2, y2 = extent
     cut = rng.uniform(0.1, 0.45)
     side = int(rng.integers(4))
     if side == 0:
-        return dx - x1 - cut * (x2 - x1), dy
+        return -x1 - cut * (x2 - x1), 0.0
     if side == 1:
-        return dx + W + cut * (x2 - x1) - x2, dy
+        return W + cut * (x2 - x1) - x2, 0.0
     if side == 2:
-        return dx, dy - y1 - cut * (y2 - y1)
-    return dx, dy + H + cut * (y2 - y1) - y2
+        return 0.0, -y1 - cut * (y2 - y1)
+    return 0.0, H + cut * (y2 - y1) - y2
 
 
 def _draw_distractor(rng, corpus: Corpus, target: _Target, T: int) -> Layer:

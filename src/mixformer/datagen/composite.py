@@ -577,9 +577,8 @@ def make_composite_scene(
             ``"distractors"``, ``"occluders"``; for ablations and tests.
 
     Frame 0 shows the whole object unoccluded, inside the image (with ``border_prob``, past an
-    edge in part). The pieces are drawn in a fixed
-    order from one random stream (background, object, distractors, occluders, camera effects),
-    so a seed always gives the same scene.
+    edge in part). The pieces are drawn in a fixed order from one random stream (background,
+    object, distractors, occluders, camera effects), so a seed always gives the same scene.
     """
     if isinstance(config, str):
         if config not in COMPOSITE_VARIANTS:

@@ -99,5 +99,6 @@ def _s2_mbv3_cutout() -> TrainConfig:
 def _s1_mbv3_border() -> TrainConfig:
     """CPU scale: ``mbv3-cutout-stage1`` from the shipped weights with a quarter of the
     composites' objects cut by an image edge in frame 0 (composite variant ``train-border``),
-    for objects at a photo's border; the shipped score module is kept."""
+    for objects at a photo's border. Like every stage 1 it drops the score module (stop 37
+    put the shipped one back to judge it: docs/default-model.md); not shipped."""
     return dataclasses.replace(_s1_mbv3_finetune(), composite_variant="train-border")

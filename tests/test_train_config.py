@@ -90,5 +90,7 @@ def test_invalid_values_are_named() -> None:
         TrainConfig(stage=3)
     with pytest.raises(ValueError, match="dataset_ratio"):
         TrainConfig(datasets=("lasot",), dataset_ratio=(1.0, 1.0))
+    with pytest.raises(ValueError, match="composite_variant must be one of .*train-border"):
+        TrainConfig(composite_variant="nope")
     with pytest.raises(FileNotFoundError, match="not found"):
         load_train_config("no-such-config.yaml")

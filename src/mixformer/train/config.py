@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from mixformer.datagen.composite import COMPOSITE_VARIANTS
 from mixformer.models.registry import Registry
 
 __all__ = [
@@ -228,6 +229,11 @@ class TrainConfig:
                 )
         if not self.datasets:
             raise ValueError("datasets must name at least one training dataset")
+        if self.composite_variant not in COMPOSITE_VARIANTS:
+            raise ValueError(
+                f"composite_variant must be one of {', '.join(COMPOSITE_VARIANTS)}, got "
+                f"{self.composite_variant!r}"
+            )
         if self.dataset_ratio and len(self.dataset_ratio) != len(self.datasets):
             raise ValueError(
                 f"dataset_ratio has {len(self.dataset_ratio)} entries for "

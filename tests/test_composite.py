@@ -273,6 +273,10 @@ def test_shipped_weights_track_a_real_photo_sequence(tmp_path: Path) -> None:
     model = build_model("mixformer-tiny", weights="default")
     r = benchmark_report(model, tmp_path / "b", results=tmp_path / "res", progress=False)
     assert r.sequences == 8 and r.frames == 320
+    assert list(r.per_sequence) == [f"plain-{k:03d}" for k in range(8)]
+    # the benchmark's AUC averages the sequences' success curves, so their AUCs too
+    assert abs(np.mean(list(r.per_sequence.values())) - r.auc) < 1e-6
+    assert len(set(r.per_sequence.values())) > 1
     assert sorted(p.name for p in (tmp_path / "res").iterdir())[0] == "plain-000.txt"
     # The synthetic-only weights shipped before scored 24.6 against 34.7 here.
     assert r.auc > r.static_auc + 10, (r.auc, r.static_auc)
@@ -369,3 +373,23 @@ def test_cli_data_bench_and_bad_corpus(tmp_path: Path, capsys) -> None:
     assert main(["data", "bench", "--corpus", str(tmp_path / "none"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no manifest.json" in err[0]
+
+
+def test_cli_train_eval_prints_each_sequence_with_per_sequence(tmp_path: Path, capsys) -> None:
+    from mixformer.cli import main
+
+    root = make_corpus(tmp_path / "c", with_video=False)
+    write_composite_benchmark(
+        root, tmp_path / "b", "plain", "test", 2, 8, seed=3, height=120, width=160, progress=False
+    )
+    argv = ["train-eval", "default", "--bench", str(tmp_path / "b"), "--no-progress"]
+    assert main(argv) == 0
+    plain = capsys.readouterr().out
+    assert "plain-000" not in plain
+    assert main([*argv, "--per-sequence"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    # the header and the benchmark's row as before (but the timing, its last column)
+    assert [r.split()[:-1] for r in rows[:2]] == [r.split()[:-1] for r in plain.splitlines()]
+    names = [r.split()[0] for r in rows[2:]]
+    assert names == ["plain-000", "plain-001"]
+    assert all(0.0 <= float(r.split()[1]) <= 100.0 for r in rows[2:])

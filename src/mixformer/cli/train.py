@@ -83,6 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "benchmarks such as 'mixformer data realvideo'; otherwise unlabelled frames are misses)",
     )
     q.add_argument(
+        "--per-sequence",
+        action="store_true",
+        help="with --bench: also print each sequence's success AUC under its benchmark's row",
+    )
+    q.add_argument(
         "--calibrate-score",
         type=Path,
         default=None,
@@ -144,6 +149,9 @@ def run_eval(args: argparse.Namespace) -> int:
                 f"{b.off_target_score:5.2f} {b.off_target_low:6.2f} {b.fps:6.1f}"
             )
             reports.append(b)
+            if args.per_sequence:
+                for seq_name, auc in b.per_sequence.items():
+                    print(f"  {seq_name:22s} {auc:6.1f}")
         if args.calibrate_score:
             _calibrate(model, reports, args.calibrate_score, args.calibration_prior)
         return 0

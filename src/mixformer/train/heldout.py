@@ -188,6 +188,8 @@ class BenchmarkReport:
     """``(F,)`` float: the score of every scored frame (1..T-1, labelled only if asked)."""
     hits: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros(0, bool))
     """``(F,)`` bool: IoU > 0.5 on those frames."""
+    per_sequence: dict[str, float] = field(repr=False, compare=False, default_factory=dict)
+    """Success AUC (percent) of each sequence, by name, in the benchmark's order."""
 
 
 def benchmark_report(
@@ -253,6 +255,7 @@ def benchmark_report(
         fps=frames / max(seconds, 1e-9),
         scores=sc,
         hits=hits,
+        per_sequence={t.name: summarize([t])["AUC"] for t in tracked},
     )
 
 

@@ -101,11 +101,15 @@ def count_search_gmacs(model: MixFormer, num_online: int = 1, joint: bool = Fals
     FLOP counter on the plain path (matmuls, convolutions; elementwise work excluded).
 
     Args:
-        joint: count the joint forward ``model(template, online, search)`` instead (the
-            reference tracker's step with one online template, :mod:`mixformer.perf.reference`).
+        joint: count the reference tracker's step instead, through the protocol that
+            ``--compare`` times (:class:`mixformer.perf.reference.ReferenceProtocol`): the joint
+            forward ``model(template, online, search)`` with one online template.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    from mixformer.perf.reference import ReferenceProtocol
+
+    net = ReferenceProtocol(model, joint)
     c = model.config
     dev = next(model.parameters()).device
     z = torch.zeros(1, 3, c.template_size, c.template_size, device=dev)
@@ -113,13 +117,10 @@ def count_search_gmacs(model: MixFormer, num_online: int = 1, joint: bool = Fals
     x = torch.zeros(1, 3, c.search_size, c.search_size, device=dev)
     # no_grad, not inference_mode: the counter's module hooks need autograd-capable tensors.
     with torch.no_grad():
-        cache = None if joint else model.encode_templates(z, o)
+        cache = net.encode_templates(z, o)
         counter = FlopCounterMode(display=False)
         with counter:
-            if joint:
-                model(z, o[:, 0], x)
-            else:
-                model.track(x, cache)
+            net.track(x, cache)
     return counter.get_total_flops() / 2 / 1e9
 
 

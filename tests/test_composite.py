@@ -136,6 +136,20 @@ def test_frame0_whole_object_and_render_is_deterministic(corpus: Corpus) -> None
         assert np.array_equal(scene.render(7), scene.render(7))
 
 
+def test_large_variant_draws_larger_objects(corpus: Corpus) -> None:
+    """``train-large`` draws objects up to 0.55 of the shorter side (``train``: 0.32); only
+    the size range differs, so the same seed gives a larger object at the same place."""
+    H, W = 120, 160
+    big, small = COMPOSITE_VARIANTS["train-large"], COMPOSITE_VARIANTS["train"]
+    assert dataclasses.replace(big, name="train", size=small.size) == small
+    sides = {}
+    for name in ("train", "train-large"):
+        scenes = [make_composite_scene(corpus, seed, name, 4, H, W) for seed in range(12)]
+        sides[name] = np.array([np.sqrt(s.boxes[0][2] * s.boxes[0][3]) / H for s in scenes])
+    assert sides["train-large"].max() > 0.4 > sides["train"].max()
+    assert (sides["train-large"] >= sides["train"] - 1e-6).mean() > 0.7
+
+
 def test_border_objects_start_cut_by_an_edge_and_train_on_their_part_inside(
     corpus: Corpus,
 ) -> None:

@@ -137,6 +137,14 @@ def test_builder_reads_numbered_grey_images(tmp_path, monkeypatch, start):
     with pytest.raises(ValueError, match="has only 16 decodable frames"):
         realvideo.build_realvideo(tmp_path / "b2", deb_dir=debs, labels=labels)
 
+    def unpack_corrupt(deb: Path, dest: Path) -> None:
+        unpack(deb, dest)
+        (dest / f"usr/share/fake/seq/image{start + 5:04d}.pgm").write_bytes(b"not an image")
+
+    monkeypatch.setattr(realvideo, "_unpack", unpack_corrupt)
+    with pytest.raises(ValueError, match=f"cannot read image{start + 5:04d}.pgm"):
+        realvideo.build_realvideo(tmp_path / "b3", deb_dir=debs, labels=labels)
+
 
 def test_builder_errors_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(realvideo, "_unpack", lambda deb, dest: None)

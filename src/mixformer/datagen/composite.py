@@ -162,6 +162,11 @@ COMPOSITE_VARIANTS: dict[str, CompositeConfig] = {
 COMPOSITE_VARIANTS["train-border"] = dataclasses.replace(
     COMPOSITE_VARIANTS["train"], name="train-border", border_prob=0.25
 )
+#: ``train`` with objects up to 0.55 of the shorter frame side (``train``: 0.32), so that search
+#: crops of large objects, mostly padding outside the frame, are seen in training.
+COMPOSITE_VARIANTS["train-large"] = dataclasses.replace(
+    COMPOSITE_VARIANTS["train"], name="train-large", size=(0.08, 0.55)
+)
 
 
 def demo_photos() -> Path:

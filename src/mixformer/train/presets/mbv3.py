@@ -102,3 +102,12 @@ def _s1_mbv3_border() -> TrainConfig:
     for objects at a photo's border. Like every stage 1 it drops the score module (stop 37
     put the shipped one back to judge it: docs/default-model.md); not shipped."""
     return dataclasses.replace(_s1_mbv3_finetune(), composite_variant="train-border")
+
+
+@register_train_preset("mbv3-large-stage1")
+def _s1_mbv3_large() -> TrainConfig:
+    """CPU scale: ``mbv3-cutout-stage1`` from the shipped weights with objects up to 0.55 of the
+    frame's shorter side (composite variant ``train-large``; ``train``: 0.32), for large
+    targets whose search crop is mostly padding. Drops the score module like every stage 1;
+    not shipped (docs/default-model.md, stop 38)."""
+    return dataclasses.replace(_s1_mbv3_finetune(), composite_variant="train-large")

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from mixformer.datagen.composite import COMPOSITE_VARIANTS
+from mixformer.datagen.composite_config import COMPOSITE_VARIANTS
 from mixformer.models.registry import Registry
 
 __all__ = [

@@ -19,8 +19,8 @@ import torch
 
 from mixformer.cli import build_parser, main
 
-# Import every command module now: one imported while a test patches
-# mixformer.cli.track.load_model_from_args would keep the patched function for good.
+# Import every command module now: one first imported while a test patches a shared helper
+# (mixformer.cli.common.load_model_from_args) would keep the patched function for good.
 build_parser()
 
 
@@ -153,7 +153,7 @@ def test_bad_weights_files_give_a_reason(content, reason, frames, tmp_path, caps
 
 
 def test_auto_threads():
-    from mixformer.cli.track import auto_threads
+    from mixformer.cli.common import auto_threads
 
     assert auto_threads(cores=2, load=0.2) == 2  # idle
     assert auto_threads(cores=2, load=1.5) == 1  # another job on the machine
@@ -232,7 +232,7 @@ def test_evaluate_records_the_thread_count(tmp_path, capsys):
 @pytest.mark.parametrize("cuda", [True, False])
 def test_device_auto_is_cuda_where_one_is_visible(cuda, monkeypatch):
     from mixformer.cli import build_parser
-    from mixformer.cli.track import check_device
+    from mixformer.cli.common import check_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert check_device("auto") == ("cuda" if cuda else "cpu")

@@ -34,7 +34,7 @@ def test_models_names_every_release_file_and_its_source(capsys):
 
 @pytest.mark.parametrize("model", ["mixformerv2-s", "mixvit-b", "mixformer-1k"])
 def test_random_weights_warning_names_the_presets_own_release(model, caplog):
-    from mixformer.cli.track import resolve_weights
+    from mixformer.cli.common import resolve_weights
 
     with caplog.at_level(logging.WARNING):
         assert resolve_weights(argparse.Namespace(model=model, weights=None)) is None

@@ -88,7 +88,7 @@ def test_benchmark_passes_progress_and_the_auto_threads_default(
     monkeypatch.setattr("mixformer.perf.benchmark.run_benchmark", _recorder(calls, _Report()))
     monkeypatch.setattr("mixformer.perf.precision.precision_study", _recorder(calls, _Report()))
     one = lambda model=None, backend="torch": 1  # noqa: E731 - the one default
-    monkeypatch.setattr("mixformer.cli.track.auto_threads", one)
+    monkeypatch.setattr("mixformer.cli.common.auto_threads", one)
     _no_model(monkeypatch, "benchmark")
     monkeypatch.setattr(
         "mixformer.tracking.TrackerConfig.for_model", classmethod(lambda cls, m, p: None)
@@ -112,7 +112,7 @@ class _Cfg:
 
 
 def test_benchmark_multi_takes_the_auto_threads_default(monkeypatch, keep_threads, capsys):
-    monkeypatch.setattr("mixformer.cli.track.auto_threads", lambda model=None, backend="torch": 1)
+    monkeypatch.setattr("mixformer.cli.common.auto_threads", lambda model=None, backend="torch": 1)
     _no_model(monkeypatch, "benchmark_multi")
     monkeypatch.setattr("mixformer.perf.multi_benchmark.benchmark_multi", lambda *a, **k: [])
     monkeypatch.setattr("mixformer.perf.multi_benchmark.format_table", lambda rows: "")
@@ -123,7 +123,7 @@ def test_benchmark_multi_takes_the_auto_threads_default(monkeypatch, keep_thread
 
 
 def test_every_threads_option_has_the_one_default():
-    from mixformer.cli.track import AUTO_THREADS_HELP
+    from mixformer.cli.common import AUTO_THREADS_HELP
 
     found = []
     parser = build_parser()

@@ -76,7 +76,7 @@ def test_the_cli_reads_got10k_only_files_by_name(caplog):
     """``--got10k-trained`` is automatic for a released GOT-10k-only file (by its base name)."""
     from argparse import Namespace
 
-    from mixformer.cli.track import got10k_trained
+    from mixformer.cli.common import got10k_trained
 
     def args(weights, flag=False, model="mixformer-22k"):
         return Namespace(model=model, weights=weights, got10k_trained=flag)

@@ -11,13 +11,7 @@ import tempfile
 from pathlib import Path
 
 from mixformer.cli import CLIError
-from mixformer.cli.dtype import (
-    add_backend_arg,
-    add_dtype_arg,
-    resolve_backend_arg,
-    resolve_dtype_arg,
-)
-from mixformer.cli.track import (
+from mixformer.cli.common import (
     add_model_args,
     add_plain_arg,
     add_threads_arg,
@@ -25,6 +19,12 @@ from mixformer.cli.track import (
     check_model_name,
     load_model_from_args,
     set_threads,
+)
+from mixformer.cli.dtype import (
+    add_backend_arg,
+    add_dtype_arg,
+    resolve_backend_arg,
+    resolve_dtype_arg,
 )
 
 log = logging.getLogger("mixformer.app")

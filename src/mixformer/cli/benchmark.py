@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 
 from mixformer.cli import CLIError
-from mixformer.cli.dtype import (
-    add_backend_arg,
-    add_dtype_arg,
-    resolve_backend_arg,
-    resolve_dtype_arg,
-)
-from mixformer.cli.track import (
+from mixformer.cli.common import (
     add_model_args,
     add_plain_arg,
     add_progress_arg,
     add_threads_arg,
     load_model_from_args,
     set_threads,
+)
+from mixformer.cli.dtype import (
+    add_backend_arg,
+    add_dtype_arg,
+    resolve_backend_arg,
+    resolve_dtype_arg,
 )
 
 

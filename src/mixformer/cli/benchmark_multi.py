@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 
-from mixformer.cli.track import (
+from mixformer.cli.common import (
     add_model_args,
     add_plain_arg,
     add_threads_arg,

@@ -7,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from mixformer.cli.track import add_progress_arg
+from mixformer.cli.common import add_progress_arg
 
 log = logging.getLogger("mixformer.data")
 

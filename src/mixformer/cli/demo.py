@@ -7,13 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from mixformer.cli.dtype import (
-    add_backend_arg,
-    add_dtype_arg,
-    resolve_backend_arg,
-    resolve_dtype_arg,
-)
-from mixformer.cli.track import (
+from mixformer.cli.common import (
     add_attention_args,
     add_model_args,
     add_plain_arg,
@@ -24,6 +18,12 @@ from mixformer.cli.track import (
     check_model_name,
     load_model_from_args,
     set_threads,
+)
+from mixformer.cli.dtype import (
+    add_backend_arg,
+    add_dtype_arg,
+    resolve_backend_arg,
+    resolve_dtype_arg,
 )
 
 log = logging.getLogger("mixformer.demo")

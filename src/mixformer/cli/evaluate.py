@@ -12,24 +12,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mixformer.cli import CLIError, Terminated
-from mixformer.cli.dtype import (
-    add_backend_arg,
-    add_dtype_arg,
-    resolve_backend_arg,
-    resolve_dtype_arg,
-)
-from mixformer.cli.track import (
+from mixformer.cli.common import (
     AUTO_THREADS_HELP,
     add_got10k_arg,
     add_model_args,
     add_plain_arg,
     add_progress_arg,
     add_threads_arg,
-    auto_threads,
     check_device,
     got10k_trained,
     resolve_weights,
 )
+from mixformer.cli.dtype import (
+    add_backend_arg,
+    add_dtype_arg,
+    resolve_backend_arg,
+    resolve_dtype_arg,
+)
+from mixformer.tracking.threads import auto_threads
 
 if TYPE_CHECKING:
     from mixformer.tracking import TrackerConfig

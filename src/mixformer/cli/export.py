@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from mixformer.cli import CLIError
-from mixformer.cli.track import add_model_args, load_model_from_args
+from mixformer.cli.common import add_model_args, load_model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,18 +6,18 @@ import argparse
 import logging
 
 from mixformer.cli import CLIError
-from mixformer.cli.dtype import (
-    add_backend_arg,
-    add_dtype_arg,
-    resolve_backend_arg,
-    resolve_dtype_arg,
-)
-from mixformer.cli.track import (
+from mixformer.cli.common import (
     add_got10k_arg,
     add_model_args,
     add_plain_arg,
     got10k_trained,
     load_model_from_args,
+)
+from mixformer.cli.dtype import (
+    add_backend_arg,
+    add_dtype_arg,
+    resolve_backend_arg,
+    resolve_dtype_arg,
 )
 
 log = logging.getLogger("mixformer.vot")

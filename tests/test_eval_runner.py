@@ -20,12 +20,12 @@ from mixformer.datagen.synthetic import write_benchmark
 from mixformer.evaluation.locks import results_lock
 from mixformer.evaluation.report import evaluate_tracker
 from mixformer.evaluation.runner import (
-    RunSettings,
     parse_shard,
     run_benchmark,
     shard_from_env,
     shard_sequences,
 )
+from mixformer.evaluation.settings import RunSettings
 from mixformer.tracking import TrackerConfig
 
 BENCH = get_benchmark("generic")

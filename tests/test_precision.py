@@ -14,7 +14,7 @@ from conftest import micro_config
 from mixformer import MultiTracker, Tracker, TrackerConfig, build_model
 from mixformer.cli import main
 from mixformer.datagen.synthetic import generate_sequence
-from mixformer.evaluation.runner import RunSettings, check_settings
+from mixformer.evaluation.settings import RunSettings, check_settings
 from mixformer.tracking import backends as engine_mod
 from mixformer.tracking import threads as threads_mod
 from mixformer.tracking.engines import Engine, resolve_dtype_setting

@@ -207,7 +207,7 @@ def add_allow_incomplete_arg(p: argparse.ArgumentParser, verb: str) -> None:
 
 def _weights_identity(args: argparse.Namespace) -> tuple[str | None, str]:
     """``(weights to load, sha256 or "random")`` resolved like ``load_model_from_args``."""
-    from mixformer.evaluation.runner import file_sha256
+    from mixformer.evaluation.settings import file_sha256
 
     path = resolve_weights(args)
     if path is None:
@@ -219,13 +219,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from mixformer.data.benchmarks import get_benchmark, load_benchmark
     from mixformer.evaluation.runner import (
         Interrupted,
-        RunSettings,
         parse_shard,
         result_paths,
         run_benchmark,
         shard_from_env,
         shard_sequences,
     )
+    from mixformer.evaluation.settings import RunSettings
     from mixformer.models import list_models
     from mixformer.models.factory import preset_config
     from mixformer.models.weights import read_checkpoint

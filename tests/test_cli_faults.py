@@ -320,10 +320,22 @@ def _limited(limit: int):  # noqa: ANN202 - preexec_fn
     return apply
 
 
+def _warm_export_cache() -> None:
+    """Export the default model's graphs into the session's export cache now, so a child run
+    under a file-size limit finds them there (alone, a test would otherwise fail on the export,
+    not on what it checks: the order of the suite must not matter)."""
+    from mixformer.export.cache import cached_export
+    from mixformer.models import build_model
+
+    assert cached_export(build_model(weights="default")) is not None
+
+
 @pytest.mark.parametrize("backend", ["pyav", "opencv"])
 def test_track_full_disk_keeps_boxes_and_no_broken_video(backend, tmp_path):
     if backend == "pyav":
         pytest.importorskip("av")
+    pytest.importorskip("onnx")
+    _warm_export_cache()
     src = tmp_path / "noise.mp4"
     _write_video(src, 40, noise=True)
     out, boxes = tmp_path / "out" / "o.mp4", tmp_path / "out" / "b.txt"
@@ -347,6 +359,28 @@ def test_track_full_disk_keeps_boxes_and_no_broken_video(backend, tmp_path):
     lines = boxes.read_text().splitlines()
     assert lines and [float(v) for v in lines[0].split(",")] == [20, 30, 30, 30]
     assert _left_over(out.parent) == []
+
+
+def test_full_disk_during_the_export_names_the_folder(tmp_path, monkeypatch):
+    """Without a usable export cache the graphs go to a temporary folder; a full disk there is a
+    one-line error naming that folder (it was the bare errno text)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("openvino")
+    src = tmp_path / "noise.mp4"
+    _write_video(src, 5, noise=True)
+    monkeypatch.setenv("MIXFORMER_CACHE_DIR", "")  # cache off: export to a temporary folder
+    r = subprocess.run(
+        [sys.executable, "-m", "mixformer", "track", str(src), *TRACK, "--backend", "openvino"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limited(60_000),
+    )
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("mixformer track: error: "), last
+    assert "mixformer-onnx-" in last and "cannot write the exported graphs" in last, last
+    assert "Traceback" not in r.stderr
 
 
 def _start_long_track(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:

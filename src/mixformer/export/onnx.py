@@ -249,7 +249,12 @@ class ExportedGraphs:
         if cached is not None:
             return cls(cached, **kwargs)
         tmp = tempfile.TemporaryDirectory(prefix="mixformer-onnx-")
-        export_onnx(model, tmp.name, check=False)
+        try:
+            export_onnx(model, tmp.name, check=False)
+        except OSError as exc:  # a full or read-only disk: name the folder, not only the errno
+            tmp.cleanup()
+            reason = f"cannot write the exported graphs ({exc.strerror or exc})"
+            raise OSError(exc.errno, reason, tmp.name) from exc
         obj = cls(tmp.name, **kwargs)
         obj._tmp = tmp  # removed when the model is garbage-collected
         return obj

@@ -320,6 +320,17 @@ def _limited(limit: int):  # noqa: ANN202 - preexec_fn
     return apply
 
 
+def _fails_in_one_line(argv: list[str]) -> str:
+    """Run ``argv`` in a child whose files may not grow past 60 KB: it must end with exit code 2
+    and no traceback. Returns the last line of its stderr."""
+    r = subprocess.run(
+        argv, capture_output=True, text=True, timeout=300, preexec_fn=_limited(60_000)
+    )
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    return r.stderr.strip().splitlines()[-1]
+
+
 def _warm_export_cache() -> None:
     """Export the default model's graphs into the session's export cache now, so a child run
     under a file-size limit finds them there (alone, a test would otherwise fail on the export,
@@ -343,18 +354,11 @@ def test_track_full_disk_keeps_boxes_and_no_broken_video(backend, tmp_path):
         "import sys, mixformer.tracking.render as r; from mixformer.cli import main; "
         f"r.video_backend = lambda: {backend!r}; sys.exit(main(sys.argv[1:]))"
     )
-    r = subprocess.run(
+    last = _fails_in_one_line(
         [sys.executable, "-c", code, "track", str(src), *TRACK]
-        + ["--out", str(out), "--boxes", str(boxes)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_limited(60_000),
+        + ["--out", str(out), "--boxes", str(boxes)]
     )
-    assert r.returncode == 2, r.stderr
-    last = r.stderr.strip().splitlines()[-1]
     assert last.startswith(f"mixformer track: error: {out}: "), last
-    assert "Traceback" not in r.stderr
     assert not out.exists()
     lines = boxes.read_text().splitlines()
     assert lines and [float(v) for v in lines[0].split(",")] == [20, 30, 30, 30]
@@ -369,18 +373,11 @@ def test_full_disk_during_the_export_names_the_folder(tmp_path, monkeypatch):
     src = tmp_path / "noise.mp4"
     _write_video(src, 5, noise=True)
     monkeypatch.setenv("MIXFORMER_CACHE_DIR", "")  # cache off: export to a temporary folder
-    r = subprocess.run(
-        [sys.executable, "-m", "mixformer", "track", str(src), *TRACK, "--backend", "openvino"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_limited(60_000),
+    last = _fails_in_one_line(
+        [sys.executable, "-m", "mixformer", "track", str(src), *TRACK, "--backend", "openvino"]
     )
-    assert r.returncode == 2, r.stderr
-    last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("mixformer track: error: "), last
     assert "mixformer-onnx-" in last and "cannot write the exported graphs" in last, last
-    assert "Traceback" not in r.stderr
 
 
 def _start_long_track(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:

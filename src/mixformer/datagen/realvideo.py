@@ -146,10 +146,10 @@ def _read_frames(path: Path, seq: dict) -> Iterator[np.ndarray]:
     a printf pattern (``clip`` ending e.g. in ``image%04d.pgm``; grey images become BGR)."""
     if "%" in path.name:
         k = _pattern_start(path) or 0
-        while Path(str(path) % k).is_file():
-            image = cv2.imread(str(path) % k, cv2.IMREAD_COLOR)
+        while (frame_path := Path(str(path) % k)).is_file():
+            image = cv2.imread(str(frame_path), cv2.IMREAD_COLOR)
             if image is None:
-                raise ValueError(f"{seq['package']}: cannot read {Path(str(path) % k).name}")
+                raise ValueError(f"{seq['package']}: cannot read {frame_path.name}")
             yield image
             k += 1
         return

@@ -76,8 +76,8 @@ class TrainConfig:
             The ``synthetic_*`` fields size the ``composite`` datasets too (sequences, frames,
             frame size, seeds).
         composite_variant: difficulty of the composited training sequences
-            (``mixformer.datagen.composite.COMPOSITE_VARIANTS``: ``train``, ``train-border``,
-            ``plain``, ``hard``).
+            (``mixformer.datagen.composite_config.COMPOSITE_VARIANTS``: ``train``,
+            ``train-border``, ``train-large``, ``plain``, ``hard``).
         sampler: ``causal`` (stage 1) or ``trident_pro`` (stage 2).
         max_gap: frame gap for sampling; pos_prob: positive-sample probability (stage 2).
         hard_negative_prob: stage 2 (ours; 0 = the reference): fraction of negatives whose
